@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Starts and stops the real servers segstream's tests and local runs use: an Apache Kafka broker
+# (KRaft combined mode, jars from Maven Central, Java 17+) and Redis (Debian's redis-server).
+# No Docker. Idempotent: `up` leaves running servers alone, `down` leaves nothing behind.
+#
+#   scripts/services.sh up|down|status
+#
+# Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), REDIS_PORT (6379),
+# SERVICES_DIR (.services: data, pids and logs/), KAFKA_HEAP (512m).
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+kafka_port="${KAFKA_PORT:-9092}"
+controller_port="${KAFKA_CONTROLLER_PORT:-9093}"
+redis_port="${REDIS_PORT:-6379}"
+dir="${SERVICES_DIR:-$root/.services}"
+logs="$dir/logs"
+lib="$root/scripts/kafka/target/lib"
+heap="${KAFKA_HEAP:-512m}"
+
+log() { printf 'services: %s\n' "$*" >&2; }
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+need_root_or_sudo() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+ensure_redis_binary() {
+  command -v redis-server >/dev/null && return
+  log "installing redis-server with apt-get"
+  need_root_or_sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive need_root_or_sudo apt-get install -y -qq redis-server >/dev/null
+}
+
+ensure_kafka_jars() {
+  if ls "$lib"/kafka_2.13-*.jar >/dev/null 2>&1; then return; fi
+  command -v java >/dev/null || { log "java 17+ is required for the Kafka broker"; exit 1; }
+  command -v mvn >/dev/null || { log "maven is required to fetch the Kafka broker"; exit 1; }
+  log "fetching the Kafka broker from Maven Central (first run only)"
+  (cd "$root/scripts/kafka" && mvn -q -B dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory=target/lib)
+}
+
+redis_up() {
+  ensure_redis_binary
+  if alive "$dir/redis.pid" && redis-cli -p "$redis_port" ping >/dev/null 2>&1; then
+    log "redis already running on 127.0.0.1:$redis_port"; return
+  fi
+  if port_open "$redis_port"; then
+    log "port $redis_port is taken by another process; set REDIS_PORT"; exit 1
+  fi
+  mkdir -p "$dir/redis" "$logs"
+  # No persistence: test data is disposable and fsyncs would only slow the tests down.
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$dir/redis" --daemonize yes --pidfile "$dir/redis.pid" \
+    --logfile "$logs/redis.log" --protected-mode yes
+  for _ in $(seq 1 100); do
+    redis-cli -p "$redis_port" ping >/dev/null 2>&1 && { log "redis ready on 127.0.0.1:$redis_port"; return; }
+    sleep 0.1
+  done
+  log "redis did not become ready; see $logs/redis.log"; exit 1
+}
+
+write_kafka_config() {
+  cat >"$dir/kafka/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$controller_port
+listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$dir/kafka/data
+num.partitions=4
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.retention.hours=24
+PROPS
+  cat >"$dir/kafka/log4j2.xml" <<XML
+<?xml version="1.0" encoding="UTF-8"?>
+<Configuration status="warn">
+  <Appenders>
+    <File name="file" fileName="$logs/kafka.log">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+    </File>
+  </Appenders>
+  <Loggers>
+    <Logger name="kafka" level="info"/>
+    <Logger name="org.apache.kafka" level="info"/>
+    <Logger name="state.change.logger" level="warn"/>
+    <Root level="warn"><AppenderRef ref="file"/></Root>
+  </Loggers>
+</Configuration>
+XML
+}
+
+kafka_ready() {
+  # The broker logs this only once it serves metadata requests, unlike an open port.
+  grep -q 'Kafka Server started' "$logs/kafka.log" 2>/dev/null || return 1
+  local py="$root/.venv/bin/python"
+  [ -x "$py" ] || return 0
+  "$py" - "$kafka_port" <<'PY' >/dev/null 2>&1
+import sys
+from kafka import KafkaAdminClient
+admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{sys.argv[1]}", request_timeout_ms=3000)
+admin.list_topics()
+admin.close()
+PY
+}
+
+kafka_up() {
+  ensure_kafka_jars
+  if alive "$dir/kafka.pid"; then log "kafka already running on 127.0.0.1:$kafka_port"; return; fi
+  for p in "$kafka_port" "$controller_port"; do
+    if port_open "$p"; then log "port $p is taken by another process; set KAFKA_PORT/KAFKA_CONTROLLER_PORT"; exit 1; fi
+  done
+  mkdir -p "$dir/kafka/data" "$logs"
+  write_kafka_config
+  : >"$logs/kafka.log"
+  local java_opts=(-Xms256m "-Xmx$heap" -XX:+UseG1GC -XX:TieredStopAtLevel=1
+                   -Djava.awt.headless=true "-Dlog4j2.configurationFile=$dir/kafka/log4j2.xml"
+                   -cp "$lib/*")
+  if [ ! -f "$dir/kafka/data/meta.properties" ]; then
+    java "${java_opts[@]}" kafka.tools.StorageTool format -t segstream-local-cluster0 \
+      -c "$dir/kafka/server.properties" --ignore-formatted >>"$logs/kafka-format.log" 2>&1
+  fi
+  nohup java "${java_opts[@]}" kafka.Kafka "$dir/kafka/server.properties" \
+    >>"$logs/kafka.out" 2>&1 </dev/null &
+  echo $! >"$dir/kafka.pid"
+  for _ in $(seq 1 600); do
+    if kafka_ready; then log "kafka ready on 127.0.0.1:$kafka_port"; return; fi
+    alive "$dir/kafka.pid" || { log "kafka exited; see $logs/kafka.log and $logs/kafka.out"; exit 1; }
+    sleep 0.1
+  done
+  log "kafka did not become ready in 60 s; see $logs/kafka.log"; exit 1
+}
+
+stop_pid() {
+  local name="$1" pidfile="$2"
+  if alive "$pidfile"; then
+    local pid; pid="$(cat "$pidfile")"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    log "$name stopped"
+  fi
+  rm -f "$pidfile"
+}
+
+case "${1:-}" in
+  up) redis_up; kafka_up ;;
+  down)
+    stop_pid kafka "$dir/kafka.pid"
+    stop_pid redis "$dir/redis.pid"
+    # Data is disposable: the next `up` starts from empty servers.
+    rm -rf "$dir/kafka" "$dir/redis" ;;
+  status)
+    alive "$dir/redis.pid" && echo "redis: running on 127.0.0.1:$redis_port" || echo "redis: stopped"
+    alive "$dir/kafka.pid" && echo "kafka: running on 127.0.0.1:$kafka_port" || echo "kafka: stopped" ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

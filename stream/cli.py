@@ -1,0 +1,125 @@
+"""The ``segstream`` command: serve, demo, produce, create-topics."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from stream import __version__
+from stream.settings import Settings, describe_settings
+
+log = logging.getLogger("segstream")
+
+
+def _settings_help() -> str:
+    rows = [f"  {env:<34} {doc} (default: {default})" for env, default, doc in describe_settings()]
+    return "settings (environment variables; SEGSTREAM_CONFIG names an optional TOML file):\n" + (
+        "\n".join(rows))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="segstream", description="Streaming user segmentation on Kafka, Redis and River.",
+        epilog=_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"segstream {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="consume events from Kafka until SIGTERM/SIGINT",
+                        epilog=_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo = commands.add_parser("demo", help="run the pipeline in-process on simulated shoppers")
+    demo.add_argument("--users", type=int, default=2000)
+    demo.add_argument("--days", type=float, default=60.0)
+    demo.add_argument("--seed", type=int, default=7)
+    produce = commands.add_parser("produce", help="publish simulated events to the input topic")
+    produce.add_argument("--users", type=int, default=1000)
+    produce.add_argument("--days", type=float, default=60.0)
+    produce.add_argument("--seed", type=int, default=7)
+    produce.add_argument("--malformed", type=int, default=0, help="also send N malformed messages")
+    topics = commands.add_parser("create-topics", help="create the input, output and DLQ topics")
+    topics.add_argument("--partitions", type=int, default=4)
+    topics.add_argument("--replication", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings.from_env(os.environ)
+    except (ValueError, OSError) as exc:
+        print(f"segstream: bad settings: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        return serve(settings)
+    if args.command == "demo":
+        from stream.demo import run_demo
+
+        settings_demo = Settings.from_env({**os.environ, "SEGSTREAM_SNAPSHOT_EVERY_SAMPLES":
+                                           os.environ.get("SEGSTREAM_SNAPSHOT_EVERY_SAMPLES",
+                                                          "5000")})
+        logging.getLogger().setLevel(logging.WARNING)
+        run_demo(settings_demo, args.users, args.days, args.seed)
+        return 0
+    if args.command == "produce":
+        from stream.tools import produce_simulated
+
+        sent = produce_simulated(settings, args.users, args.days, args.seed, args.malformed)
+        print(f"produced {sent:,} messages to {settings.input_topic}")
+        return 0
+    from stream.tools import create_topics
+
+    create_topics(settings, args.partitions, args.replication)
+    return 0
+
+
+def serve(settings: Settings) -> int:
+    """Run until SIGTERM or SIGINT; the batch in hand is finished before exiting."""
+    from prometheus_client import CollectorRegistry
+
+    from stream.errors import DependencyError
+    from stream.failpoints import checkpoint_from_env
+    from stream.http import HttpServer
+    from stream.wiring import build_processor, kafka_redis_parts
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: finishing the current batch, then stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    registry = CollectorRegistry()
+    try:
+        parts = kafka_redis_parts(settings)
+        processor = build_processor(
+            settings, parts, registry=registry, checkpoint=checkpoint_from_env(os.environ))
+    except DependencyError as exc:
+        log.error("cannot start: %s", exc)
+        return 69  # EX_UNAVAILABLE: the supervisor should retry later
+    stale_after_s = max(30.0, 10 * settings.poll_timeout_s)
+    http = HttpServer(
+        settings.http_host, settings.http_port, registry,
+        healthy=lambda: processor.clock.time_s() - processor.last_loop_s < stale_after_s)
+    http.start()
+    log.info("segstream %s serving: %s -> %s (dlq %s), metrics on :%d", __version__,
+             settings.input_topic, settings.output_topic, settings.dlq_topic, http.port)
+    code = 0
+    try:
+        processor.run(stop.is_set)
+    except DependencyError as exc:
+        log.error("giving up: %s", exc)
+        code = 69
+    finally:
+        http.close()
+        for close in (parts.source.close, parts.sink.close, parts.state_store.close):
+            try:
+                close()
+            except Exception as exc:  # closing is best effort; the state is already saved
+                log.warning("error while closing: %s", exc)
+    log.info("stopped after %d batches", processor.batches)
+    return code

@@ -1,0 +1,222 @@
+"""The processing loop: one batch at a time, in a fixed order.
+
+For each batch:
+  1. poll records from the input topic;
+  2. decode and validate them (``operators.events``); rejects become dead letters;
+  3. load the batch's users from the state store, in one round trip;
+  4. run the pure transition (``operators.pipeline.process_events``) per partition;
+  5. send change events and dead letters, then flush: every output is acknowledged;
+  6. save each partition's users and next offset in one atomic, fenced write;
+  7. commit the offsets to Kafka (only for lag tools: step 6's offsets are the ones we trust);
+  8. feed the trainer its sample and publish a model snapshot when one is due.
+
+Guarantee: on (re)assignment a partition resumes from the offset saved in step 6, so a crash
+anywhere redoes at most the unsaved batch: each event changes user state exactly once, and
+outputs are at-least-once with deterministic ids (a redone batch re-sends the same
+``change_id``s). A save refuses a batch the stored offset is already past (a retry after a
+partial save), and one from a consumer that lost the partition (fencing by owner token).
+``tests/e2e/test_crash.py`` kills the service at each step and checks the final state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections import Counter
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import TypeVar
+
+from operators.changes import encode_change
+from operators.events import Event, Rejected, decode_event
+from operators.features import pack_state, unpack_state
+from operators.pipeline import PipelineConfig, process_events
+from operators.segments import SegmentSnapshot
+from stream.dead_letters import encode_dead_letter
+from stream.errors import DependencyError, PartitionLost
+from stream.metrics import Metrics
+from stream.ports import (
+    Clock,
+    EventSource,
+    ModelStore,
+    Partition,
+    PartitionWrite,
+    Record,
+    Sink,
+    StateStore,
+)
+from stream.trainer import SegmentTrainer
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class LoopConfig:
+    output_topic: str
+    dlq_topic: str
+    max_batch_records: int
+    poll_timeout_s: float
+    max_message_bytes: int
+    retry_attempts: int
+    pipeline: PipelineConfig
+
+
+def _no_checkpoint(stage: str, batch: int) -> None:
+    pass
+
+
+class Processor:
+    """Runs the loop; it is also the source's assignment listener."""
+
+    def __init__(
+        self, *, source: EventSource, sink: Sink, state_store: StateStore,
+        model_store: ModelStore, trainer: SegmentTrainer | None,
+        snapshot: SegmentSnapshot | None, metrics: Metrics, clock: Clock, config: LoopConfig,
+        checkpoint: Callable[[str, int], None] = _no_checkpoint,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.state_store = state_store
+        self.model_store = model_store
+        self.trainer = trainer
+        self.snapshot = snapshot
+        self.metrics = metrics
+        self.clock = clock
+        self.config = config
+        self.checkpoint = checkpoint  # test hook: the crash tests kill the process at a stage
+        self.sleep = sleep
+        self.owned: set[Partition] = set()
+        self.batches = 0
+        self.last_loop_s = clock.time_s()
+        if snapshot is not None:
+            metrics.model_version.set(snapshot.version)
+
+    # -- assignment listener ----------------------------------------------------------------
+
+    def assigned(self, partitions: Collection[Partition]) -> dict[Partition, int | None]:
+        resume = {p: self.state_store.claim(p) for p in partitions}
+        self.owned.update(partitions)
+        self.metrics.assigned_partitions.set(len(self.owned))
+        log.info("assigned %s, resuming at %s", sorted(map(str, partitions)),
+                 {str(p): o for p, o in sorted(resume.items())})
+        return resume
+
+    def revoked(self, partitions: Collection[Partition]) -> None:
+        self.owned.difference_update(partitions)
+        self.metrics.assigned_partitions.set(len(self.owned))
+        log.info("revoked %s", sorted(map(str, partitions)))
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        """Process batches until ``should_stop()``; the batch in hand is always finished first."""
+        while not should_stop():
+            self.run_once()
+
+    def run_once(self) -> int:
+        """Poll and fully process one batch; return how many records it held."""
+        records = self._with_retries(
+            "poll", lambda: self.source.poll(self.config.max_batch_records,
+                                             self.config.poll_timeout_s))
+        self.last_loop_s = self.clock.time_s()
+        if not records:
+            return 0
+        self.batches += 1
+        self.checkpoint("after_poll", self.batches)
+        started = time.perf_counter()
+        training = self._with_retries("process", lambda: self._process(records))
+        self._with_retries("train", lambda: self._train(training))
+        self.metrics.batch_duration.observe(time.perf_counter() - started)
+        self.metrics.batch_size.observe(len(records))
+        self.last_loop_s = self.clock.time_s()
+        self.metrics.last_batch.set(self.last_loop_s)
+        return len(records)
+
+    def _process(self, records: list[Record]) -> list[dict[str, float]]:
+        """Steps 2-7 for one batch; safe to call again for the same records after a failure."""
+        now_ms = int(self.clock.time_s() * 1000)
+        events: dict[Partition, list[Event]] = defaultdict(list)
+        first_offsets: dict[Partition, int] = {}
+        next_offsets: dict[Partition, int] = {}
+        dead_letters: list[tuple[Record, Rejected]] = []
+        for record in records:
+            first_offsets.setdefault(record.partition, record.offset)
+            next_offsets[record.partition] = record.offset + 1
+            decoded = decode_event(record.key, record.value, self.config.max_message_bytes)
+            if isinstance(decoded, Rejected):
+                dead_letters.append((record, decoded))
+            else:
+                events[record.partition].append(decoded)
+
+        stored = self.state_store.load({p: {e.user_id for e in evs} for p, evs in events.items()})
+        writes: dict[Partition, PartitionWrite] = {}
+        training: list[dict[str, float]] = []
+        for partition, next_offset in next_offsets.items():
+            states = {u: unpack_state(b) for u, b in stored.get(partition, {}).items()}
+            outcome = process_events(
+                states, events.get(partition, []), self.snapshot, self.config.pipeline)
+            for change in outcome.changes:
+                self.sink.send(self.config.output_topic, change.user_id.encode(),
+                               encode_change(change, now_ms))
+            self.metrics.segment_changes.inc(len(outcome.changes))
+            for event_type, count in outcome.processed_by_type.items():
+                self.metrics.events_processed.labels(type=event_type).inc(count)
+            self.metrics.events_duplicate.inc(outcome.duplicates)
+            training.extend(outcome.training_vectors)
+            writes[partition] = PartitionWrite(
+                first_offsets[partition], next_offset,
+                {u: pack_state(s) for u, s in outcome.states.items()})
+        for record, rejected in dead_letters:
+            self.sink.send(self.config.dlq_topic, record.key,
+                           encode_dead_letter(record, rejected, now_ms))
+            self.metrics.events_dead_lettered.labels(reason=rejected.reason).inc()
+            log.debug("dead-lettered %s@%d: %s", record.partition, record.offset, rejected.detail)
+        self.sink.flush()
+        self.checkpoint("after_flush", self.batches)
+
+        try:
+            self.state_store.save(writes)
+        except PartitionLost as lost:
+            self.metrics.partitions_lost.inc(len(lost.partitions))
+            log.warning("%s; their batches are left to the new owner", lost)
+            self.owned.difference_update(lost.partitions)
+            for partition in lost.partitions:
+                next_offsets.pop(partition, None)
+        self.checkpoint("after_save", self.batches)
+        for topic, count in Counter(r.partition.topic for r in records).items():
+            self.metrics.events_consumed.labels(topic=topic).inc(count)
+        self.source.commit(next_offsets)
+        self.checkpoint("after_commit", self.batches)
+        return training
+
+    def _train(self, vectors: list[dict[str, float]]) -> None:
+        if self.trainer is None:
+            return
+        for vector in vectors:
+            self.trainer.learn(vector)
+        if self.trainer.due():
+            snapshot = self.trainer.snapshot()
+            self.model_store.save(snapshot, self.trainer.dump())
+            self.snapshot = snapshot
+            self.metrics.model_snapshots.inc()
+            self.metrics.model_version.set(snapshot.version)
+            log.info("published segment model v%d after %d samples",
+                     snapshot.version, self.trainer.samples)
+
+    def _with_retries(self, what: str, action: Callable[[], T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                return action()
+            except DependencyError as exc:
+                attempt += 1
+                if attempt >= self.config.retry_attempts:
+                    log.error("%s failed %d times, giving up: %s", what, attempt, exc)
+                    raise
+                delay = min(0.5 * 2 ** (attempt - 1), 10.0)
+                log.warning("%s failed (%s); retry %d in %.1f s", what, exc, attempt, delay)
+                self.sleep(delay)
+

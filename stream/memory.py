@@ -1,0 +1,188 @@
+"""In-memory twins of every port, for unit tests and the embedded demo. Not for production.
+
+They keep the real parts' semantics that the loop relies on: per-partition order, keys mapped
+to partitions by a stable hash, seek-on-assign, and fenced atomic saves.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+
+from operators.segments import SegmentSnapshot
+from stream.errors import PartitionLost
+from stream.ports import AssignmentListener, Partition, PartitionWrite, Record
+
+
+class InMemoryBroker:
+    """Topics of partitioned, append-only logs shared by sources and sinks."""
+
+    def __init__(self, partitions: int = 4) -> None:
+        self.partitions = partitions
+        self.logs: dict[Partition, list[Record]] = {}
+
+    def create_topic(self, topic: str) -> None:
+        for index in range(self.partitions):
+            self.logs.setdefault(Partition(topic, index), [])
+
+    def append(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int = 0) -> Record:
+        self.create_topic(topic)
+        # crc32, not hash(): the same key lands in the same partition in every process.
+        index = zlib.crc32(key) % self.partitions if key is not None else 0
+        log = self.logs[Partition(topic, index)]
+        record = Record(Partition(topic, index), len(log), key, value, timestamp_ms)
+        log.append(record)
+        return record
+
+    def records(self, topic: str) -> list[Record]:
+        return [r for p, log in sorted(self.logs.items()) if p.topic == topic for r in log]
+
+    def end_offsets(self, topic: str) -> dict[Partition, int]:
+        return {p: len(log) for p, log in self.logs.items() if p.topic == topic}
+
+
+class InMemoryEventSource:
+    """A group of one consumer: it owns every partition of its topic."""
+
+    def __init__(self, broker: InMemoryBroker, topic: str) -> None:
+        self.broker = broker
+        self.topic = topic
+        self.committed: dict[Partition, int] = {}
+        self._positions: dict[Partition, int] = {}
+        self._listener: AssignmentListener | None = None
+
+    def subscribe(self, listener: AssignmentListener) -> None:
+        self._listener = listener
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        if self._listener is None:
+            raise RuntimeError("subscribe() before poll()")
+        self.broker.create_topic(self.topic)
+        if not self._positions:
+            assigned = sorted(self.broker.end_offsets(self.topic))
+            resume = self._listener.assigned(assigned)
+            for partition in assigned:
+                start = resume.get(partition)
+                self._positions[partition] = (
+                    start if start is not None else 0
+                )
+        # Like a Kafka fetch, share the batch between partitions instead of draining one first.
+        batch: list[Record] = []
+        share = -(-max_records // max(len(self._positions), 1))
+        for partition, position in sorted(self._positions.items()):
+            room = min(share, max_records - len(batch))
+            taken = self.broker.logs[partition][position:position + room]
+            batch.extend(taken)
+            self._positions[partition] = position + len(taken)
+        return batch
+
+    def commit(self, next_offsets: Mapping[Partition, int]) -> None:
+        self.committed.update(next_offsets)
+
+    def lag(self) -> dict[Partition, int]:
+        ends = self.broker.end_offsets(self.topic)
+        return {p: ends[p] - pos for p, pos in self._positions.items()}
+
+    def close(self) -> None:
+        if self._listener is not None and self._positions:
+            self._listener.revoked(list(self._positions))
+        self._positions.clear()
+
+
+class InMemorySink:
+    def __init__(self, broker: InMemoryBroker) -> None:
+        self.broker = broker
+        self._pending: list[tuple[str, bytes | None, bytes]] = []
+
+    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self._pending.append((topic, key, value))
+
+    def flush(self) -> None:
+        for topic, key, value in self._pending:
+            self.broker.append(topic, key, value)
+        self._pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+
+
+@dataclass
+class _PartitionData:
+    owner: str = ""
+    next_offset: int | None = None
+    users: dict[str, bytes] = field(default_factory=dict)
+
+
+class InMemoryStateStore:
+    """State and offsets in dicts; handles from ``handle()`` share them like Redis clients do."""
+
+    def __init__(self, shared: dict[Partition, _PartitionData] | None = None) -> None:
+        self._data: dict[Partition, _PartitionData] = {} if shared is None else shared
+        self._tokens: dict[Partition, str] = {}
+
+    def handle(self) -> InMemoryStateStore:
+        """Another client of the same store: a second consumer in tests."""
+        return InMemoryStateStore(self._data)
+
+    def claim(self, partition: Partition) -> int | None:
+        token = uuid.uuid4().hex
+        data = self._data.setdefault(partition, _PartitionData())
+        data.owner = token
+        self._tokens[partition] = token
+        return data.next_offset
+
+    def load(self, users: Mapping[Partition, Collection[str]]) -> dict[Partition, dict[str, bytes]]:
+        found: dict[Partition, dict[str, bytes]] = {}
+        for partition, names in users.items():
+            stored = self._data.get(partition, _PartitionData()).users
+            found[partition] = {u: stored[u] for u in names if u in stored}
+        return found
+
+    def save(self, writes: Mapping[Partition, PartitionWrite]) -> None:
+        lost = []
+        for partition, write in writes.items():
+            data = self._data.setdefault(partition, _PartitionData())
+            token = self._tokens.get(partition)
+            if token is None or data.owner != token:
+                lost.append(partition)
+                continue
+            if data.next_offset is not None and data.next_offset > write.first_offset:
+                continue  # applied before: a retry after a partial save
+            data.users.update(write.users)
+            data.next_offset = write.next_offset
+        if lost:
+            raise PartitionLost(lost)
+
+    def next_offset(self, partition: Partition) -> int | None:
+        return self._data.get(partition, _PartitionData()).next_offset
+
+    def users(self) -> dict[str, bytes]:
+        """Every stored user record, for the demo's summary."""
+        return {u: v for data in self._data.values() for u, v in data.users.items()}
+
+    def close(self) -> None:
+        pass
+
+
+class InMemoryModelStore:
+    def __init__(self) -> None:
+        self._snapshot: SegmentSnapshot | None = None
+        self._trainer_state: bytes | None = None
+
+    def load(self) -> tuple[SegmentSnapshot | None, bytes | None]:
+        return self._snapshot, self._trainer_state
+
+    def save(self, snapshot: SegmentSnapshot, trainer_state: bytes | None) -> None:
+        self._snapshot, self._trainer_state = snapshot, trainer_state
+
+
+class ManualClock:
+    """A clock tests move by hand."""
+
+    def __init__(self, now_s: float = 0.0) -> None:
+        self.now_s = now_s
+
+    def time_s(self) -> float:
+        return self.now_s

@@ -1,0 +1,64 @@
+"""Every metric segstream exports, defined against an injected registry.
+
+Names follow Prometheus conventions: ``segstream_`` prefix, base units, ``_total`` counters.
+No label ever carries a user, event or session id. The README's "Metrics" table lists them.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from operators.events import EVENT_TYPES, REJECTION_REASONS
+
+_BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry, version: str) -> None:
+        self.registry = registry
+        self.events_consumed = Counter(
+            "segstream_events_consumed", "Records read from the input topic.", ["topic"],
+            registry=registry)
+        self.events_processed = Counter(
+            "segstream_events_processed", "Valid events applied to user state, by event type.",
+            ["type"], registry=registry)
+        self.events_dead_lettered = Counter(
+            "segstream_events_dead_lettered", "Records sent to the dead-letter topic, by reason.",
+            ["reason"], registry=registry)
+        self.events_duplicate = Counter(
+            "segstream_events_duplicate",
+            "Valid events skipped because the user's recent events already had their event_id.",
+            registry=registry)
+        self.segment_changes = Counter(
+            "segstream_segment_changes", "Segment change events published.", registry=registry)
+        self.batch_duration = Histogram(
+            "segstream_batch_duration_seconds",
+            "Time to process one batch, from poll to Kafka commit.", buckets=_BATCH_BUCKETS,
+            registry=registry)
+        self.batch_size = Histogram(
+            "segstream_batch_records", "Records per processed batch.", buckets=_SIZE_BUCKETS,
+            registry=registry)
+        self.partitions_lost = Counter(
+            "segstream_partitions_fenced",
+            "Partition batches dropped because another consumer took the partition.",
+            registry=registry)
+        self.assigned_partitions = Gauge(
+            "segstream_assigned_partitions", "Input partitions this consumer owns.",
+            registry=registry)
+        self.model_snapshots = Counter(
+            "segstream_model_snapshots_published", "Segment model snapshots published.",
+            registry=registry)
+        self.model_version = Gauge(
+            "segstream_model_version", "Version of the segment model used for scoring.",
+            registry=registry)
+        self.last_batch = Gauge(
+            "segstream_last_batch_timestamp_seconds",
+            "Wall-clock time the last batch finished (liveness).", registry=registry)
+        self.build_info = Info("segstream_build", "segstream version.", registry=registry)
+        self.build_info.info({"version": version})
+        # Create every labelled child up front: series exist at 0 before the first event.
+        for event_type in EVENT_TYPES:
+            self.events_processed.labels(type=event_type)
+        for reason in REJECTION_REASONS:
+            self.events_dead_lettered.labels(reason=reason)

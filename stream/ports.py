@@ -1,0 +1,102 @@
+"""The ports: every dependency of the loop as a small Protocol.
+
+Each has a real implementation (Kafka, Redis) and an in-memory twin (``stream/memory.py``);
+``tests/stream/test_*_contract.py`` runs one behaviour suite against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from operators.segments import SegmentSnapshot
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Partition:
+    topic: str
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}-{self.index}"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    partition: Partition
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int
+
+
+class AssignmentListener(Protocol):
+    def assigned(self, partitions: Collection[Partition]) -> Mapping[Partition, int | None]:
+        """Partitions were given to us; return where to resume each (None: from the start)."""
+
+    def revoked(self, partitions: Collection[Partition]) -> None:
+        """Partitions were taken away; called before another consumer gets them."""
+
+
+class EventSource(Protocol):
+    def subscribe(self, listener: AssignmentListener) -> None: ...
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]: ...
+
+    def commit(self, next_offsets: Mapping[Partition, int]) -> None:
+        """Record progress in the broker (for lag tools; Redis holds the offsets we trust)."""
+
+    def lag(self) -> dict[Partition, int]:
+        """Records behind the end of each assigned partition, as far as the source knows."""
+
+    def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    def send(self, topic: str, key: bytes | None, value: bytes) -> None: ...
+
+    def flush(self) -> None:
+        """Block until every send so far is acknowledged; raise DependencyError if one failed."""
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionWrite:
+    """A processed batch of one partition: offsets ``first_offset`` to ``next_offset - 1``."""
+
+    first_offset: int
+    next_offset: int
+    users: Mapping[str, bytes]
+
+
+class StateStore(Protocol):
+    def claim(self, partition: Partition) -> int | None:
+        """Become the partition's only writer; return its stored next offset, if any."""
+
+    def load(self, users: Mapping[Partition, Collection[str]]) -> dict[Partition, dict[str, bytes]]:
+        """The stored records of these users (absent users are left out), in one round trip."""
+
+    def save(self, writes: Mapping[Partition, PartitionWrite]) -> None:
+        """Write each partition's users and next offset atomically, fenced by our claim.
+
+        A write whose ``first_offset`` the stored offset is already past was applied before (a
+        retry after a partial save): it is skipped. Partitions we no longer own are not written;
+        PartitionLost names them after the others are saved.
+        """
+
+    def next_offset(self, partition: Partition) -> int | None: ...
+
+    def close(self) -> None: ...
+
+
+class ModelStore(Protocol):
+    def load(self) -> tuple[SegmentSnapshot | None, bytes | None]:
+        """The latest snapshot and the trainer's own state (opaque bytes), if any."""
+
+    def save(self, snapshot: SegmentSnapshot, trainer_state: bytes | None) -> None: ...
+
+
+class Clock(Protocol):
+    def time_s(self) -> float: ...

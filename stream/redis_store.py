@@ -1,0 +1,152 @@
+"""User state, partition offsets and model snapshots in Redis.
+
+Key layout (``{prefix}`` defaults to ``segstream``; the ``{topic-N}`` hash tag keeps one
+partition's keys in one Redis Cluster slot, so the save script may touch them all):
+
+    {prefix}:{<topic>-<N>}:owner      token of the consumer allowed to write partition N
+    {prefix}:{<topic>-<N>}:offset     next offset of partition N to process
+    {prefix}:{<topic>-<N>}:u:<user>   the user's packed record (``operators.features``)
+    {prefix}:model:segments           hash: ``snapshot`` (JSON), ``trainer`` (opaque bytes)
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import redis
+
+from operators.segments import SegmentSnapshot
+from stream.errors import DependencyError, PartitionLost
+from stream.ports import Partition, PartitionWrite
+
+# Writes a partition's users and next offset in one atomic step, only for the owner's token, and
+# only if the stored offset is not already past the batch (then it was applied: return -1).
+# KEYS: owner, offset, user keys...
+# ARGV: token, first offset, next offset, ttl seconds (0: none), values...
+_SAVE_SCRIPT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('FENCED partition has another owner')
+end
+local stored = redis.call('GET', KEYS[2])
+if stored and tonumber(stored) > tonumber(ARGV[2]) then
+  return -1
+end
+local ttl = tonumber(ARGV[4])
+for i = 3, #KEYS do
+  if ttl > 0 then
+    redis.call('SET', KEYS[i], ARGV[i + 2], 'EX', ttl)
+  else
+    redis.call('SET', KEYS[i], ARGV[i + 2])
+  end
+end
+redis.call('SET', KEYS[2], ARGV[3])
+return #KEYS - 2
+"""
+
+
+class RedisStateStore:
+    def __init__(self, client: redis.Redis, prefix: str = "segstream", ttl_s: int = 0) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._ttl_s = ttl_s
+        self._tokens: dict[Partition, str] = {}
+        self._save = client.register_script(_SAVE_SCRIPT)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str, ttl_s: int = 0) -> RedisStateStore:
+        return cls(redis.Redis.from_url(url, socket_timeout=10), prefix, ttl_s)
+
+    def _key(self, partition: Partition, suffix: str) -> str:
+        return f"{self._prefix}:{{{partition.topic}-{partition.index}}}:{suffix}"
+
+    def user_key(self, partition: Partition, user_id: str) -> str:
+        return self._key(partition, f"u:{user_id}")
+
+    def claim(self, partition: Partition) -> int | None:
+        token = uuid.uuid4().hex
+        try:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.set(self._key(partition, "owner"), token)
+            pipe.get(self._key(partition, "offset"))
+            _, stored = pipe.execute()
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: claiming {partition} failed: {exc}") from exc
+        self._tokens[partition] = token
+        return None if stored is None else int(stored)
+
+    def load(self, users: Mapping[Partition, Collection[str]]) -> dict[Partition, dict[str, bytes]]:
+        order = [(p, list(names)) for p, names in users.items() if names]
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for partition, names in order:
+                pipe.mget([self.user_key(partition, u) for u in names])
+            replies: list[list[bytes | None]] = pipe.execute()
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: loading user state failed: {exc}") from exc
+        found: dict[Partition, dict[str, bytes]] = {p: {} for p in users}
+        for (partition, names), values in zip(order, replies, strict=True):
+            found[partition] = {u: v for u, v in zip(names, values, strict=True) if v is not None}
+        return found
+
+    def save(self, writes: Mapping[Partition, PartitionWrite]) -> None:
+        lost = [p for p in writes if p not in self._tokens]
+        order = [(p, w) for p, w in writes.items() if p in self._tokens]
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for partition, write in order:
+                keys = [self._key(partition, "owner"), self._key(partition, "offset")]
+                keys += [self.user_key(partition, u) for u in write.users]
+                args: list[Any] = [
+                    self._tokens[partition], write.first_offset, write.next_offset, self._ttl_s]
+                args += list(write.users.values())
+                self._save(keys=keys, args=args, client=pipe)
+            replies = pipe.execute(raise_on_error=False)
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: saving state failed: {exc}") from exc
+        for (partition, _), reply in zip(order, replies, strict=True):
+            if isinstance(reply, redis.ResponseError):
+                if str(reply).startswith("FENCED"):
+                    lost.append(partition)
+                    self._tokens.pop(partition, None)
+                else:
+                    raise DependencyError(f"redis: saving {partition} failed: {reply}")
+        if lost:
+            raise PartitionLost(lost)
+
+    def next_offset(self, partition: Partition) -> int | None:
+        try:
+            stored = self._client.get(self._key(partition, "offset"))
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: reading the offset of {partition} failed") from exc
+        return None if stored is None else int(stored)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class RedisModelStore:
+    def __init__(self, client: redis.Redis, prefix: str = "segstream") -> None:
+        self._client = client
+        self._key = f"{prefix}:model:segments"
+
+    def load(self) -> tuple[SegmentSnapshot | None, bytes | None]:
+        try:
+            stored: dict[bytes, bytes] = self._client.hgetall(self._key)
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: loading the model failed: {exc}") from exc
+        if b"snapshot" not in stored:
+            return None, None
+        snapshot = SegmentSnapshot.from_dict(json.loads(stored[b"snapshot"]))
+        return snapshot, stored.get(b"trainer")
+
+    def save(self, snapshot: SegmentSnapshot, trainer_state: bytes | None) -> None:
+        mapping: dict[str, bytes] = {"snapshot": json.dumps(snapshot.to_dict()).encode()}
+        if trainer_state is not None:
+            mapping["trainer"] = trainer_state
+        try:
+            self._client.hset(self._key, mapping=mapping)  # type: ignore[arg-type]
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: saving the model failed: {exc}") from exc

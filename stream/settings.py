@@ -1,0 +1,109 @@
+"""Settings: read once from the environment (and an optional TOML file) into a frozen object.
+
+Precedence: environment variable > TOML file named by ``SEGSTREAM_CONFIG`` > default. Field
+names carry their units. ``segstream --help`` and the README list every variable.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+def _setting(default: Any, env: str, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka_bootstrap: str = _setting(
+        "127.0.0.1:9092", "SEGSTREAM_KAFKA_BOOTSTRAP", "Kafka bootstrap servers, comma-separated")
+    redis_url: str = _setting(
+        "redis://127.0.0.1:6379/0", "SEGSTREAM_REDIS_URL", "Redis URL for user state and offsets")
+    input_topic: str = _setting("user-events", "SEGSTREAM_INPUT_TOPIC", "Topic of user events")
+    output_topic: str = _setting(
+        "segment-changes", "SEGSTREAM_OUTPUT_TOPIC", "Topic segment changes are published to")
+    dlq_topic: str = _setting(
+        "user-events.dlq", "SEGSTREAM_DLQ_TOPIC", "Dead-letter topic for rejected messages")
+    group: str = _setting("segstream", "SEGSTREAM_GROUP", "Kafka consumer group id")
+    http_port: int = _setting(
+        8080, "SEGSTREAM_HTTP_PORT", "Port of /metrics and /healthz (0 picks a free port)")
+    http_host: str = _setting("0.0.0.0", "SEGSTREAM_HTTP_HOST", "Address the HTTP server binds")
+    key_prefix: str = _setting(
+        "segstream", "SEGSTREAM_KEY_PREFIX", "Prefix of every Redis key segstream writes")
+    max_batch_records: int = _setting(
+        2000, "SEGSTREAM_MAX_BATCH_RECORDS", "Most records handled in one batch")
+    poll_timeout_s: float = _setting(
+        0.5, "SEGSTREAM_POLL_TIMEOUT_S", "Longest wait for records in one poll")
+    session_timeout_ms: int = _setting(
+        10_000, "SEGSTREAM_SESSION_TIMEOUT_MS",
+        "Kafka group session timeout: how soon a dead consumer's partitions move")
+    max_message_bytes: int = _setting(
+        65_536, "SEGSTREAM_MAX_MESSAGE_BYTES", "Larger messages are dead-lettered as oversized")
+    half_life_days: float = _setting(
+        30.0, "SEGSTREAM_HALF_LIFE_DAYS", "Half-life of the decayed 'recent_*' features")
+    user_ttl_s: int = _setting(
+        180 * 86_400, "SEGSTREAM_USER_TTL_S",
+        "Idle users' state expires after this long (wall-clock), 0 keeps it forever")
+    segments: int = _setting(4, "SEGSTREAM_SEGMENTS", "Number of segments (k of k-means)")
+    train_sample_permille: int = _setting(
+        1000, "SEGSTREAM_TRAIN_SAMPLE_PERMILLE",
+        "Share of events whose features train the model, in per mille")
+    snapshot_every_samples: int = _setting(
+        2000, "SEGSTREAM_SNAPSHOT_EVERY_SAMPLES",
+        "Publish a new frozen model snapshot after this many training samples")
+    model_seed: int = _setting(42, "SEGSTREAM_MODEL_SEED", "Random seed of the segment model")
+    retry_attempts: int = _setting(
+        5, "SEGSTREAM_RETRY_ATTEMPTS", "Tries of a failing Kafka or Redis call before exiting")
+    log_level: str = _setting("INFO", "SEGSTREAM_LOG_LEVEL", "Python logging level")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build from ``environ`` (pass ``os.environ``); raise ``ValueError`` on a bad value."""
+        file_values: dict[str, Any] = {}
+        config_path = environ.get("SEGSTREAM_CONFIG")
+        if config_path:
+            with Path(config_path).open("rb") as handle:
+                file_values = tomllib.load(handle)
+        known = {f.name for f in fields(cls)}
+        unknown = set(file_values) - known
+        if unknown:
+            raise ValueError(f"unknown settings in {config_path}: {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            kind = type(f.default)
+            raw = environ.get(f.metadata["env"], file_values.get(f.name))
+            if raw is None:
+                continue
+            try:
+                values[f.name] = kind(raw)
+            except ValueError:
+                raise ValueError(
+                    f"{f.metadata['env']}={raw!r} is not a valid {kind.__name__}"
+                ) from None
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        positive = ("max_batch_records", "segments", "snapshot_every_samples", "retry_attempts",
+                    "max_message_bytes")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not 0 <= self.train_sample_permille <= 1000:
+            raise ValueError("train_sample_permille must be between 0 and 1000")
+        if self.half_life_days <= 0 or self.poll_timeout_s <= 0:
+            raise ValueError("half_life_days and poll_timeout_s must be positive")
+
+    @property
+    def half_life_ms(self) -> int:
+        return round(self.half_life_days * 86_400_000)
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(env var, default, description) for every setting: for --help and the README."""
+    return [(f.metadata["env"], str(f.default), f.metadata["doc"]) for f in fields(Settings)]

@@ -1,0 +1,50 @@
+"""Operator tools: create the topics, publish simulated events."""
+
+from __future__ import annotations
+
+import logging
+
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from stream.generator import MALFORMED, encode, generate_events
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_topics(settings: Settings, partitions: int, replication: int) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
+    try:
+        existing = set(admin.list_topics())
+        wanted = [settings.input_topic, settings.output_topic, settings.dlq_topic]
+        new = [NewTopic(t, partitions, replication) for t in wanted if t not in existing]
+        if new:
+            try:
+                admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass  # created concurrently by another process
+        for topic in wanted:
+            print(f"{topic}: {'created' if topic in {n.name for n in new} else 'exists'}")
+    finally:
+        admin.close()
+
+
+def produce_simulated(settings: Settings, users: int, days: float, seed: int,
+                      malformed: int) -> int:
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap.split(","),
+                             linger_ms=20, batch_size=256 * 1024)
+    sent = 0
+    try:
+        for event in generate_events(users, seed=seed, days=days):
+            key, value = encode(event)
+            producer.send(settings.input_topic, key=key, value=value)
+            sent += 1
+        for i in range(malformed):
+            producer.send(settings.input_topic, key=b"u", value=MALFORMED[i % len(MALFORMED)])
+            sent += 1
+        producer.flush()
+    finally:
+        producer.close()
+    return sent

@@ -1,0 +1,103 @@
+"""The composition root: the one place parts are built and connected.
+
+``build_processor`` takes any implementation of the ports; ``kafka_redis_parts`` builds the real
+ones and ``in_memory_parts`` the twins. Nothing connects at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import redis
+from prometheus_client import CollectorRegistry
+
+from operators.features import SEGMENT_FEATURES
+from operators.pipeline import PipelineConfig
+from stream import __version__
+from stream.kafka_io import KafkaEventSource, KafkaSink
+from stream.loop import LoopConfig, Processor
+from stream.memory import (
+    InMemoryBroker,
+    InMemoryEventSource,
+    InMemoryModelStore,
+    InMemorySink,
+    InMemoryStateStore,
+)
+from stream.metrics import Metrics
+from stream.ports import Clock, EventSource, ModelStore, Sink, StateStore
+from stream.redis_store import RedisModelStore, RedisStateStore
+from stream.settings import Settings
+from stream.trainer import SegmentTrainer
+
+log = logging.getLogger(__name__)
+
+
+class SystemClock:
+    def time_s(self) -> float:
+        return time.time()
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    source: EventSource
+    sink: Sink
+    state_store: StateStore
+    model_store: ModelStore
+
+
+def kafka_redis_parts(settings: Settings) -> Parts:
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    return Parts(
+        source=KafkaEventSource(
+            settings.kafka_bootstrap, settings.input_topic, settings.group,
+            session_timeout_ms=settings.session_timeout_ms,
+            max_poll_records=settings.max_batch_records),
+        sink=KafkaSink(settings.kafka_bootstrap),
+        state_store=RedisStateStore(client, settings.key_prefix, settings.user_ttl_s),
+        model_store=RedisModelStore(client, settings.key_prefix),
+    )
+
+
+def in_memory_parts(settings: Settings, broker: InMemoryBroker) -> Parts:
+    return Parts(
+        source=InMemoryEventSource(broker, settings.input_topic),
+        sink=InMemorySink(broker),
+        state_store=InMemoryStateStore(),
+        model_store=InMemoryModelStore(),
+    )
+
+
+def build_processor(
+    settings: Settings, parts: Parts, *, registry: CollectorRegistry | None = None,
+    clock: Clock | None = None, **processor_options: object,
+) -> Processor:
+    """Connect the parts into a ``Processor`` subscribed to its source."""
+    metrics = Metrics(registry if registry is not None else CollectorRegistry(), __version__)
+    snapshot, trainer_state = parts.model_store.load()
+    trainer = SegmentTrainer.restore(trainer_state)
+    if trainer is None or trainer.n_segments != settings.segments:
+        trainer = SegmentTrainer(
+            SEGMENT_FEATURES, settings.segments,
+            snapshot_every=settings.snapshot_every_samples, seed=settings.model_seed)
+        if snapshot is not None:
+            trainer.version = snapshot.version  # keep versions increasing across restarts
+    if snapshot is not None:
+        log.info("scoring with stored segment model v%d", snapshot.version)
+    config = LoopConfig(
+        output_topic=settings.output_topic,
+        dlq_topic=settings.dlq_topic,
+        max_batch_records=settings.max_batch_records,
+        poll_timeout_s=settings.poll_timeout_s,
+        max_message_bytes=settings.max_message_bytes,
+        retry_attempts=settings.retry_attempts,
+        pipeline=PipelineConfig(settings.half_life_ms, settings.train_sample_permille),
+    )
+    processor = Processor(
+        source=parts.source, sink=parts.sink, state_store=parts.state_store,
+        model_store=parts.model_store, trainer=trainer, snapshot=snapshot, metrics=metrics,
+        clock=clock or SystemClock(), config=config, **processor_options,  # type: ignore[arg-type]
+    )
+    parts.source.subscribe(processor)
+    return processor

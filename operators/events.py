@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 EVENT_TYPES: Final = ("view", "click", "add_to_cart", "remove_from_cart", "purchase", "cancel")
@@ -185,7 +185,7 @@ def _timestamp(doc: dict[str, object]) -> int:
     return ts_ms
 
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _iso8601_ms(text: str) -> int:
@@ -195,5 +195,5 @@ def _iso8601_ms(text: str) -> int:
     except ValueError:
         raise _Invalid(BAD_TIMESTAMP, f"'ts' {text[:64]!r} is not ISO 8601") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return (parsed - _EPOCH) // timedelta(milliseconds=1)

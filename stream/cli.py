@@ -29,8 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         epilog=_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"segstream {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="consume events from Kafka until SIGTERM/SIGINT",
-                        epilog=_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands.add_parser(
+        "serve", help="consume events from Kafka until SIGTERM/SIGINT", epilog=_settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     demo = commands.add_parser("demo", help="run the pipeline in-process on simulated shoppers")
     demo.add_argument("--users", type=int, default=2000)
     demo.add_argument("--days", type=float, default=60.0)

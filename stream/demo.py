@@ -11,7 +11,7 @@ import statistics
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from operators.features import SEGMENT_FEATURES, segment_features, unpack_state
 from operators.segments import SegmentSnapshot, assign_segment
@@ -58,7 +58,7 @@ def run_demo(settings: Settings, users: int, days: float, seed: int,
 
 
 def _describe_change(change: dict[str, object]) -> str:
-    when = datetime.fromtimestamp(int(str(change["event_time_ms"])) / 1000, timezone.utc)
+    when = datetime.fromtimestamp(int(str(change["event_time_ms"])) / 1000, UTC)
     before = change["segment_before"]
     features = change["features"]
     assert isinstance(features, dict)

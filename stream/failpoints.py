@@ -20,7 +20,7 @@ def checkpoint_from_env(environ: Mapping[str, str]) -> Callable[[str, int], None
         return lambda stage, batch: None
     stage, _, batch_text = spec.partition(":")
     if stage not in STAGES or not batch_text.isdigit():
-        raise ValueError(f"SEGSTREAM_FAILPOINT={spec!r}: expected <stage>:<batch>, stage in {STAGES}")
+        raise ValueError(f"SEGSTREAM_FAILPOINT={spec!r}: expected <stage>:<batch>, one of {STAGES}")
     target = int(batch_text)
 
     def checkpoint(at_stage: str, batch: int) -> None:

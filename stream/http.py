@@ -16,7 +16,7 @@ class HttpServer:
         self, host: str, port: int, registry: CollectorRegistry, healthy: Callable[[], bool]
     ) -> None:
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            def do_GET(self) -> None:
                 if self.path.split("?")[0] == "/metrics":
                     self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
                 elif self.path == "/healthz":

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TypeVar

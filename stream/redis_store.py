@@ -134,7 +134,7 @@ class RedisModelStore:
 
     def load(self) -> tuple[SegmentSnapshot | None, bytes | None]:
         try:
-            stored: dict[bytes, bytes] = self._client.hgetall(self._key)
+            stored: dict[bytes, bytes] = self._client.hgetall(self._key)  # type: ignore[assignment]
         except redis.RedisError as exc:
             raise DependencyError(f"redis: loading the model failed: {exc}") from exc
         if b"snapshot" not in stored:

@@ -74,7 +74,7 @@ class Settings:
             raise ValueError(f"unknown settings in {config_path}: {', '.join(sorted(unknown))}")
         values: dict[str, Any] = {}
         for f in fields(cls):
-            kind = type(f.default)
+            kind: Any = type(f.default)
             raw = environ.get(f.metadata["env"], file_values.get(f.name))
             if raw is None:
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from kafka import KafkaAdminClient, KafkaProducer
@@ -21,10 +22,8 @@ def create_topics(settings: Settings, partitions: int, replication: int) -> None
         wanted = [settings.input_topic, settings.output_topic, settings.dlq_topic]
         new = [NewTopic(t, partitions, replication) for t in wanted if t not in existing]
         if new:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created concurrently
                 admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # created concurrently by another process
         for topic in wanted:
             print(f"{topic}: {'created' if topic in {n.name for n in new} else 'exists'}")
     finally:

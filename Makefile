@@ -1,0 +1,59 @@
+# segstream: the commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+KAFKA_PORT ?= 9092
+REDIS_PORT ?= 6379
+export KAFKA_PORT REDIS_PORT
+export SEGSTREAM_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(KAFKA_PORT)
+export SEGSTREAM_REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
+
+.PHONY: help install demo test test-unit check services-up services-down services-status bench clean
+
+help:
+	@echo "make demo           run the pipeline in-process on simulated shoppers (no servers)"
+	@echo "make test           install, start Kafka and Redis, run every test, stop them"
+	@echo "make check          ruff and mypy --strict"
+	@echo "make services-up    start Kafka (127.0.0.1:$(KAFKA_PORT)) and Redis (127.0.0.1:$(REDIS_PORT))"
+	@echo "make services-down  stop them and delete their data"
+	@echo "make bench          throughput benchmark against the real servers"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "python 3.11+ is required"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: install
+	$(BIN)/segstream demo
+
+services-up: install
+	scripts/services.sh up
+
+services-down:
+	scripts/services.sh down
+
+services-status:
+	@scripts/services.sh status
+
+check: install
+	$(BIN)/ruff check stream operators tests bench
+	$(BIN)/mypy
+
+test-unit: install
+	$(BIN)/pytest -q tests/operators tests/stream -m "not kafka and not redis"
+
+# Servers are stopped whatever the tests' outcome; the exit status is pytest's (or check's).
+test: check services-up
+	@status=0; $(BIN)/pytest -q -p no:cacheprovider || status=$$?; \
+	  scripts/services.sh down; exit $$status
+
+bench: services-up
+	$(BIN)/python bench/throughput.py
+
+clean: services-down
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -1,0 +1,96 @@
+"""One behaviour suite for every StateStore: in-memory and Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from stream.errors import PartitionLost
+from stream.memory import InMemoryStateStore
+from stream.ports import Partition, PartitionWrite, StateStore
+from stream.redis_store import RedisStateStore
+from tests.support.servers import redis_client, unique
+
+P0, P1 = Partition("events", 0), Partition("events", 1)
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def new_store(request: pytest.FixtureRequest) -> Iterator[Callable[[], StateStore]]:
+    """A factory of clients of one fresh store (several clients = several consumers)."""
+    if request.param == "memory":
+        shared = InMemoryStateStore()
+        yield shared.handle
+        return
+    client = redis_client()
+    prefix = unique("contract")
+    yield lambda: RedisStateStore(client, prefix)
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+
+
+def test_a_new_partition_has_no_offset_and_no_users(new_store: Callable[[], StateStore]) -> None:
+    store = new_store()
+    assert store.claim(P0) is None
+    assert store.load({P0: ["a", "b"]}) == {P0: {}}
+
+
+def test_saved_users_and_offsets_are_read_back(new_store: Callable[[], StateStore]) -> None:
+    store = new_store()
+    store.claim(P0)
+    store.claim(P1)
+    store.save({P0: PartitionWrite(0, 10, {"a": b"\x01", "b": b"\x02"}),
+                P1: PartitionWrite(0, 3, {"c": b"\x03"})})
+    assert store.load({P0: ["a", "b", "zz"], P1: ["c"]}) == {
+        P0: {"a": b"\x01", "b": b"\x02"}, P1: {"c": b"\x03"}}
+    assert store.next_offset(P0) == 10 and store.next_offset(P1) == 3
+    assert new_store().claim(P0) == 10  # a restarted consumer resumes here
+
+
+def test_a_consumer_that_lost_the_partition_cannot_write(
+    new_store: Callable[[], StateStore],
+) -> None:
+    old, new = new_store(), new_store()
+    old.claim(P0)
+    old.claim(P1)
+    old.save({P0: PartitionWrite(0, 5, {"a": b"old"})})
+    assert new.claim(P0) == 5
+    with pytest.raises(PartitionLost) as lost:
+        old.save({P0: PartitionWrite(5, 9, {"a": b"zombie"}), P1: PartitionWrite(0, 2, {})})
+    assert lost.value.partitions == {P0}
+    assert new.load({P0: ["a"]}) == {P0: {"a": b"old"}}
+    assert new.next_offset(P0) == 5
+    assert new.next_offset(P1) == 2  # partitions still owned are saved
+
+
+def test_a_batch_the_stored_offset_is_past_is_not_applied_again(
+    new_store: Callable[[], StateStore],
+) -> None:
+    store = new_store()
+    store.claim(P0)
+    store.save({P0: PartitionWrite(0, 10, {"a": b"after batch"})})
+    store.save({P0: PartitionWrite(0, 10, {"a": b"applied twice"})})  # a retry of the same batch
+    assert store.load({P0: ["a"]}) == {P0: {"a": b"after batch"}}
+    store.save({P0: PartitionWrite(10, 12, {"a": b"next"})})
+    assert store.load({P0: ["a"]}) == {P0: {"a": b"next"}} and store.next_offset(P0) == 12
+
+
+def test_writing_without_a_claim_is_refused(new_store: Callable[[], StateStore]) -> None:
+    with pytest.raises(PartitionLost):
+        new_store().save({P0: PartitionWrite(0, 1, {"a": b"x"})})
+
+
+@pytest.mark.redis
+def test_redis_keys_share_a_cluster_slot_per_partition_and_expire() -> None:
+    client = redis_client()
+    prefix = unique("layout")
+    store = RedisStateStore(client, prefix, ttl_s=100)
+    store.claim(P0)
+    store.save({P0: PartitionWrite(0, 1, {"alice": b"x"})})
+    keys = sorted(k.decode() for k in client.scan_iter(f"{prefix}:*"))
+    assert keys == [f"{prefix}:{{events-0}}:offset", f"{prefix}:{{events-0}}:owner",
+                    f"{prefix}:{{events-0}}:u:alice"]
+    assert 0 < client.ttl(f"{prefix}:{{events-0}}:u:alice") <= 100
+    assert client.ttl(f"{prefix}:{{events-0}}:offset") == -1  # offsets never expire
+    for key in keys:
+        client.delete(key)

@@ -1,0 +1,100 @@
+"""End to end: `segstream serve` on real Kafka and Redis, fed by a real producer."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from kafka import KafkaProducer
+
+from operators.events import Rejected, decode_event
+from stream.generator import MALFORMED, encode, generate_events
+from tests.support.events import expected_states, features_only
+from tests.support.servers import KAFKA_BOOTSTRAP, end_offsets, read_topic, redis_client
+from tests.support.service import Service
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis]
+
+
+@pytest.fixture
+def client() -> redis.Redis:
+    return redis_client()
+
+
+@pytest.fixture
+def service(tmp_path: Path, client: redis.Redis) -> Iterator[Service]:
+    svc = Service(tmp_path, SEGSTREAM_MAX_BATCH_RECORDS="500")
+    yield svc
+    svc.cleanup(client)
+
+
+def publish(topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=KAFKA_BOOTSTRAP, linger_ms=20)
+    for key, value in messages:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def test_serve_processes_every_event_once_and_dead_letters_the_rest(
+    service: Service, client: redis.Redis,
+) -> None:
+    events = list(itertools.islice(generate_events(1000, seed=11, days=60), 10_000))
+    messages = [encode(e) for e in events]
+    # Producer retries redeliver a message right after itself: 50 such duplicates.
+    for i in range(50):
+        messages.insert(i * 150 + 1, messages[i * 150])
+    bad = [(b"u", MALFORMED[i % len(MALFORMED)]) for i in range(45)]
+    for i, message in enumerate(bad):
+        messages.insert(i * 200 + 7, message)
+    publish(service.input_topic, messages)
+
+    service.start()
+    ends = end_offsets(service.input_topic)
+    service.wait_for_offsets(client, ends)
+
+    # Every valid event is in its user's state exactly once.
+    expected = expected_states(json.loads(v) for k, v in messages if k != b"u")
+    got = service.states(client)
+    assert len(got) == len(expected) >= 800
+    assert {u: features_only(s) for u, s in got.items()} == {
+        u: features_only(s) for u, s in expected.items()}
+    assert sum(s.events_total for s in got.values()) == 10_000
+
+    # Every malformed message is in the DLQ, with its reason and its original bytes.
+    dead = [json.loads(v) for _, v in read_topic(service.dlq_topic)]
+    assert len(dead) == 45
+    for record in dead:
+        original = base64.b64decode(record["value_base64"])
+        rejected = decode_event(b"u", original)
+        assert isinstance(rejected, Rejected) and record["reason"] == rejected.reason
+        assert record["detail"] == rejected.detail and record["topic"] == service.input_topic
+
+    # Change events reach the output topic, keyed by user.
+    changes = read_topic(service.output_topic)
+    assert len(changes) >= 1000
+    docs = [json.loads(v) for _, v in changes]
+    assert all(k == d["user_id"].encode() for (k, _), d in zip(changes, docs, strict=True))
+    assert {d["user_id"] for d in docs} <= set(expected)
+    last_seq: dict[str, int] = {}
+    for doc in docs:
+        last_seq[doc["user_id"]] = max(last_seq.get(doc["user_id"], 0), doc["seq"])
+    assert all(got[u].seq == seq for u, seq in last_seq.items())
+
+    # Metrics and health, then a clean stop on SIGTERM.
+    port = service.http_port()
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    processed = sum(float(line.split()[-1]) for line in metrics.splitlines()
+                    if line.startswith("segstream_events_processed_total{"))
+    assert processed == 10_000
+    assert 'segstream_events_dead_lettered_total{reason="not_json"} 10.0' in metrics
+    assert "segstream_events_duplicate_total 50.0" in metrics
+    assert urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz").status == 200
+    assert service.terminate() == 0
+    assert "stopped after" in service.log()

@@ -1,0 +1,174 @@
+"""The loop on the in-memory twins: exactly-once state, dead letters, retries, fencing."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Collection, Mapping
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from operators.features import unpack_state
+from stream.errors import DependencyError
+from stream.generator import MALFORMED, encode, generate_events
+from stream.loop import Processor
+from stream.memory import InMemoryBroker, InMemoryStateStore
+from stream.ports import Partition, PartitionWrite
+from stream.settings import Settings
+from stream.wiring import Parts, build_processor, in_memory_parts
+from tests.support.events import expected_states, features_only
+
+SETTINGS = Settings(max_batch_records=300, snapshot_every_samples=500, retry_attempts=3)
+
+
+def feed(broker: InMemoryBroker, users: int = 60, malformed: int = 0) -> list[dict[str, object]]:
+    events = list(generate_events(users, seed=3, days=20))
+    for event in events:
+        broker.append(SETTINGS.input_topic, *encode(event))
+    for i in range(malformed):
+        broker.append(SETTINGS.input_topic, b"u", MALFORMED[i % len(MALFORMED)])
+    return events
+
+
+def drain(processor: Processor) -> None:
+    while processor.run_once():
+        pass
+
+
+def stored_users(parts: Parts) -> dict[str, bytes]:
+    assert isinstance(parts.state_store, InMemoryStateStore)
+    return parts.state_store.users()
+
+
+def test_every_valid_event_counts_once_and_bad_ones_are_dead_lettered() -> None:
+    broker = InMemoryBroker()
+    events = feed(broker, malformed=len(MALFORMED))
+    parts = in_memory_parts(SETTINGS, broker)
+    registry = CollectorRegistry()
+    processor = build_processor(SETTINGS, parts, registry=registry)
+    drain(processor)
+
+    expected = expected_states(events)
+    got = {u: unpack_state(b) for u, b in stored_users(parts).items()}
+    assert {u: features_only(s) for u, s in got.items()} == {
+        u: features_only(s) for u, s in expected.items()}
+    dead = [json.loads(r.value) for r in broker.records(SETTINGS.dlq_topic)]
+    assert sorted(base64.b64decode(d["value_base64"]) for d in dead) == sorted(MALFORMED)
+    assert all(d["reason"] and d["detail"] for d in dead)
+    changes = [json.loads(r.value) for r in broker.records(SETTINGS.output_topic)]
+    assert changes and {c["user_id"] for c in changes} <= set(expected)
+    assert registry.get_sample_value("segstream_events_dead_lettered_total",
+                                     {"reason": "not_json"}) == 2.0
+    assert sum(registry.get_sample_value("segstream_events_processed_total", {"type": t}) or 0
+               for t in ("view", "add_to_cart", "purchase")) == len(events)
+    ends = broker.end_offsets(SETTINGS.input_topic)
+    assert all(parts.state_store.next_offset(p) == end for p, end in ends.items() if end)
+
+
+class FlakyStore(InMemoryStateStore):
+    """Fails the first ``failures`` saves after writing only the first partition."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def save(self, writes: Mapping[Partition, PartitionWrite]) -> None:
+        if self.failures:
+            self.failures -= 1
+            first = dict(list(writes.items())[:1])
+            super().save(first)
+            raise DependencyError("redis: connection reset")
+        super().save(writes)
+
+
+def test_a_retried_batch_after_a_partial_save_counts_nothing_twice() -> None:
+    broker = InMemoryBroker()
+    events = feed(broker)
+    parts = in_memory_parts(SETTINGS, broker)
+    parts = Parts(parts.source, parts.sink, FlakyStore(failures=2), parts.model_store)
+    sleeps: list[float] = []
+    processor = build_processor(SETTINGS, parts, sleep=sleeps.append)
+    drain(processor)
+    assert sleeps == [0.5, 1.0]
+    got = {u: features_only(unpack_state(b)) for u, b in stored_users(parts).items()}
+    assert got == {u: features_only(s) for u, s in expected_states(events).items()}
+
+
+def test_gives_up_after_the_configured_attempts() -> None:
+    broker = InMemoryBroker()
+    feed(broker)
+    parts = in_memory_parts(SETTINGS, broker)
+    parts = Parts(parts.source, parts.sink, FlakyStore(failures=99), parts.model_store)
+    processor = build_processor(SETTINGS, parts, sleep=lambda s: None)
+    with pytest.raises(DependencyError):
+        processor.run_once()
+
+
+def test_a_fenced_partition_is_left_to_its_new_owner() -> None:
+    broker = InMemoryBroker()
+    feed(broker)
+    parts = in_memory_parts(SETTINGS, broker)
+    processor = build_processor(SETTINGS, parts)
+    processor.run_once()
+    assert isinstance(parts.state_store, InMemoryStateStore)
+    thief = parts.state_store.handle()
+    stolen = Partition(SETTINGS.input_topic, 0)
+    offset_when_stolen = thief.claim(stolen)
+    drain(processor)
+    assert parts.state_store.next_offset(stolen) == offset_when_stolen
+    assert stolen not in processor.owned
+    others = [Partition(SETTINGS.input_topic, i) for i in (1, 2, 3)]
+    ends = broker.end_offsets(SETTINGS.input_topic)
+    assert all(parts.state_store.next_offset(p) == ends[p] for p in others)
+
+
+def test_stops_between_batches_when_asked() -> None:
+    broker = InMemoryBroker()
+    feed(broker)
+    processor = build_processor(SETTINGS, in_memory_parts(SETTINGS, broker))
+    calls = iter([False, False, True])
+    processor.run(lambda: next(calls))
+    assert processor.batches == 2
+
+
+def test_publishes_versioned_snapshots_and_resumes_them_after_restart() -> None:
+    broker = InMemoryBroker()
+    feed(broker, users=120)
+    parts = in_memory_parts(SETTINGS, broker)
+    registry = CollectorRegistry()
+    processor = build_processor(SETTINGS, parts, registry=registry)
+    drain(processor)
+    assert processor.snapshot is not None and processor.snapshot.version >= 2
+    assert registry.get_sample_value("segstream_model_version") == processor.snapshot.version
+    restarted = build_processor(SETTINGS, Parts(
+        in_memory_parts(SETTINGS, broker).source, parts.sink, parts.state_store,
+        parts.model_store))
+    assert restarted.snapshot == processor.snapshot
+    # The trainer is saved with each snapshot, so a restart continues from that point.
+    assert restarted.trainer is not None and processor.trainer is not None
+    assert restarted.trainer.version == processor.snapshot.version
+    assert processor.snapshot.version * 500 <= restarted.trainer.samples
+    assert restarted.trainer.samples <= processor.trainer.samples
+
+
+def test_assignment_claims_each_partition(monkeypatch: pytest.MonkeyPatch) -> None:
+    claimed: list[Partition] = []
+    store = InMemoryStateStore()
+    original = store.claim
+
+    def claim(partition: Partition) -> int | None:
+        claimed.append(partition)
+        return original(partition)
+
+    monkeypatch.setattr(store, "claim", claim)
+    broker = InMemoryBroker()
+    feed(broker, users=5)
+    parts = in_memory_parts(SETTINGS, broker)
+    processor = build_processor(SETTINGS, Parts(parts.source, parts.sink, store,
+                                                parts.model_store))
+    processor.run_once()
+    assert sorted(claimed) == [Partition(SETTINGS.input_topic, i) for i in range(4)]
+    revoked: Collection[Partition] = list(processor.owned)
+    processor.revoked(revoked)
+    assert processor.owned == set()

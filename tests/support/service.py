@@ -1,0 +1,112 @@
+"""Running ``segstream serve`` as a real subprocess against the real servers."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+from operators.features import UserState, unpack_state
+from tests.support.servers import KAFKA_BOOTSTRAP, REDIS_URL, create_topics, unique
+
+
+class Service:
+    def __init__(self, log_dir: Path, **overrides: str) -> None:
+        self.input_topic = unique("events")
+        self.output_topic = unique("changes")
+        self.dlq_topic = unique("dlq")
+        self.prefix = unique("e2e")
+        create_topics(self.input_topic, self.output_topic, self.dlq_topic, partitions=4)
+        self.env = {
+            **os.environ,
+            "SEGSTREAM_KAFKA_BOOTSTRAP": KAFKA_BOOTSTRAP,
+            "SEGSTREAM_REDIS_URL": REDIS_URL,
+            "SEGSTREAM_INPUT_TOPIC": self.input_topic,
+            "SEGSTREAM_OUTPUT_TOPIC": self.output_topic,
+            "SEGSTREAM_DLQ_TOPIC": self.dlq_topic,
+            "SEGSTREAM_GROUP": unique("group"),
+            "SEGSTREAM_KEY_PREFIX": self.prefix,
+            "SEGSTREAM_HTTP_PORT": "0",
+            "SEGSTREAM_HTTP_HOST": "127.0.0.1",
+            "SEGSTREAM_POLL_TIMEOUT_S": "0.2",
+            "SEGSTREAM_SESSION_TIMEOUT_MS": "6000",
+            **overrides,
+        }
+        self.log_dir = log_dir
+        self.process: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+
+    def start(self, **extra_env: str) -> None:
+        self.runs += 1
+        self.log_path = self.log_dir / f"serve-{self.runs}.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stream", "serve"], env={**self.env, **extra_env},
+            stdout=subprocess.DEVNULL, stderr=self.log_path.open("wb"))
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def http_port(self, timeout_s: float = 30) -> int:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = re.search(r"metrics on :(\d+)", self.log())
+            if found:
+                return int(found.group(1))
+            time.sleep(0.1)
+        raise AssertionError(f"service did not start:\n{self.log()}")
+
+    def wait_exit(self, timeout_s: float = 60) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout_s)
+
+    def terminate(self) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.wait_exit()
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=30)
+
+    def offsets(self, client: redis.Redis) -> dict[int, int]:
+        found = {}
+        for partition in range(4):
+            value = client.get(f"{self.prefix}:{{{self.input_topic}-{partition}}}:offset")
+            if value is not None:
+                found[partition] = int(value)
+        return found
+
+    def wait_for_offsets(self, client: redis.Redis, ends: dict[int, int],
+                         timeout_s: float = 180) -> None:
+        """Until Redis holds ``ends`` as every partition's next offset; fail if the service dies."""
+        wanted = {p: e for p, e in ends.items() if e}
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.offsets(client) == wanted:
+                return
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"service exited ({self.process.returncode}):\n{self.log()}")
+            time.sleep(0.1)
+        raise AssertionError(f"offsets {self.offsets(client)} never reached {wanted}:\n{self.log()}")
+
+    def states(self, client: redis.Redis) -> dict[str, UserState]:
+        states = {}
+        for key in client.scan_iter(f"{self.prefix}:{{{self.input_topic}-*}}:u:*", count=1000):
+            data = client.get(key)
+            assert data is not None
+            states[key.decode().split(":u:", 1)[1]] = unpack_state(data)
+        return states
+
+    def cleanup(self, client: redis.Redis) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.kill()
+        for key in client.scan_iter(f"{self.prefix}:*", count=1000):
+            client.delete(key)

@@ -59,9 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from stream.demo import run_demo
 
-        settings_demo = Settings.from_env({**os.environ, "SEGSTREAM_SNAPSHOT_EVERY_SAMPLES":
-                                           os.environ.get("SEGSTREAM_SNAPSHOT_EVERY_SAMPLES",
-                                                          "5000")})
+        # A small stream: train on every event and snapshot often, unless told otherwise.
+        demo_defaults = {"SEGSTREAM_SNAPSHOT_EVERY_SAMPLES": "5000",
+                         "SEGSTREAM_TRAIN_SAMPLE_PERMILLE": "1000"}
+        settings_demo = Settings.from_env({**demo_defaults, **os.environ})
         logging.getLogger().setLevel(logging.WARNING)
         run_demo(settings_demo, args.users, args.days, args.seed)
         return 0

@@ -52,13 +52,16 @@ def user_id(index: int) -> str:
     return f"user-{index:06d}"
 
 
-def _user_events(index: int, seed: int, start_ms: int, days: float) -> Iterator[dict[str, Any]]:
+def _user_events(
+    index: int, seed: int, start_ms: int, days: float, sessions_scale: float,
+) -> Iterator[dict[str, Any]]:
     rng = random.Random(f"{seed}:events:{index}")
     persona = persona_of(index, seed)
     uid = user_id(index)
     span_ms = days * DAY_MS * persona.active_until
     # A Poisson-ish number of sessions at uniform times in the user's active span.
-    n_sessions = max(1, round(rng.gauss(persona.sessions, persona.sessions / 4)))
+    mean_sessions = persona.sessions * sessions_scale
+    n_sessions = max(1, round(rng.gauss(mean_sessions, mean_sessions / 4)))
     session_starts = sorted(start_ms + int(rng.random() * span_ms) for _ in range(n_sessions))
     counter = 0
     for session_no, ts in enumerate(session_starts):
@@ -84,9 +87,10 @@ def _user_events(index: int, seed: int, start_ms: int, days: float) -> Iterator[
 
 def generate_events(
     users: int, *, seed: int = 7, days: float = 60.0, start_ms: int = DEFAULT_START_MS,
+    sessions_scale: float = 1.0,
 ) -> Iterator[dict[str, Any]]:
-    """Every user's events, merged in event-time order."""
-    streams = [_user_events(i, seed, start_ms, days) for i in range(users)]
+    """Every user's events, merged in event-time order (about 45 per user at scale 1)."""
+    streams = [_user_events(i, seed, start_ms, days, sessions_scale) for i in range(users)]
     return heapq.merge(*streams, key=lambda e: int(e["ts"]))
 
 

@@ -50,10 +50,10 @@ class Settings:
         "Idle users' state expires after this long (wall-clock), 0 keeps it forever")
     segments: int = _setting(4, "SEGSTREAM_SEGMENTS", "Number of segments (k of k-means)")
     train_sample_permille: int = _setting(
-        1000, "SEGSTREAM_TRAIN_SAMPLE_PERMILLE",
+        250, "SEGSTREAM_TRAIN_SAMPLE_PERMILLE",
         "Share of events whose features train the model, in per mille")
     snapshot_every_samples: int = _setting(
-        2000, "SEGSTREAM_SNAPSHOT_EVERY_SAMPLES",
+        10_000, "SEGSTREAM_SNAPSHOT_EVERY_SAMPLES",
         "Publish a new frozen model snapshot after this many training samples")
     model_seed: int = _setting(42, "SEGSTREAM_MODEL_SEED", "Random seed of the segment model")
     retry_attempts: int = _setting(

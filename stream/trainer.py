@@ -30,6 +30,7 @@ class SegmentTrainer:
         self.snapshot_every = snapshot_every
         self.version = 0
         self.samples = 0
+        self.samples_at_snapshot = 0
         self._scaler = preprocessing.StandardScaler()
         self._kmeans = cluster.STREAMKMeans(
             chunk_size=chunk_size, n_clusters=n_segments, halflife=0.5, sigma=1.0, seed=seed
@@ -44,13 +45,14 @@ class SegmentTrainer:
     def due(self) -> bool:
         """True once enough samples arrived since the last snapshot (and k-means has centers)."""
         return (
-            self.samples >= self.snapshot_every * (self.version + 1)
+            self.samples - self.samples_at_snapshot >= self.snapshot_every
             and len(getattr(self._kmeans, "centers", {})) == self.n_segments
         )
 
     def snapshot(self) -> SegmentSnapshot:
         """Export the current model as data, under the next version number."""
         self.version += 1
+        self.samples_at_snapshot = self.samples
         means = tuple(float(self._scaler.means.get(f, 0.0)) for f in self.features)
         stds = tuple(
             math.sqrt(self._scaler.vars[f]) if self._scaler.vars.get(f, 0.0) > 0 else 1.0

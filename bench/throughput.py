@@ -129,8 +129,8 @@ def main() -> None:
           f"({args.runs} runs, {total:,} events, {args.users:,} users, {PARTITIONS} partitions)")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / "throughput.json").write_text(json.dumps({"runs": rows, "median": summary,
-                                                     "events": total, "users": args.users}, indent=2))
+    report = {"runs": rows, "median": summary, "events": total, "users": args.users}
+    (out / "throughput.json").write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final
 
 from operators.events import EVENT_TYPES, Event
@@ -70,8 +70,13 @@ def is_duplicate(state: UserState | None, event: Event) -> bool:
     return state is not None and event_digest(event.event_id) in state.recent_event_ids
 
 
-def update_features(state: UserState | None, event: Event, half_life_ms: int) -> UserState:
-    """The user's record after ``event``. Pure; the caller drops duplicates first."""
+def update_features(
+    state: UserState | None, event: Event, half_life_ms: int, digest: int | None = None,
+) -> UserState:
+    """The user's record after ``event``. Pure; the caller drops duplicates first.
+
+    ``digest`` is ``event_digest(event.event_id)`` if the caller has it already.
+    """
     if state is None:
         state = UserState(
             first_seen_ms=event.ts_ms, last_seen_ms=event.ts_ms, last_purchase_ms=0,
@@ -79,7 +84,8 @@ def update_features(state: UserState | None, event: Event, half_life_ms: int) ->
             decayed_counts=(0.0,) * _N, decayed_spend=0.0, recent_event_ids=(0,) * RECENT_IDS,
         )
     index = _TYPE_INDEX[event.type]
-    amount = (event.amount or 0.0) if index == _PURCHASE else 0.0
+    is_purchase = index == _PURCHASE
+    amount = (event.amount or 0.0) if is_purchase else 0.0
     if event.ts_ms >= state.decay_ref_ms:
         # Move the reference forward: age everything, then add the new event at full weight.
         factor = _decay(event.ts_ms - state.decay_ref_ms, half_life_ms)
@@ -91,18 +97,22 @@ def update_features(state: UserState | None, event: Event, half_life_ms: int) ->
     decayed[index] += weight
     counts = list(state.counts)
     counts[index] += 1
-    return replace(
-        state,
+    if digest is None:
+        digest = event_digest(event.event_id)
+    # Built directly rather than with dataclasses.replace: this runs once per event.
+    return UserState(
         first_seen_ms=min(state.first_seen_ms, event.ts_ms),
         last_seen_ms=max(state.last_seen_ms, event.ts_ms),
-        last_purchase_ms=max(state.last_purchase_ms, event.ts_ms) if index == _PURCHASE
+        last_purchase_ms=max(state.last_purchase_ms, event.ts_ms) if is_purchase
         else state.last_purchase_ms,
         decay_ref_ms=ref,
         spend_cents=state.spend_cents + round(amount * 100),
         counts=tuple(counts),
         decayed_counts=tuple(decayed),
         decayed_spend=state.decayed_spend * factor + amount * weight,
-        recent_event_ids=(event_digest(event.event_id), *state.recent_event_ids[:-1]),
+        recent_event_ids=(digest, *state.recent_event_ids[:-1]),
+        segment=state.segment,
+        seq=state.seq,
     )
 
 

@@ -17,7 +17,6 @@ from operators.features import (
     NO_SEGMENT,
     UserState,
     event_digest,
-    is_duplicate,
     segment_features,
     update_features,
 )
@@ -49,10 +48,11 @@ def process_events(
     out = BatchOutcome()
     for event in events:
         before = out.states.get(event.user_id) or states.get(event.user_id)
-        if is_duplicate(before, event):
-            out.duplicates += 1
+        digest = event_digest(event.event_id)
+        if before is not None and digest in before.recent_event_ids:
+            out.duplicates += 1  # a redelivery or a producer retry
             continue
-        state = update_features(before, event, config.half_life_ms)
+        state = update_features(before, event, config.half_life_ms, digest)
         features = segment_features(state, event.ts_ms, config.half_life_ms)
         segment = assign_segment(snapshot, features)
         if snapshot is not None and segment != NO_SEGMENT and segment != state.segment:
@@ -67,6 +67,6 @@ def process_events(
         out.states[event.user_id] = state
         out.processed_by_type[event.type] += 1
         # Sampling by event-id digest keeps the training sample the same across replays.
-        if event_digest(event.event_id) % 1000 < config.train_sample_permille:
+        if digest % 1000 < config.train_sample_permille:
             out.training_vectors.append(features)
     return out

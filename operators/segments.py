@@ -66,7 +66,7 @@ def assign_segment(snapshot: SegmentSnapshot | None, features: Mapping[str, floa
     z = standardize(snapshot, features)
     best, best_distance = NO_SEGMENT, math.inf
     for segment, center in enumerate(snapshot.centers):
-        distance = sum((a - b) ** 2 for a, b in zip(z, center, strict=True))
+        distance = math.dist(z, center)
         if distance < best_distance:
             best, best_distance = segment, distance
     return best

@@ -83,11 +83,12 @@ class KafkaEventSource:
         if self._rebalance is not None and self._rebalance.error is not None:
             error, self._rebalance.error = self._rebalance.error, None
             raise error
-        return [
-            Record(Partition(tp.topic, tp.partition), m.offset, m.key, m.value, m.timestamp)
-            for tp, messages in batches.items()
-            for m in messages
-        ]
+        records: list[Record] = []
+        for tp, messages in batches.items():
+            partition = Partition(tp.topic, tp.partition)
+            records.extend(Record(partition, m.offset, m.key, m.value, m.timestamp)
+                           for m in messages)
+        return records
 
     def commit(self, next_offsets: Mapping[Partition, int]) -> None:
         offsets = {

@@ -95,7 +95,8 @@ class Service:
             if self.process is not None and self.process.poll() is not None:
                 raise AssertionError(f"service exited ({self.process.returncode}):\n{self.log()}")
             time.sleep(0.1)
-        raise AssertionError(f"offsets {self.offsets(client)} never reached {wanted}:\n{self.log()}")
+        reached = self.offsets(client)
+        raise AssertionError(f"offsets {reached} never reached {wanted}:\n{self.log()}")
 
     def states(self, client: redis.Redis) -> dict[str, UserState]:
         states = {}

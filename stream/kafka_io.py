@@ -118,7 +118,8 @@ class KafkaSink:
     """Idempotent producer with acks=all; ``flush`` raises if any send of the batch failed."""
 
     def __init__(self, bootstrap: str, **producer_options: Any) -> None:
-        options: dict[str, Any] = {"acks": "all", "linger_ms": 5, "client_id": "segstream"}
+        options: dict[str, Any] = {
+            "acks": "all", "enable_idempotence": True, "linger_ms": 5, "client_id": "segstream"}
         options.update(producer_options)
         try:
             self._producer = kafka.KafkaProducer(bootstrap_servers=bootstrap.split(","), **options)

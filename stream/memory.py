@@ -177,12 +177,3 @@ class InMemoryModelStore:
     def save(self, snapshot: SegmentSnapshot, trainer_state: bytes | None) -> None:
         self._snapshot, self._trainer_state = snapshot, trainer_state
 
-
-class ManualClock:
-    """A clock tests move by hand."""
-
-    def __init__(self, now_s: float = 0.0) -> None:
-        self.now_s = now_s
-
-    def time_s(self) -> float:
-        return self.now_s

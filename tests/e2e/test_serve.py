@@ -29,7 +29,8 @@ def client() -> redis.Redis:
 
 @pytest.fixture
 def service(tmp_path: Path, client: redis.Redis) -> Iterator[Service]:
-    svc = Service(tmp_path, SEGSTREAM_MAX_BATCH_RECORDS="500")
+    svc = Service(tmp_path, SEGSTREAM_MAX_BATCH_RECORDS="500",
+                  SEGSTREAM_SNAPSHOT_EVERY_SAMPLES="500")
     yield svc
     svc.cleanup(client)
 

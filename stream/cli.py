@@ -82,7 +82,7 @@ def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT; the batch in hand is finished before exiting."""
     from prometheus_client import CollectorRegistry
 
-    from stream.errors import DependencyError
+    from stream.errors import AssignmentFailed, DependencyError
     from stream.failpoints import checkpoint_from_env
     from stream.http import HttpServer
     from stream.wiring import build_processor, kafka_redis_parts
@@ -113,7 +113,7 @@ def serve(settings: Settings) -> int:
     code = 0
     try:
         processor.run(stop.is_set)
-    except DependencyError as exc:
+    except (DependencyError, AssignmentFailed) as exc:
         log.error("giving up: %s", exc)
         code = 69
     finally:

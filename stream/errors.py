@@ -3,8 +3,10 @@
     SegstreamError
     ├── PartitionLost     a write was fenced: another consumer owns the partition now.
     │                     Policy: drop that partition's batch (the new owner redoes it), go on.
-    └── DependencyError   Kafka or Redis failed. Policy: bounded retry, then exit non-zero so
-                          the supervisor restarts us; stored offsets make the restart exact.
+    ├── DependencyError   Kafka or Redis failed. Policy: bounded retry, then exit non-zero so
+    │                     the supervisor restarts us; stored offsets make the restart exact.
+    └── AssignmentFailed  claiming newly assigned partitions failed. Policy: exit non-zero at
+                          once: the broker thinks we own partitions we could not claim.
 
 Bad input is not an exception: ``operators.events.decode_event`` returns ``Rejected`` and the
 loop dead-letters it. Anything else is a bug: logged once and re-raised.
@@ -29,3 +31,7 @@ class PartitionLost(SegstreamError):
 
 class DependencyError(SegstreamError):
     """Kafka or Redis did not answer as expected."""
+
+
+class AssignmentFailed(SegstreamError):
+    """The assignment listener failed; the consumer's view of its partitions is unreliable."""

@@ -10,7 +10,7 @@ import kafka
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from stream.errors import DependencyError
+from stream.errors import AssignmentFailed, DependencyError
 from stream.ports import AssignmentListener, Partition, Record
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class KafkaEventSource:
             raise DependencyError(f"kafka: poll failed: {exc}") from exc
         if self._rebalance is not None and self._rebalance.error is not None:
             error, self._rebalance.error = self._rebalance.error, None
-            raise error
+            raise AssignmentFailed(f"partition assignment failed: {error}") from error
         records: list[Record] = []
         for tp, messages in batches.items():
             partition = Partition(tp.topic, tp.partition)

@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from operators.segments import SegmentSnapshot
-from stream.errors import PartitionLost
+from stream.errors import AssignmentFailed, PartitionLost
 from stream.ports import AssignmentListener, Partition, PartitionWrite, Record
 
 
@@ -62,7 +62,10 @@ class InMemoryEventSource:
         self.broker.create_topic(self.topic)
         if not self._positions:
             assigned = sorted(self.broker.end_offsets(self.topic))
-            resume = self._listener.assigned(assigned)
+            try:
+                resume = self._listener.assigned(assigned)
+            except Exception as exc:
+                raise AssignmentFailed(f"partition assignment failed: {exc}") from exc
             for partition in assigned:
                 start = resume.get(partition)
                 self._positions[partition] = (

@@ -172,3 +172,34 @@ def test_assignment_claims_each_partition(monkeypatch: pytest.MonkeyPatch) -> No
     revoked: Collection[Partition] = list(processor.owned)
     processor.revoked(revoked)
     assert processor.owned == set()
+
+
+class BrokenClaims(InMemoryStateStore):
+    def claim(self, partition: Partition) -> int | None:
+        raise DependencyError("redis: connection refused")
+
+
+@pytest.mark.parametrize("backend", ["memory", pytest.param("kafka", marks=pytest.mark.kafka)])
+def test_a_failed_claim_stops_the_consumer_instead_of_processing_unowned_partitions(
+    backend: str,
+) -> None:
+    from stream.errors import AssignmentFailed
+    from stream.kafka_io import KafkaEventSource
+    from tests.support.servers import KAFKA_BOOTSTRAP, create_topics, unique
+
+    broker = InMemoryBroker()
+    feed(broker, users=5)
+    parts = in_memory_parts(SETTINGS, broker)
+    source = parts.source
+    if backend == "kafka":
+        topic = unique("claims")
+        create_topics(topic)
+        source = KafkaEventSource(KAFKA_BOOTSTRAP, topic, unique("group"),
+                                  session_timeout_ms=6000)
+    processor = build_processor(
+        SETTINGS, Parts(source, parts.sink, BrokenClaims(), parts.model_store),
+        sleep=lambda s: None)
+    with pytest.raises(AssignmentFailed):
+        for _ in range(100):  # Kafka assigns within a few polls
+            processor.run_once()
+    source.close()

@@ -15,15 +15,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from operators.events import Event, decode_event
-from operators.features import DAY_MS, SEGMENT_FEATURES
 from operators.pipeline import PipelineConfig, process_events
 from operators.segments import SegmentSnapshot
 from stream.generator import encode, generate_events
 
+RFM = ("recency_days", "frequency", "monetary")
 SNAPSHOT = SegmentSnapshot(
-    version=1, features=SEGMENT_FEATURES, means=(1.0, 0.3, 0.3, 1.0, 4.0),
-    stds=(1.0, 0.5, 0.5, 2.0, 2.0),
-    centers=((1, -1, -1, -1, 1), (0, 1, 1, 1, -1), (-1, 0, 0, 0, 0), (1, 1, 1, 2, -2)),
+    version=1, features=RFM, means=(2.0, 0.5, 1.0), stds=(1.0, 0.5, 2.0),
+    centers=((1, -1, -1), (0, 1, 1), (-1, 0, 0), (-1, 1, 2)),
 )
 
 
@@ -34,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     messages = [encode(e) for e in itertools.islice(
         generate_events(10_000, seed=1, sessions_scale=0.25), args.events)]
-    config = PipelineConfig(30 * DAY_MS, 250)
+    config = PipelineConfig(RFM, 250)
     decode_us, process_us = [], []
     for _ in range(args.runs):
         started = time.perf_counter()

@@ -1,55 +1,100 @@
-"""Per-user rolling features: a fixed-size record updated in event time.
+"""Per-user rolling features: a fixed-size record updated in event time, read at any time.
 
-Each user's record holds exact lifetime counts per event type and exact gross spend (in cents),
-plus exponentially time-decayed counts and spend. A decayed value ``v`` stored at reference time
-``ref`` is worth ``v * 2 ** (-(t - ref) / half_life)`` at any later time ``t``, so features
-evaluated for a user who went quiet are correct without waiting for their next event; an
-out-of-order event is added with the weight its age gives it, so the result does not depend on
-arrival order.
+The record keeps exact lifetime facts (counts per event type, gross spend in cents, first/last
+seen, last purchase) and exponentially weighted windows of 7, 30 and 90 days. Every feature is
+evaluated at a time ``t`` given by the caller (an event's time or the watermark), so a user who
+went quiet reads correctly without sending another event. Nothing reads the wall clock.
 
-Feature formulas (``h`` = half-life, default 30 days; ``t`` = the evaluation time):
-- ``recent_<type>s`` = sum over the user's events of that type of ``2 ** (-(t - ts) / h)``;
-- ``recent_spend``  = sum over purchases of ``amount * 2 ** (-(t - ts) / h)``;
-- ``days_since_purchase`` = ``(t - last purchase time) / 1 day``, capped at 365 (also when none).
+Feature formulas (``t`` = evaluation time, ``D`` = one day; "purchases" are ``purchase`` events):
+
+====================  =========================================================================
+``recency_days``      ``(t - last purchase time) / D``; ``tenure_days`` if no purchase yet
+``frequency``         number of purchases (exact)
+``monetary``          gross sum of purchase amounts (exact to the cent; cancels do not subtract)
+``avg_order_value``   ``monetary / frequency``; 0 if no purchase
+``tenure_days``       ``(t - first event time) / D``
+``inactive_days``     ``(t - last event time) / D``
+``cancellations``     number of ``cancel`` events (exact)
+``events``            number of events of any type (exact)
+``categories``        distinct ``category`` values, estimated by linear counting on 32 bits
+                      (exact while small: ≈ +/-1 below 10, saturates near 100)
+``purchases_<w>d``    ``sum over purchases of exp(-(t - ts) / (w D))``, for w in 7, 30, 90
+``spend_<w>d``        ``sum over purchases of amount * exp(-(t - ts) / (w D))``
+``views_<w>d``        the same sum over ``view`` events
+``carts_<w>d``        the same sum over ``add_to_cart`` events
+====================  =========================================================================
+
+The ``<w>d`` windows are exponentially weighted: an event counts fully when new and fades with
+time constant ``w`` days, so a steady rate ``r`` per day reads ``r * w``, as in a sliding window
+of ``w`` days, without storing the events. Times before ``t`` only: events later than ``t`` (a
+late evaluation) count at weight 1. Window sums are stored as 32-bit floats (relative error
+below 1e-6); counts, cents and times are exact integers.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
+import zlib
 from dataclasses import dataclass
 from typing import Final
 
 from operators.events import EVENT_TYPES, Event
 
 DAY_MS: Final = 86_400_000
-RECENCY_CAP_DAYS: Final = 365.0
-RECENT_IDS: Final = 4  # event ids remembered per user to drop producer-retry duplicates
+WINDOW_DAYS: Final = (7, 30, 90)
+RECENT_IDS: Final = 2  # event ids remembered per user to drop producer-retry duplicates
 NO_SEGMENT: Final = -1
+CATEGORY_BITS: Final = 32
 
 _TYPE_INDEX: Final = {name: i for i, name in enumerate(EVENT_TYPES)}
 _PURCHASE: Final = _TYPE_INDEX["purchase"]
+_CANCEL: Final = _TYPE_INDEX["cancel"]
 _N: Final = len(EVENT_TYPES)
-_FORMAT_VERSION: Final = 1
-# version, first/last seen, last purchase, decay reference, spend cents, counts, decayed counts,
-# decayed spend, recent event-id digests, segment, change seq. Little-endian, no padding.
-_LAYOUT: Final = struct.Struct(f"<B q q q q q {_N}I {_N}d d {RECENT_IDS}Q h I")
+# Windowed measures: index into UserState.windows is measure * len(WINDOW_DAYS) + window.
+_MEASURES: Final = ("views", "carts", "purchases", "spend")
+_MEASURE_OF_TYPE: Final = {_TYPE_INDEX["view"]: 0, _TYPE_INDEX["add_to_cart"]: 1, _PURCHASE: 2}
+_W: Final = len(WINDOW_DAYS)
+_WINDOW_MS: Final = tuple(w * DAY_MS for w in WINDOW_DAYS)
+
+# Window feature names in the order of UserState.windows.
+_WINDOW_FEATURES: Final = tuple(f"{measure}_{w}d" for measure in _MEASURES for w in WINDOW_DAYS)
+FEATURES: Final = (
+    "recency_days", "frequency", "monetary", "avg_order_value", "tenure_days", "inactive_days",
+    "cancellations", "events", "categories", *_WINDOW_FEATURES,
+)
+
+_FORMAT_VERSION: Final = 2
+# version, first seen, last seen, last purchase, counts, spend cents, window sums (float32),
+# recent event-id digests, category bits, segment, pending segment, pending streak, tag bits,
+# change seq. Little-endian, no padding: 133 bytes.
+_LAYOUT: Final = struct.Struct(
+    f"<B q q q {_N}I q {len(_MEASURES) * _W}f {RECENT_IDS}Q I b b B B I")
+_FLOAT32S: Final = struct.Struct(f"<{len(_MEASURES) * _W}f")
 
 
 @dataclass(frozen=True, slots=True)
 class UserState:
-    """One user's record. Times are epoch ms in event time; ``segment`` is -1 until assigned."""
+    """One user's record. Times are epoch ms in event time; ``segment`` is -1 until assigned.
+
+    ``windows`` holds the window sums as of ``last_seen_ms``; read them with :func:`features_at`.
+    ``pending_segment``/``pending_streak`` count consecutive assignments to another segment
+    (anti-flapping), ``tags`` is a bit set of the tags the user has.
+    """
 
     first_seen_ms: int
     last_seen_ms: int
     last_purchase_ms: int  # 0: no purchase yet
-    decay_ref_ms: int  # the time the decayed values are evaluated at
-    spend_cents: int
     counts: tuple[int, ...]
-    decayed_counts: tuple[float, ...]
-    decayed_spend: float
+    spend_cents: int
+    windows: tuple[float, ...]
     recent_event_ids: tuple[int, ...]
+    category_bits: int = 0
     segment: int = NO_SEGMENT
+    pending_segment: int = NO_SEGMENT
+    pending_streak: int = 0
+    tags: int = 0
     seq: int = 0
 
     @property
@@ -70,103 +115,131 @@ def is_duplicate(state: UserState | None, event: Event) -> bool:
     return state is not None and event_digest(event.event_id) in state.recent_event_ids
 
 
-def update_features(
-    state: UserState | None, event: Event, half_life_ms: int, digest: int | None = None,
-) -> UserState:
+def update_features(state: UserState | None, event: Event, digest: int | None = None) -> UserState:
     """The user's record after ``event``. Pure; the caller drops duplicates first.
 
-    ``digest`` is ``event_digest(event.event_id)`` if the caller has it already.
+    ``digest`` is ``event_digest(event.event_id)`` if the caller has it already. Events may
+    arrive out of order: the window sums stay anchored at the latest event time, and an older
+    event is added with the weight its age gives it, so the result does not depend on order.
     """
+    ts = event.ts_ms
     if state is None:
         state = UserState(
-            first_seen_ms=event.ts_ms, last_seen_ms=event.ts_ms, last_purchase_ms=0,
-            decay_ref_ms=event.ts_ms, spend_cents=0, counts=(0,) * _N,
-            decayed_counts=(0.0,) * _N, decayed_spend=0.0, recent_event_ids=(0,) * RECENT_IDS,
+            first_seen_ms=ts, last_seen_ms=ts, last_purchase_ms=0, counts=(0,) * _N,
+            spend_cents=0, windows=(0.0,) * (len(_MEASURES) * _W),
+            recent_event_ids=(0,) * RECENT_IDS,
         )
     index = _TYPE_INDEX[event.type]
     is_purchase = index == _PURCHASE
-    amount = (event.amount or 0.0) if is_purchase else 0.0
-    if event.ts_ms >= state.decay_ref_ms:
-        # Move the reference forward: age everything, then add the new event at full weight.
-        factor = _decay(event.ts_ms - state.decay_ref_ms, half_life_ms)
-        ref, weight = event.ts_ms, 1.0
-    else:
-        factor, ref = 1.0, state.decay_ref_ms
-        weight = _decay(state.decay_ref_ms - event.ts_ms, half_life_ms)
-    decayed = [v * factor for v in state.decayed_counts]
-    decayed[index] += weight
+    cents = round((event.amount or 0.0) * 100) if is_purchase else 0
+    anchor = max(state.last_seen_ms, ts)
+    # Age the stored sums to the new anchor, then add this event at its weight there.
+    ageing = _fades(anchor - state.last_seen_ms)
+    weights = _fades(anchor - ts)
+    windows = [value * ageing[i % _W] for i, value in enumerate(state.windows)]
+    measure = _MEASURE_OF_TYPE.get(index)
+    if measure is not None:
+        for w in range(_W):
+            windows[measure * _W + w] += weights[w]
+    if is_purchase:
+        for w in range(_W):
+            windows[3 * _W + w] += cents / 100 * weights[w]
     counts = list(state.counts)
     counts[index] += 1
     if digest is None:
         digest = event_digest(event.event_id)
+    category_bits = state.category_bits
+    if event.category:
+        category_bits |= 1 << (zlib.crc32(event.category.encode()) % CATEGORY_BITS)
     # Built directly rather than with dataclasses.replace: this runs once per event.
     return UserState(
-        first_seen_ms=min(state.first_seen_ms, event.ts_ms),
-        last_seen_ms=max(state.last_seen_ms, event.ts_ms),
-        last_purchase_ms=max(state.last_purchase_ms, event.ts_ms) if is_purchase
+        first_seen_ms=min(state.first_seen_ms, ts),
+        last_seen_ms=anchor,
+        last_purchase_ms=max(state.last_purchase_ms, ts) if is_purchase
         else state.last_purchase_ms,
-        decay_ref_ms=ref,
-        spend_cents=state.spend_cents + round(amount * 100),
         counts=tuple(counts),
-        decayed_counts=tuple(decayed),
-        decayed_spend=state.decayed_spend * factor + amount * weight,
+        spend_cents=state.spend_cents + cents,
+        # Rounded to float32 as stored, so a state reads the same before and after a save.
+        windows=_FLOAT32S.unpack(_FLOAT32S.pack(*windows)),
         recent_event_ids=(digest, *state.recent_event_ids[:-1]),
+        category_bits=category_bits,
         segment=state.segment,
+        pending_segment=state.pending_segment,
+        pending_streak=state.pending_streak,
+        tags=state.tags,
         seq=state.seq,
     )
 
 
-SEGMENT_FEATURES: Final = (
-    "recent_views", "recent_carts", "recent_purchases", "recent_spend", "days_since_purchase",
-)
-
-
-def segment_features(state: UserState, at_ms: int, half_life_ms: int) -> dict[str, float]:
-    """The features segments are built on, evaluated at ``at_ms`` (see the module docstring)."""
-    age = _decay(max(at_ms - state.decay_ref_ms, 0), half_life_ms)
-    counts = state.decayed_counts
-    if state.last_purchase_ms:
-        recency = min((at_ms - state.last_purchase_ms) / DAY_MS, RECENCY_CAP_DAYS)
-    else:
-        recency = RECENCY_CAP_DAYS
-    return {
-        "recent_views": counts[_TYPE_INDEX["view"]] * age,
-        "recent_carts": counts[_TYPE_INDEX["add_to_cart"]] * age,
-        "recent_purchases": counts[_PURCHASE] * age,
-        "recent_spend": state.decayed_spend * age,
-        "days_since_purchase": max(recency, 0.0),
+def features_at(state: UserState, at_ms: int) -> dict[str, float]:
+    """Every feature in :data:`FEATURES`, evaluated at ``at_ms`` (see the module docstring)."""
+    elapsed = max(at_ms - state.last_seen_ms, 0)
+    ageing = _fades(elapsed)
+    tenure = max(at_ms - state.first_seen_ms, 0) / DAY_MS
+    frequency = state.counts[_PURCHASE]
+    monetary = state.spend_cents / 100
+    last_purchase = state.last_purchase_ms
+    recency = max(at_ms - last_purchase, 0) / DAY_MS if last_purchase else tenure
+    features = {
+        "recency_days": recency,
+        "frequency": float(frequency),
+        "monetary": monetary,
+        "avg_order_value": monetary / frequency if frequency else 0.0,
+        "tenure_days": tenure,
+        "inactive_days": elapsed / DAY_MS,
+        "cancellations": float(state.counts[_CANCEL]),
+        "events": float(sum(state.counts)),
+        "categories": distinct_categories(state.category_bits),
     }
+    for i, (name, value) in enumerate(zip(_WINDOW_FEATURES, state.windows, strict=True)):
+        features[name] = value * ageing[i % _W]
+    return features
+
+
+def distinct_categories(bits: int) -> float:
+    """Linear counting: ``m ln(m / zeros)`` distinct values for ``m`` bits, ``zeros`` unset."""
+    zeros = CATEGORY_BITS - bits.bit_count()
+    if zeros == 0:
+        zeros = 1  # saturated: report the largest estimate the bitmap can give
+    return CATEGORY_BITS * math.log(CATEGORY_BITS / zeros)
 
 
 def pack_state(state: UserState) -> bytes:
     """The record as stored: fixed size, versioned, independent of Python and River versions."""
     return _LAYOUT.pack(
         _FORMAT_VERSION, state.first_seen_ms, state.last_seen_ms, state.last_purchase_ms,
-        state.decay_ref_ms, state.spend_cents, *state.counts, *state.decayed_counts,
-        state.decayed_spend, *state.recent_event_ids, state.segment, state.seq,
+        *state.counts, state.spend_cents, *state.windows, *state.recent_event_ids,
+        state.category_bits, state.segment, state.pending_segment, state.pending_streak,
+        state.tags, state.seq,
     )
 
 
 def unpack_state(data: bytes) -> UserState:
+    if data[0] != _FORMAT_VERSION:
+        raise ValueError(f"unknown user-state format version {data[0]}")
     fields = _LAYOUT.unpack(data)
-    if fields[0] != _FORMAT_VERSION:
-        raise ValueError(f"unknown user-state format version {fields[0]}")
-    counts_at = 6
-    decayed_at = counts_at + _N
-    ids_at = decayed_at + _N + 1
+    counts_at = 4
+    windows_at = counts_at + _N + 1
+    ids_at = windows_at + len(_MEASURES) * _W
+    rest = ids_at + RECENT_IDS
     return UserState(
         first_seen_ms=fields[1], last_seen_ms=fields[2], last_purchase_ms=fields[3],
-        decay_ref_ms=fields[4], spend_cents=fields[5],
-        counts=tuple(fields[counts_at:decayed_at]),
-        decayed_counts=tuple(fields[decayed_at:decayed_at + _N]),
-        decayed_spend=fields[decayed_at + _N],
-        recent_event_ids=tuple(fields[ids_at:ids_at + RECENT_IDS]),
-        segment=fields[ids_at + RECENT_IDS], seq=fields[ids_at + RECENT_IDS + 1],
+        counts=tuple(fields[counts_at:counts_at + _N]), spend_cents=fields[counts_at + _N],
+        windows=tuple(fields[windows_at:ids_at]),
+        recent_event_ids=tuple(fields[ids_at:rest]),
+        category_bits=fields[rest], segment=fields[rest + 1], pending_segment=fields[rest + 2],
+        pending_streak=fields[rest + 3], tags=fields[rest + 4], seq=fields[rest + 5],
     )
 
 
 STATE_SIZE_BYTES: Final = _LAYOUT.size
 
 
-def _decay(elapsed_ms: int, half_life_ms: int) -> float:
-    return float(2.0 ** (-elapsed_ms / half_life_ms))
+_NO_FADE: Final = (1.0,) * _W
+
+
+def _fades(elapsed_ms: int) -> tuple[float, ...]:
+    """The weight left after ``elapsed_ms`` in each window: ``exp(-elapsed / window)``."""
+    if elapsed_ms == 0:
+        return _NO_FADE  # the common case: events arrive in order and are read at their time
+    return tuple(math.exp(-elapsed_ms / w) for w in _WINDOW_MS)

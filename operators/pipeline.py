@@ -1,7 +1,7 @@
 """The per-batch transition: user states and events in; new states, changes and samples out.
 
 This is the one place to read what happens to an event after decoding:
-drop a redelivered duplicate → ``update_features`` → ``segment_features`` → ``assign_segment``
+drop a redelivered duplicate → ``update_features`` → ``features_at`` → ``assign_segment``
 → emit ``SegmentChanged`` when the segment moved → offer the feature vector to the trainer.
 """
 
@@ -17,7 +17,7 @@ from operators.features import (
     NO_SEGMENT,
     UserState,
     event_digest,
-    segment_features,
+    features_at,
     update_features,
 )
 from operators.segments import SegmentSnapshot, assign_segment
@@ -25,7 +25,7 @@ from operators.segments import SegmentSnapshot, assign_segment
 
 @dataclass(frozen=True, slots=True)
 class PipelineConfig:
-    half_life_ms: int
+    segment_features: tuple[str, ...]  # the features the trainer learns segments from
     train_sample_permille: int  # share of events whose feature vector trains the model, in ‰
 
 
@@ -52,8 +52,9 @@ def process_events(
         if before is not None and digest in before.recent_event_ids:
             out.duplicates += 1  # a redelivery or a producer retry
             continue
-        state = update_features(before, event, config.half_life_ms, digest)
-        features = segment_features(state, event.ts_ms, config.half_life_ms)
+        state = update_features(before, event, digest)
+        every = features_at(state, event.ts_ms)
+        features = {name: every[name] for name in config.segment_features}
         segment = assign_segment(snapshot, features)
         if snapshot is not None and segment != NO_SEGMENT and segment != state.segment:
             out.changes.append(

@@ -57,11 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return serve(settings)
     if args.command == "demo":
-        from stream.demo import run_demo
+        from stream.demo import DEMO_SEGMENT_FEATURES, run_demo
 
         # A small stream: train on every event and snapshot often, unless told otherwise.
         demo_defaults = {"SEGSTREAM_SNAPSHOT_EVERY_SAMPLES": "5000",
-                         "SEGSTREAM_TRAIN_SAMPLE_PERMILLE": "1000"}
+                         "SEGSTREAM_TRAIN_SAMPLE_PERMILLE": "1000",
+                         # Clickstream personas differ in browsing too, not only in RFM.
+                         "SEGSTREAM_SEGMENT_FEATURES": DEMO_SEGMENT_FEATURES}
         settings_demo = Settings.from_env({**demo_defaults, **os.environ})
         logging.getLogger().setLevel(logging.WARNING)
         run_demo(settings_demo, args.users, args.days, args.seed)

@@ -13,12 +13,22 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from operators.features import SEGMENT_FEATURES, segment_features, unpack_state
+from operators.features import features_at, unpack_state
 from operators.segments import SegmentSnapshot, assign_segment
 from stream.generator import encode, generate_events, persona_of
 from stream.memory import InMemoryBroker, InMemoryStateStore
 from stream.settings import Settings
 from stream.wiring import build_processor, in_memory_parts
+
+DEMO_SEGMENT_FEATURES = "recency_days,frequency,monetary,views_30d,carts_30d"
+# What the table shows per segment: (feature, column title, format).
+_COLUMNS = (("recency_days", "days since buy", ".0f"), ("frequency", "buys", ".1f"),
+            ("monetary", "spend", ".0f"), ("views_30d", "views 30d", ".1f"),
+            ("carts_30d", "carts 30d", ".1f"))
+# (word when high, word when low) per feature, for the "characterised by" column.
+_LABELS = {"recency_days": ("lapsed", "recent"), "frequency": ("frequent", "rarely buys"),
+           "monetary": ("high spend", "low spend"), "views_30d": ("browsing", "few views"),
+           "carts_30d": ("carting", "few carts")}
 
 
 def run_demo(settings: Settings, users: int, days: float, seed: int,
@@ -65,9 +75,7 @@ def _describe_change(change: dict[str, object]) -> str:
     return (
         f"  {when:%Y-%m-%d %H:%M}  {change['user_id']}  segment "
         f"{'-' if before is None else before} -> {change['segment_after']}   "
-        f"views {features['recent_views']:.1f}  carts {features['recent_carts']:.1f}  "
-        f"purchases {features['recent_purchases']:.1f}  spend {features['recent_spend']:.0f}  "
-        f"days since purchase {features['days_since_purchase']:.0f}"
+        + "  ".join(f"{name} {value:.1f}" for name, value in features.items())
     )
 
 
@@ -78,42 +86,38 @@ def _print_segments(
     members: dict[int, list[dict[str, float]]] = defaultdict(list)
     personas: dict[int, Counter[str]] = defaultdict(Counter)
     for uid, packed in store.users().items():
-        features = segment_features(unpack_state(packed), end_ms, settings.half_life_ms)
+        features = features_at(unpack_state(packed), end_ms)
         segment = assign_segment(snapshot, features)
         members[segment].append(features)
         personas[segment][persona_of(int(uid.split("-")[1]), seed).name] += 1
     total = sum(len(m) for m in members.values())
-    overall = {f: statistics.fmean(x[f] for m in members.values() for x in m)
-               for f in SEGMENT_FEATURES}
+    shown = [name for name, _, _ in _COLUMNS]
+    overall = {f: statistics.fmean(x[f] for m in members.values() for x in m) for f in shown}
     out(f"\nSegments at the end of the stream ({total:,} users, features as of the last event):\n")
-    header = (f"{'seg':>3} {'users':>6} {'share':>6} {'views':>6} {'carts':>6} {'buys':>6} "
-              f"{'spend':>7} {'days since buy':>15}  {'mostly (simulated persona)':<30} "
-              "characterised by")
+    header = (f"{'seg':>3} {'users':>6} {'share':>6} "
+              + " ".join(f"{title:>{len(title)}}" for _, title, _ in _COLUMNS)
+              + f"  {'mostly (simulated persona)':<30} characterised by")
     out(header)
     out("-" * len(header))
     for segment in sorted(members):
         rows = members[segment]
-        mean = {f: statistics.fmean(x[f] for x in rows) for f in SEGMENT_FEATURES}
+        mean = {f: statistics.fmean(x[f] for x in rows) for f in shown}
         persona, count = personas[segment].most_common(1)[0]
-        out(f"{segment:>3} {len(rows):>6} {len(rows) / total:>6.0%} {mean['recent_views']:>6.1f} "
-            f"{mean['recent_carts']:>6.1f} {mean['recent_purchases']:>6.1f} "
-            f"{mean['recent_spend']:>7.0f} {mean['days_since_purchase']:>15.0f}  "
+        cells = " ".join(f"{mean[name]:>{len(title)}{fmt}}" for name, title, fmt in _COLUMNS)
+        out(f"{segment:>3} {len(rows):>6} {len(rows) / total:>6.0%} {cells}  "
             f"{f'{persona} ({count / len(rows):.0%})':<30} {_characterise(mean, overall)}")
-    out("\n'views', 'carts', 'buys' and 'spend' decay with a "
-        f"{settings.half_life_days:g}-day half-life. Next: README.md, 'Run it on Kafka and Redis'.")
+    out("\n'buys' and 'spend' are lifetime totals; '30d' columns are 30-day exponentially "
+        "weighted windows. Next: README.md, 'Run it on Kafka and Redis'.")
     return {segment: len(rows) for segment, rows in members.items()}
 
 
 def _characterise(mean: dict[str, float], overall: dict[str, float]) -> str:
-    labels = {"recent_views": "browsing", "recent_carts": "carting",
-              "recent_purchases": "buying", "recent_spend": "spend",
-              "days_since_purchase": "days since purchase"}
-    ratios = sorted(
-        ((mean[f] + 1e-9) / (overall[f] + 1e-9), f) for f in SEGMENT_FEATURES
-    )
+    ratios = sorted(((mean[f] + 1e-9) / (overall[f] + 1e-9), f) for f in mean)
     words = []
     for ratio, feature in (ratios[-1], ratios[0]):
-        level = "high" if ratio > 1.25 else "low" if ratio < 0.8 else None
-        if level:
-            words.append(f"{level} {labels[feature]}")
+        high, low = _LABELS[feature]
+        if ratio > 1.25:
+            words.append(high)
+        elif ratio < 0.8:
+            words.append(low)
     return ", ".join(dict.fromkeys(words)) or "average"

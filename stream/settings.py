@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from operators.features import FEATURES
+
 
 def _setting(default: Any, env: str, doc: str) -> Any:
     return field(default=default, metadata={"env": env, "doc": doc})
@@ -43,12 +45,13 @@ class Settings:
         "Kafka group session timeout: how soon a dead consumer's partitions move")
     max_message_bytes: int = _setting(
         65_536, "SEGSTREAM_MAX_MESSAGE_BYTES", "Larger messages are dead-lettered as oversized")
-    half_life_days: float = _setting(
-        30.0, "SEGSTREAM_HALF_LIFE_DAYS", "Half-life of the decayed 'recent_*' features")
     user_ttl_s: int = _setting(
         180 * 86_400, "SEGSTREAM_USER_TTL_S",
         "Idle users' state expires after this long (wall-clock), 0 keeps it forever")
     segments: int = _setting(4, "SEGSTREAM_SEGMENTS", "Number of segments (k of k-means)")
+    segment_features: str = _setting(
+        "recency_days,frequency,monetary", "SEGSTREAM_SEGMENT_FEATURES",
+        "Comma-separated features segments are built on (log1p, then standardized)")
     train_sample_permille: int = _setting(
         250, "SEGSTREAM_TRAIN_SAMPLE_PERMILLE",
         "Share of events whose features train the model, in per mille")
@@ -96,12 +99,17 @@ class Settings:
                 raise ValueError(f"{name} must be at least 1")
         if not 0 <= self.train_sample_permille <= 1000:
             raise ValueError("train_sample_permille must be between 0 and 1000")
-        if self.half_life_days <= 0 or self.poll_timeout_s <= 0:
-            raise ValueError("half_life_days and poll_timeout_s must be positive")
+        if self.poll_timeout_s <= 0:
+            raise ValueError("poll_timeout_s must be positive")
+        unknown = set(self.segment_feature_names) - set(FEATURES)
+        if unknown or not self.segment_feature_names:
+            raise ValueError(
+                f"segment_features: unknown {', '.join(sorted(unknown)) or 'empty list'}; "
+                f"known: {', '.join(FEATURES)}")
 
     @property
-    def half_life_ms(self) -> int:
-        return round(self.half_life_days * 86_400_000)
+    def segment_feature_names(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.segment_features.split(",") if name.strip())
 
 
 def describe_settings() -> list[tuple[str, str, str]]:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import redis
 from prometheus_client import CollectorRegistry
 
-from operators.features import SEGMENT_FEATURES
 from operators.pipeline import PipelineConfig
 from stream import __version__
 from stream.kafka_io import KafkaEventSource, KafkaSink
@@ -77,12 +76,17 @@ def build_processor(
     metrics = Metrics(registry if registry is not None else CollectorRegistry(), __version__)
     snapshot, trainer_state = parts.model_store.load()
     trainer = SegmentTrainer.restore(trainer_state)
-    if trainer is None or trainer.n_segments != settings.segments:
+    features = settings.segment_feature_names
+    if trainer is None or (trainer.n_segments, trainer.features) != (settings.segments, features):
         trainer = SegmentTrainer(
-            SEGMENT_FEATURES, settings.segments,
+            features, settings.segments,
             snapshot_every=settings.snapshot_every_samples, seed=settings.model_seed)
         if snapshot is not None:
             trainer.version = snapshot.version  # keep versions increasing across restarts
+    if snapshot is not None and snapshot.features != features:
+        log.warning("stored segment model v%d uses other features; waiting for a new one",
+                    snapshot.version)
+        snapshot = None
     if snapshot is not None:
         log.info("scoring with stored segment model v%d", snapshot.version)
     config = LoopConfig(
@@ -92,7 +96,7 @@ def build_processor(
         poll_timeout_s=settings.poll_timeout_s,
         max_message_bytes=settings.max_message_bytes,
         retry_attempts=settings.retry_attempts,
-        pipeline=PipelineConfig(settings.half_life_ms, settings.train_sample_permille),
+        pipeline=PipelineConfig(features, settings.train_sample_permille),
     )
     processor = Processor(
         source=parts.source, sink=parts.sink, state_store=parts.state_store,

@@ -4,16 +4,17 @@ from dataclasses import replace
 
 from operators.changes import encode_change
 from operators.events import Event
-from operators.features import DAY_MS, SEGMENT_FEATURES, update_features
+from operators.features import update_features
 from operators.pipeline import PipelineConfig, process_events
 from operators.segments import SegmentSnapshot, assign_segment
 
 T0 = 1767225600000
-CONFIG = PipelineConfig(half_life_ms=30 * DAY_MS, train_sample_permille=1000)
+RFM = ("recency_days", "frequency", "monetary")
+CONFIG = PipelineConfig(segment_features=RFM, train_sample_permille=1000)
 # Two segments: segment 0 near "never bought", segment 1 near "bought just now, spent a lot".
 SNAPSHOT = SegmentSnapshot(
-    version=3, features=SEGMENT_FEATURES, means=(0.0,) * 5, stds=(1.0,) * 5,
-    centers=((0.5, 0.0, 0.0, 0.0, 5.9), (0.5, 0.7, 0.7, 4.6, 0.0)),
+    version=3, features=RFM, means=(0.0,) * 3, stds=(1.0,) * 3,
+    centers=((0.0, 0.0, 0.0), (0.0, 0.7, 4.6)),
 )
 
 
@@ -47,7 +48,7 @@ def test_change_ids_are_deterministic_and_distinct() -> None:
 
 
 def test_continues_from_stored_state_and_leaves_inputs_untouched() -> None:
-    stored = {"u1": replace(update_features(None, buy(1), CONFIG.half_life_ms), segment=1, seq=4)}
+    stored = {"u1": replace(update_features(None, buy(1)), segment=1, seq=4)}
     snapshot_of_input = dict(stored)
     out = process_events(stored, [buy(2)], SNAPSHOT, CONFIG)
     assert out.changes == []  # still segment 1
@@ -74,9 +75,8 @@ def test_training_sample_is_a_stable_fraction_of_events() -> None:
 
 
 def test_assign_segment_picks_the_nearest_standardized_center() -> None:
-    far = {"recent_views": 0.0, "recent_carts": 0.0, "recent_purchases": 0.0,
-           "recent_spend": 0.0, "days_since_purchase": 365.0}
-    near = {**far, "recent_purchases": 1.0, "recent_spend": 100.0, "days_since_purchase": 0.0}
+    far = {"recency_days": 0.0, "frequency": 0.0, "monetary": 0.0}
+    near = {"recency_days": 0.0, "frequency": 1.0, "monetary": 100.0}
     assert assign_segment(SNAPSHOT, far) == 0
     assert assign_segment(SNAPSHOT, near) == 1
     assert assign_segment(None, near) == -1
@@ -94,4 +94,4 @@ def test_change_events_encode_the_documented_fields() -> None:
     assert doc["user_id"] == "u1" and doc["segment_before"] is None
     assert doc["segment_after"] == 1 and doc["model_version"] == 3 and doc["seq"] == 1
     assert doc["event_time_ms"] == T0 + 1000 and doc["emitted_at_ms"] == T0 + 5
-    assert set(doc["features"]) == set(SEGMENT_FEATURES)
+    assert doc["features"] == {"recency_days": 0.0, "frequency": 1.0, "monetary": 100.0}

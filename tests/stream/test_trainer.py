@@ -4,10 +4,12 @@ import itertools
 import json
 
 from operators.events import Event, decode_event
-from operators.features import DAY_MS, SEGMENT_FEATURES, segment_features, update_features
+from operators.features import features_at, update_features
 from operators.segments import SegmentSnapshot, assign_segment
 from stream.generator import encode, generate_events
 from stream.trainer import SegmentTrainer
+
+FEATURES = ("recency_days", "frequency", "monetary", "views_30d")
 
 
 def sample_vectors(n: int) -> list[dict[str, float]]:
@@ -16,14 +18,15 @@ def sample_vectors(n: int) -> list[dict[str, float]]:
     for raw in itertools.islice(generate_events(300, seed=2), n):
         event = decode_event(*encode(raw))
         assert isinstance(event, Event)
-        state = update_features(states.get(event.user_id), event, 30 * DAY_MS)  # type: ignore[arg-type]
+        state = update_features(states.get(event.user_id), event)  # type: ignore[arg-type]
         states[event.user_id] = state
-        vectors.append(segment_features(state, event.ts_ms, 30 * DAY_MS))
+        every = features_at(state, event.ts_ms)
+        vectors.append({name: every[name] for name in FEATURES})
     return vectors
 
 
 def test_snapshot_scores_exactly_like_the_river_model() -> None:
-    trainer = SegmentTrainer(SEGMENT_FEATURES, 4, snapshot_every=1000, seed=1)
+    trainer = SegmentTrainer(FEATURES, 4, snapshot_every=1000, seed=1)
     vectors = sample_vectors(4000)
     for vector in vectors[:3000]:
         trainer.learn(vector)
@@ -37,7 +40,7 @@ def test_snapshot_scores_exactly_like_the_river_model() -> None:
 
 
 def test_versions_increase_and_snapshots_wait_for_enough_samples() -> None:
-    trainer = SegmentTrainer(SEGMENT_FEATURES, 3, snapshot_every=500, seed=1)
+    trainer = SegmentTrainer(FEATURES, 3, snapshot_every=500, seed=1)
     vectors = sample_vectors(1200)
     for vector in vectors[:499]:
         trainer.learn(vector)
@@ -50,7 +53,7 @@ def test_versions_increase_and_snapshots_wait_for_enough_samples() -> None:
 
 
 def test_the_trainer_survives_a_dump_and_restore_and_rejects_garbage() -> None:
-    trainer = SegmentTrainer(SEGMENT_FEATURES, 4, snapshot_every=100, seed=1)
+    trainer = SegmentTrainer(FEATURES, 4, snapshot_every=100, seed=1)
     for vector in sample_vectors(500):
         trainer.learn(vector)
     restored = SegmentTrainer.restore(trainer.dump())

@@ -9,8 +9,6 @@ from operators.events import Event, Rejected, decode_event
 from operators.features import UserState, is_duplicate, update_features
 from stream.generator import encode
 
-HALF_LIFE_MS = 30 * 86_400_000
-
 
 def expected_states(events: Iterable[dict[str, Any]]) -> dict[str, UserState]:
     """Each user's features after applying every valid event once, in production order."""
@@ -22,12 +20,11 @@ def expected_states(events: Iterable[dict[str, Any]]) -> dict[str, UserState]:
         assert isinstance(decoded, Event)
         before = states.get(decoded.user_id)
         if not is_duplicate(before, decoded):
-            states[decoded.user_id] = update_features(before, decoded, HALF_LIFE_MS)
+            states[decoded.user_id] = update_features(before, decoded)
     return states
 
 
 def features_only(state: UserState) -> tuple[object, ...]:
     """The fields events determine exactly (segment and seq depend on the model's timing)."""
-    return (state.first_seen_ms, state.last_seen_ms, state.last_purchase_ms, state.decay_ref_ms,
-            state.spend_cents, state.counts, state.decayed_counts, state.decayed_spend,
-            state.recent_event_ids)
+    return (state.first_seen_ms, state.last_seen_ms, state.last_purchase_ms, state.counts,
+            state.spend_cents, state.windows, state.recent_event_ids, state.category_bits)

@@ -17,8 +17,8 @@ KAFKA_BOOTSTRAP = os.environ.get("SEGSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 REDIS_URL = os.environ.get("SEGSTREAM_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def missing(what: str, exc: BaseException) -> None:
-    message = f"{what} is not reachable ({exc}); start it with `make services-up`"
+def missing(what: str, exc: BaseException, hint: str = "start it with `make services-up`") -> None:
+    message = f"{what} is not reachable ({exc}); {hint}"
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(message)
     pytest.skip(message)

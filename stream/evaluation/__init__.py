@@ -1,0 +1,1 @@
+"""``segstream evaluate``: replay a history file, then judge the features, segments and tags."""

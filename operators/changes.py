@@ -1,4 +1,4 @@
-"""Published facts: a user's segment changed.
+"""Published facts: a user's segment changed; segments were created, retired or merged.
 
 ``change_id`` is derived from the inputs only (user, triggering event, before, after, model
 version), so a replay after a crash re-sends the same ids and consumers can drop repeats.
@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 
 from operators.features import NO_SEGMENT
+from operators.matching import Lineage
+from operators.segments import SegmentSnapshot, segment_profiles
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +62,38 @@ def encode_change(change: SegmentChanged, emitted_at_ms: int) -> bytes:
         },
         separators=(",", ":"),
     ).encode()
+
+
+def lineage_events(
+    lineage: Lineage, snapshot: SegmentSnapshot, emitted_at_ms: int,
+) -> list[tuple[bytes, bytes]]:
+    """(key, value) per segment created, retired or merged by a new snapshot.
+
+    Keyed ``segment:<id>``; ``change_id`` depends on the model version, kind and ids only, so a
+    snapshot re-published after a crash repeats the same ids.
+    """
+    profiles = {p.segment: p for p in segment_profiles(snapshot)}
+    facts: list[tuple[str, int, int | None]] = [
+        *(("segment_created", s, None) for s in lineage.created),
+        *(("segment_retired", s, None) for s in lineage.retired),
+        *(("segment_merged", old, into) for old, into in lineage.merged),
+    ]
+    out = []
+    for kind, segment, into in facts:
+        identity = f"{kind}\x1f{snapshot.version}\x1f{segment}\x1f{into}"
+        doc: dict[str, object] = {
+            "kind": kind,
+            "change_id": hashlib.blake2b(identity.encode(), digest_size=16).hexdigest(),
+            "segment": segment,
+            "model_version": snapshot.version,
+            "emitted_at_ms": emitted_at_ms,
+        }
+        if into is not None:
+            doc["merged_into"] = into
+        if segment in profiles:
+            profile = profiles[segment]
+            doc["name"] = profile.name
+            doc["share"] = round(profile.share, 6)
+            doc["centroid"] = {k: round(v, 6) for k, v in profile.centroid.items()}
+        out.append((f"segment:{segment}".encode(), json.dumps(doc, separators=(",", ":")).encode()))
+    return out

@@ -37,6 +37,7 @@ import hashlib
 import math
 import struct
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -66,11 +67,11 @@ FEATURES: Final = (
 )
 
 _FORMAT_VERSION: Final = 2
-# version, first seen, last seen, last purchase, counts, spend cents, window sums (float32),
-# recent event-id digests, category bits, segment, pending segment, pending streak, tag bits,
-# change seq. Little-endian, no padding: 133 bytes.
+# version, first seen, last seen, last purchase, next re-scoring, counts, spend cents, window
+# sums (float32), recent event-id digests, category bits, segment, pending segment, pending
+# streak, tag bits, change seq. Little-endian, no padding: 141 bytes.
 _LAYOUT: Final = struct.Struct(
-    f"<B q q q {_N}I q {len(_MEASURES) * _W}f {RECENT_IDS}Q I b b B B I")
+    f"<B q q q q {_N}I q {len(_MEASURES) * _W}f {RECENT_IDS}Q I b b B B I")
 _FLOAT32S: Final = struct.Struct(f"<{len(_MEASURES) * _W}f")
 
 
@@ -80,7 +81,8 @@ class UserState:
 
     ``windows`` holds the window sums as of ``last_seen_ms``; read them with :func:`features_at`.
     ``pending_segment``/``pending_streak`` count consecutive assignments to another segment
-    (anti-flapping), ``tags`` is a bit set of the tags the user has.
+    (anti-flapping), ``tags`` is a bit set of the tags the user has, ``next_due_ms`` is when
+    the user is next re-scored if no event comes first (0: never).
     """
 
     first_seen_ms: int
@@ -91,6 +93,7 @@ class UserState:
     windows: tuple[float, ...]
     recent_event_ids: tuple[int, ...]
     category_bits: int = 0
+    next_due_ms: int = 0
     segment: int = NO_SEGMENT
     pending_segment: int = NO_SEGMENT
     pending_streak: int = 0
@@ -108,6 +111,12 @@ class UserState:
 def event_digest(event_id: str) -> int:
     """A stable 64-bit digest (never Python's salted ``hash``): same id, same digest, anywhere."""
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
+
+
+def user_digest(user_id: str) -> int:
+    """A stable 64-bit digest of a user id, for sampling users the same way in every process."""
+    return int.from_bytes(hashlib.blake2b(user_id.encode(), digest_size=8, person=b"user").digest(),
+                          "little")
 
 
 def is_duplicate(state: UserState | None, event: Event) -> bool:
@@ -163,6 +172,7 @@ def update_features(state: UserState | None, event: Event, digest: int | None = 
         windows=_FLOAT32S.unpack(_FLOAT32S.pack(*windows)),
         recent_event_ids=(digest, *state.recent_event_ids[:-1]),
         category_bits=category_bits,
+        next_due_ms=state.next_due_ms,
         segment=state.segment,
         pending_segment=state.pending_segment,
         pending_streak=state.pending_streak,
@@ -171,29 +181,62 @@ def update_features(state: UserState | None, event: Event, digest: int | None = 
     )
 
 
-def features_at(state: UserState, at_ms: int) -> dict[str, float]:
-    """Every feature in :data:`FEATURES`, evaluated at ``at_ms`` (see the module docstring)."""
-    elapsed = max(at_ms - state.last_seen_ms, 0)
-    ageing = _fades(elapsed)
-    tenure = max(at_ms - state.first_seen_ms, 0) / DAY_MS
+def rescored(
+    state: UserState, *, segment: int, pending_segment: int, pending_streak: int, seq: int,
+    next_due_ms: int,
+) -> UserState:
+    """``state`` with new scoring fields; ``dataclasses.replace`` is slow for a per-event path."""
+    return UserState(
+        state.first_seen_ms, state.last_seen_ms, state.last_purchase_ms, state.counts,
+        state.spend_cents, state.windows, state.recent_event_ids, state.category_bits,
+        next_due_ms, segment, pending_segment, pending_streak, state.tags, seq)
+
+
+def features_at(
+    state: UserState, at_ms: int, names: Sequence[str] = FEATURES,
+) -> dict[str, float]:
+    """The features ``names`` (default: all), evaluated at ``at_ms`` (see the module docstring)."""
+    return {name: _FEATURE[name](state, at_ms) for name in names}
+
+
+def _tenure(state: UserState, at_ms: int) -> float:
+    return max(at_ms - state.first_seen_ms, 0) / DAY_MS
+
+
+def _recency(state: UserState, at_ms: int) -> float:
+    if state.last_purchase_ms:
+        return max(at_ms - state.last_purchase_ms, 0) / DAY_MS
+    return _tenure(state, at_ms)
+
+
+def _avg_order_value(state: UserState, at_ms: int) -> float:
     frequency = state.counts[_PURCHASE]
-    monetary = state.spend_cents / 100
-    last_purchase = state.last_purchase_ms
-    recency = max(at_ms - last_purchase, 0) / DAY_MS if last_purchase else tenure
-    features = {
-        "recency_days": recency,
-        "frequency": float(frequency),
-        "monetary": monetary,
-        "avg_order_value": monetary / frequency if frequency else 0.0,
-        "tenure_days": tenure,
-        "inactive_days": elapsed / DAY_MS,
-        "cancellations": float(state.counts[_CANCEL]),
-        "events": float(sum(state.counts)),
-        "categories": distinct_categories(state.category_bits),
-    }
-    for i, (name, value) in enumerate(zip(_WINDOW_FEATURES, state.windows, strict=True)):
-        features[name] = value * ageing[i % _W]
-    return features
+    return state.spend_cents / 100 / frequency if frequency else 0.0
+
+
+def _window(index: int) -> Callable[[UserState, int], float]:
+    window_ms = _WINDOW_MS[index % _W]
+
+    def value(state: UserState, at_ms: int) -> float:
+        elapsed = at_ms - state.last_seen_ms
+        stored = state.windows[index]
+        return stored * math.exp(-elapsed / window_ms) if elapsed > 0 else stored
+    return value
+
+
+# One small function per feature, so scoring computes only the features a model uses.
+_FEATURE: Final[dict[str, Callable[[UserState, int], float]]] = {
+    "recency_days": _recency,
+    "frequency": lambda state, _: float(state.counts[_PURCHASE]),
+    "monetary": lambda state, _: state.spend_cents / 100,
+    "avg_order_value": _avg_order_value,
+    "tenure_days": _tenure,
+    "inactive_days": lambda state, at_ms: max(at_ms - state.last_seen_ms, 0) / DAY_MS,
+    "cancellations": lambda state, _: float(state.counts[_CANCEL]),
+    "events": lambda state, _: float(sum(state.counts)),
+    "categories": lambda state, _: distinct_categories(state.category_bits),
+    **{name: _window(i) for i, name in enumerate(_WINDOW_FEATURES)},
+}
 
 
 def distinct_categories(bits: int) -> float:
@@ -208,7 +251,8 @@ def pack_state(state: UserState) -> bytes:
     """The record as stored: fixed size, versioned, independent of Python and River versions."""
     return _LAYOUT.pack(
         _FORMAT_VERSION, state.first_seen_ms, state.last_seen_ms, state.last_purchase_ms,
-        *state.counts, state.spend_cents, *state.windows, *state.recent_event_ids,
+        state.next_due_ms, *state.counts, state.spend_cents, *state.windows,
+        *state.recent_event_ids,
         state.category_bits, state.segment, state.pending_segment, state.pending_streak,
         state.tags, state.seq,
     )
@@ -218,13 +262,14 @@ def unpack_state(data: bytes) -> UserState:
     if data[0] != _FORMAT_VERSION:
         raise ValueError(f"unknown user-state format version {data[0]}")
     fields = _LAYOUT.unpack(data)
-    counts_at = 4
+    counts_at = 5
     windows_at = counts_at + _N + 1
     ids_at = windows_at + len(_MEASURES) * _W
     rest = ids_at + RECENT_IDS
     return UserState(
         first_seen_ms=fields[1], last_seen_ms=fields[2], last_purchase_ms=fields[3],
-        counts=tuple(fields[counts_at:counts_at + _N]), spend_cents=fields[counts_at + _N],
+        next_due_ms=fields[4], counts=tuple(fields[counts_at:counts_at + _N]),
+        spend_cents=fields[counts_at + _N],
         windows=tuple(fields[windows_at:ids_at]),
         recent_event_ids=tuple(fields[ids_at:rest]),
         category_bits=fields[rest], segment=fields[rest + 1], pending_segment=fields[rest + 2],

@@ -19,7 +19,9 @@ class SegmentSnapshot:
     """A versioned, frozen segment model: feature transform, scaler statistics and centers.
 
     Inputs are transformed as ``z = (log1p(x) - mean) / std`` per feature, then assigned to the
-    nearest center (Euclidean). ``centers[i]`` is segment ``i``.
+    nearest center (Euclidean). ``centers[i]`` is segment ``segment_ids[i]``; ids stay stable
+    across snapshots (``operators.matching``). ``shares[i]`` is the trainer's estimate of the
+    share of recent users nearest to center ``i``.
     """
 
     version: int
@@ -27,11 +29,20 @@ class SegmentSnapshot:
     means: tuple[float, ...]
     stds: tuple[float, ...]
     centers: tuple[tuple[float, ...], ...]
+    segment_ids: tuple[int, ...] = ()
+    shares: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.segment_ids:
+            object.__setattr__(self, "segment_ids", tuple(range(len(self.centers))))
+        if not self.shares:
+            object.__setattr__(self, "shares", (1 / max(len(self.centers), 1),) * len(self.centers))
 
     def to_dict(self) -> dict[str, object]:
         return {
             "version": self.version, "features": list(self.features), "means": list(self.means),
             "stds": list(self.stds), "centers": [list(c) for c in self.centers],
+            "segment_ids": list(self.segment_ids), "shares": list(self.shares),
         }
 
     @classmethod
@@ -45,10 +56,13 @@ class SegmentSnapshot:
         version = doc["version"]
         assert isinstance(centers, list) and isinstance(features, list)
         assert isinstance(version, int)
+        ids = doc.get("segment_ids", [])
+        assert isinstance(ids, list)
         return cls(
             version=version, features=tuple(str(f) for f in features),
             means=floats(doc["means"]), stds=floats(doc["stds"]),
-            centers=tuple(floats(c) for c in centers),
+            centers=tuple(floats(c) for c in centers), segment_ids=tuple(int(i) for i in ids),
+            shares=floats(doc.get("shares", [])),
         )
 
 
@@ -59,14 +73,86 @@ def standardize(snapshot: SegmentSnapshot, features: Mapping[str, float]) -> tup
     )
 
 
+def segment_distances(snapshot: SegmentSnapshot, features: Mapping[str, float]) -> dict[int, float]:
+    """Distance from the user's standardized features to each segment's center, by segment id."""
+    z = standardize(snapshot, features)
+    return {segment: math.dist(z, center)
+            for segment, center in zip(snapshot.segment_ids, snapshot.centers, strict=True)}
+
+
 def assign_segment(snapshot: SegmentSnapshot | None, features: Mapping[str, float]) -> int:
     """The nearest center's segment id, or ``NO_SEGMENT`` before any model exists."""
     if snapshot is None or not snapshot.centers:
         return NO_SEGMENT
-    z = standardize(snapshot, features)
-    best, best_distance = NO_SEGMENT, math.inf
-    for segment, center in enumerate(snapshot.centers):
-        distance = math.dist(z, center)
-        if distance < best_distance:
-            best, best_distance = segment, distance
-    return best
+    distances = segment_distances(snapshot, features)
+    return min(distances, key=lambda segment: (distances[segment], segment))
+
+
+def choose_segment(
+    current: int, distances: Mapping[int, float], pending: int, streak: int,
+    margin: float, switch_after: int,
+) -> tuple[int, int, int]:
+    """Anti-flapping: (segment, pending segment, streak) after one assignment.
+
+    A user leaves ``current`` for the nearest segment only when it is closer by more than
+    ``margin`` (standardized units), or when the same other segment has been nearest
+    ``switch_after`` times in a row; a user without a segment (or whose segment was retired)
+    takes the nearest at once.
+    """
+    best = min(distances, key=lambda segment: (distances[segment], segment))
+    if current not in distances or best == current:
+        return best, NO_SEGMENT, 0
+    streak = streak + 1 if pending == best else 1
+    if distances[current] - distances[best] > margin or streak >= switch_after:
+        return best, NO_SEGMENT, 0
+    return current, best, streak
+
+
+# Words for a center far above / below the average on a feature (standardized units).
+_WORDS: dict[str, tuple[str, str]] = {
+    "recency_days": ("lapsed", "recent"),
+    "frequency": ("frequent", "one-off"),
+    "monetary": ("high spend", "low spend"),
+    "avg_order_value": ("large baskets", "small baskets"),
+    "tenure_days": ("long-standing", "new"),
+    "inactive_days": ("dormant", "active"),
+    "cancellations": ("cancelling", "few cancels"),
+    "events": ("very active", "light"),
+    "categories": ("broad interests", "narrow interests"),
+}
+NAME_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentProfile:
+    segment: int
+    share: float
+    centroid: dict[str, float]  # the center in the features' own units
+    name: str
+
+
+def segment_profiles(snapshot: SegmentSnapshot) -> list[SegmentProfile]:
+    """Each segment's size share, center in original units and a generated readable name.
+
+    The name lists, strongest first, the features whose center lies more than half a standard
+    deviation (of log1p values) from the average, e.g. "recent, frequent, high spend".
+    """
+    profiles = []
+    for segment, center, share in zip(
+            snapshot.segment_ids, snapshot.centers, snapshot.shares, strict=True):
+        centroid = {
+            name: math.expm1(z * std + mean)
+            for name, z, mean, std in zip(snapshot.features, center, snapshot.means,
+                                          snapshot.stds, strict=True)}
+        ranked = sorted(zip(center, snapshot.features, strict=True), key=lambda p: -abs(p[0]))
+        words = [_word(name, z) for z, name in ranked if abs(z) > NAME_THRESHOLD]
+        profiles.append(SegmentProfile(segment, share, centroid, ", ".join(words) or "typical"))
+    return profiles
+
+
+def _word(feature: str, z: float) -> str:
+    high, low = _WORDS.get(feature, (f"high {feature}", f"low {feature}"))
+    if feature.endswith(("_7d", "_30d", "_90d")):
+        measure, window = feature.rsplit("_", 1)
+        high, low = f"many {measure} ({window})", f"few {measure} ({window})"
+    return high if z > 0 else low

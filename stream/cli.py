@@ -41,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     produce.add_argument("--days", type=float, default=60.0)
     produce.add_argument("--seed", type=int, default=7)
     produce.add_argument("--malformed", type=int, default=0, help="also send N malformed messages")
-    topics = commands.add_parser("create-topics", help="create the input, output and DLQ topics")
+    topics = commands.add_parser(
+        "create-topics", help="create the input, output, DLQ and late topics")
     topics.add_argument("--partitions", type=int, default=4)
     topics.add_argument("--replication", type=int, default=1)
     args = parser.parse_args(argv)
@@ -62,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A small stream: train on every event and snapshot often, unless told otherwise.
         demo_defaults = {"SEGSTREAM_SNAPSHOT_EVERY_SAMPLES": "5000",
                          "SEGSTREAM_TRAIN_SAMPLE_PERMILLE": "1000",
-                         # Clickstream personas differ in browsing too, not only in RFM.
+                         # Basket size tells big spenders from bargain hunters.
                          "SEGSTREAM_SEGMENT_FEATURES": DEMO_SEGMENT_FEATURES}
         settings_demo = Settings.from_env({**demo_defaults, **os.environ})
         logging.getLogger().setLevel(logging.WARNING)

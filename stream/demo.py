@@ -17,17 +17,21 @@ from operators.features import features_at, unpack_state
 from operators.segments import SegmentSnapshot, assign_segment
 from stream.generator import encode, generate_events, persona_of
 from stream.memory import InMemoryBroker, InMemoryStateStore
+from stream.ports import Partition
 from stream.settings import Settings
 from stream.wiring import build_processor, in_memory_parts
 
-DEMO_SEGMENT_FEATURES = "recency_days,frequency,monetary,views_30d,carts_30d"
+DEMO_SEGMENT_FEATURES = "recency_days,frequency,monetary,avg_order_value"
 # What the table shows per segment: (feature, column title, format).
 _COLUMNS = (("recency_days", "days since buy", ".0f"), ("frequency", "buys", ".1f"),
-            ("monetary", "spend", ".0f"), ("views_30d", "views 30d", ".1f"),
+            ("monetary", "spend", ".0f"), ("avg_order_value", "avg order", ".0f"),
+            ("views_30d", "views 30d", ".1f"),
             ("carts_30d", "carts 30d", ".1f"))
 # (word when high, word when low) per feature, for the "characterised by" column.
 _LABELS = {"recency_days": ("lapsed", "recent"), "frequency": ("frequent", "rarely buys"),
-           "monetary": ("high spend", "low spend"), "views_30d": ("browsing", "few views"),
+           "monetary": ("high spend", "low spend"),
+           "avg_order_value": ("big baskets", "small baskets"),
+           "views_30d": ("browsing", "few views"),
            "carts_30d": ("carting", "few carts")}
 
 
@@ -48,15 +52,21 @@ def run_demo(settings: Settings, users: int, days: float, seed: int,
     processor = build_processor(settings, parts)
     started = time.perf_counter()
     seen_changes = 0
-    shown = 0
     every = max(1, users // 20)
+    read: dict[Partition, int] = {}  # records of the output topic shown so far, per partition
     while processor.run_once():
-        changes = broker.records(settings.output_topic)
-        for record in changes[seen_changes:]:
-            seen_changes += 1
-            if seen_changes % every == 0:
-                out(_describe_change(json.loads(record.value)))
-                shown += 1
+        for partition, log in broker.logs.items():
+            if partition.topic != settings.output_topic:
+                continue
+            for record in log[read.get(partition, 0):]:
+                doc = json.loads(record.value)
+                if doc["kind"] != "segment_changed":
+                    out(_describe_lineage(doc))  # a segment created, retired or merged: rare
+                    continue
+                seen_changes += 1
+                if seen_changes % every == 0:
+                    out(_describe_change(doc))
+            read[partition] = len(log)
     elapsed = time.perf_counter() - started
     version = processor.snapshot.version if processor.snapshot else 0
     out(f"\n{len(events):,} events in {elapsed:.1f} s ({len(events) / elapsed:,.0f} events/s), "
@@ -65,6 +75,13 @@ def run_demo(settings: Settings, users: int, days: float, seed: int,
     store = parts.state_store
     assert isinstance(store, InMemoryStateStore)
     return _print_segments(settings, processor.snapshot, store, end_ms, seed, out)
+
+
+def _describe_lineage(doc: dict[str, object]) -> str:
+    what = str(doc["kind"]).removeprefix("segment_")
+    into = f" into {doc['merged_into']}" if "merged_into" in doc else ""
+    name = f" ({doc['name']})" if "name" in doc else ""
+    return f"  -- model v{doc['model_version']}: segment {doc['segment']} {what}{into}{name}"
 
 
 def _describe_change(change: dict[str, object]) -> str:

@@ -3,10 +3,13 @@
 For each batch:
   1. poll records from the input topic;
   2. decode and validate them (``operators.events``); rejects become dead letters;
-  3. load the batch's users from the state store, in one round trip;
-  4. run the pure transition (``operators.pipeline.process_events``) per partition;
-  5. send change events and dead letters, then flush: every output is acknowledged;
-  6. save each partition's users and next offset in one atomic, fenced write;
+  3. find the users whose re-scoring falls due by the partition's new watermark, and load them
+     with the batch's users from the state store;
+  4. run the pure transition (``operators.pipeline.process_events``) per partition: events,
+     then due re-scorings (users who went quiet), late events set aside;
+  5. send change events, dead letters and late events, then flush: every output is acknowledged;
+  6. save each partition's users, due index, watermark and next offset in one atomic, fenced
+     write;
   7. commit the offsets to Kafka (only for lag tools: step 6's offsets are the ones we trust);
   8. feed the trainer its sample and publish a model snapshot when one is due.
 
@@ -27,10 +30,10 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TypeVar
 
-from operators.changes import encode_change
+from operators.changes import encode_change, lineage_events
 from operators.events import Event, Rejected, decode_event
 from operators.features import pack_state, unpack_state
-from operators.pipeline import PipelineConfig, process_events
+from operators.pipeline import PipelineConfig, advance_watermark, process_events
 from operators.segments import SegmentSnapshot
 from stream.dead_letters import encode_dead_letter
 from stream.errors import DependencyError, PartitionLost
@@ -55,7 +58,9 @@ T = TypeVar("T")
 class LoopConfig:
     output_topic: str
     dlq_topic: str
+    late_topic: str
     max_batch_records: int
+    sweep_batch_users: int
     poll_timeout_s: float
     max_message_bytes: int
     retry_attempts: int
@@ -88,6 +93,7 @@ class Processor:
         self.checkpoint = checkpoint  # test hook: the crash tests kill the process at a stage
         self.sleep = sleep
         self.owned: set[Partition] = set()
+        self.watermarks: dict[Partition, int] = {}
         self.batches = 0
         self.last_loop_s = clock.time_s()
         if snapshot is not None:
@@ -97,6 +103,8 @@ class Processor:
 
     def assigned(self, partitions: Collection[Partition]) -> dict[Partition, int | None]:
         resume = {p: self.state_store.claim(p) for p in partitions}
+        for partition in partitions:
+            self.watermarks[partition] = self.state_store.watermark(partition)
         self.owned.update(partitions)
         self.metrics.assigned_partitions.set(len(self.owned))
         log.info("assigned %s, resuming at %s", sorted(map(str, partitions)),
@@ -141,6 +149,7 @@ class Processor:
         first_offsets: dict[Partition, int] = {}
         next_offsets: dict[Partition, int] = {}
         dead_letters: list[tuple[Record, Rejected]] = []
+        sources: dict[int, Record] = {}  # decoded event -> its record, for the late topic
         for record in records:
             first_offsets.setdefault(record.partition, record.offset)
             next_offsets[record.partition] = record.offset + 1
@@ -149,25 +158,46 @@ class Processor:
                 dead_letters.append((record, decoded))
             else:
                 events[record.partition].append(decoded)
+                sources[id(decoded)] = record
 
-        stored = self.state_store.load({p: {e.user_id for e in evs} for p, evs in events.items()})
+        grace = self.config.pipeline.late_grace_ms
+        due: dict[Partition, list[str]] = {}
+        for partition in next_offsets:
+            until = advance_watermark(
+                self.watermarks.get(partition, 0), events.get(partition, []), grace)
+            due[partition] = self.state_store.due_users(
+                partition, until, self.config.sweep_batch_users)
+        stored = self.state_store.load({
+            p: {e.user_id for e in events.get(p, [])} | set(due[p]) for p in next_offsets})
         writes: dict[Partition, PartitionWrite] = {}
         training: list[dict[str, float]] = []
+        watermarks: dict[Partition, int] = {}
         for partition, next_offset in next_offsets.items():
             states = {u: unpack_state(b) for u, b in stored.get(partition, {}).items()}
             outcome = process_events(
-                states, events.get(partition, []), self.snapshot, self.config.pipeline)
+                states, events.get(partition, []), self.snapshot, self.config.pipeline,
+                self.watermarks.get(partition, 0), due[partition])
             for change in outcome.changes:
                 self.sink.send(self.config.output_topic, change.user_id.encode(),
                                encode_change(change, now_ms))
+            for event in outcome.late:
+                record = sources[id(event)]
+                late = Rejected("late", f"event time {event.ts_ms} is before the partition's "
+                                f"watermark {self.watermarks.get(partition, 0)}")
+                self.sink.send(self.config.late_topic, record.key,
+                               encode_dead_letter(record, late, now_ms))
+            self.metrics.events_late.inc(len(outcome.late))
+            self.metrics.users_rescored.inc(outcome.rescored)
             self.metrics.segment_changes.inc(len(outcome.changes))
             for event_type, count in outcome.processed_by_type.items():
                 self.metrics.events_processed.labels(type=event_type).inc(count)
             self.metrics.events_duplicate.inc(outcome.duplicates)
             training.extend(outcome.training_vectors)
+            watermarks[partition] = outcome.watermark_ms
             writes[partition] = PartitionWrite(
                 first_offsets[partition], next_offset,
-                {u: pack_state(s) for u, s in outcome.states.items()})
+                {u: pack_state(s) for u, s in outcome.states.items()},
+                outcome.watermark_ms, outcome.dues)
         for record, rejected in dead_letters:
             self.sink.send(self.config.dlq_topic, record.key,
                            encode_dead_letter(record, rejected, now_ms))
@@ -184,6 +214,8 @@ class Processor:
             self.owned.difference_update(lost.partitions)
             for partition in lost.partitions:
                 next_offsets.pop(partition, None)
+                watermarks.pop(partition, None)
+        self.watermarks.update(watermarks)
         self.checkpoint("after_save", self.batches)
         for topic, count in Counter(r.partition.topic for r in records).items():
             self.metrics.events_consumed.labels(topic=topic).inc(count)
@@ -197,13 +229,20 @@ class Processor:
         for vector in vectors:
             self.trainer.learn(vector)
         if self.trainer.due():
-            snapshot = self.trainer.snapshot()
+            snapshot, lineage = self.trainer.snapshot()
+            # Lineage first: re-done after a crash, it repeats the same change ids.
+            now_ms = int(self.clock.time_s() * 1000)
+            for key, value in lineage_events(lineage, snapshot, now_ms):
+                self.sink.send(self.config.output_topic, key, value)
+            self.sink.flush()
             self.model_store.save(snapshot, self.trainer.dump())
             self.snapshot = snapshot
             self.metrics.model_snapshots.inc()
             self.metrics.model_version.set(snapshot.version)
-            log.info("published segment model v%d after %d samples",
-                     snapshot.version, self.trainer.samples)
+            log.info("published segment model v%d after %d samples (segments %s; created %s, "
+                     "retired %s, merged %s)", snapshot.version, self.trainer.samples,
+                     list(snapshot.segment_ids), list(lineage.created), list(lineage.retired),
+                     list(lineage.merged))
 
     def _with_retries(self, what: str, action: Callable[[], T]) -> T:
         attempt = 0

@@ -116,6 +116,8 @@ class _PartitionData:
     owner: str = ""
     next_offset: int | None = None
     users: dict[str, bytes] = field(default_factory=dict)
+    dues: dict[str, int] = field(default_factory=dict)
+    watermark_ms: int = 0
 
 
 class InMemoryStateStore:
@@ -154,12 +156,26 @@ class InMemoryStateStore:
             if data.next_offset is not None and data.next_offset > write.first_offset:
                 continue  # applied before: a retry after a partial save
             data.users.update(write.users)
+            for user, due in write.dues.items():
+                if due:
+                    data.dues[user] = due
+                else:
+                    data.dues.pop(user, None)
+            data.watermark_ms = write.watermark_ms
             data.next_offset = write.next_offset
         if lost:
             raise PartitionLost(lost)
 
     def next_offset(self, partition: Partition) -> int | None:
         return self._data.get(partition, _PartitionData()).next_offset
+
+    def watermark(self, partition: Partition) -> int:
+        return self._data.get(partition, _PartitionData()).watermark_ms
+
+    def due_users(self, partition: Partition, until_ms: int, limit: int) -> list[str]:
+        dues = self._data.get(partition, _PartitionData()).dues
+        due = sorted((at, user) for user, at in dues.items() if at <= until_ms)
+        return [user for _, user in due[:limit]]
 
     def users(self) -> dict[str, bytes]:
         """Every stored user record, for the demo's summary."""

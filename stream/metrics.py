@@ -30,6 +30,14 @@ class Metrics:
             "segstream_events_duplicate",
             "Valid events skipped because the user's recent events already had their event_id.",
             registry=registry)
+        self.events_late = Counter(
+            "segstream_events_late",
+            "Events older than their partition's watermark, sent to the late topic unapplied.",
+            registry=registry)
+        self.users_rescored = Counter(
+            "segstream_users_rescored",
+            "Re-scorings of users whose evaluation fell due without an event (event time).",
+            registry=registry)
         self.segment_changes = Counter(
             "segstream_segment_changes", "Segment change events published.", registry=registry)
         self.batch_duration = Histogram(

@@ -7,7 +7,7 @@ Each has a real implementation (Kafka, Redis) and an in-memory twin (``stream/me
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from operators.segments import SegmentSnapshot
@@ -69,6 +69,8 @@ class PartitionWrite:
     first_offset: int
     next_offset: int
     users: Mapping[str, bytes]
+    watermark_ms: int = 0  # the partition's event-time watermark after the batch
+    dues: Mapping[str, int] = field(default_factory=dict)  # user -> next re-scoring; 0: none
 
 
 class StateStore(Protocol):
@@ -78,8 +80,16 @@ class StateStore(Protocol):
     def load(self, users: Mapping[Partition, Collection[str]]) -> dict[Partition, dict[str, bytes]]:
         """The stored records of these users (absent users are left out), in one round trip."""
 
+    def watermark(self, partition: Partition) -> int:
+        """The partition's saved event-time watermark (0 if none)."""
+
+    def due_users(self, partition: Partition, until_ms: int, limit: int) -> list[str]:
+        """Up to ``limit`` users of the partition whose re-scoring is due at or before
+        ``until_ms``, earliest first."""
+
     def save(self, writes: Mapping[Partition, PartitionWrite]) -> None:
-        """Write each partition's users and next offset atomically, fenced by our claim.
+        """Write each partition's users, due index, watermark and next offset atomically,
+        fenced by our claim.
 
         A write whose ``first_offset`` the stored offset is already past was applied before (a
         retry after a partial save): it is skipped. Partitions we no longer own are not written;

@@ -5,6 +5,8 @@ partition's keys in one Redis Cluster slot, so the save script may touch them al
 
     {prefix}:{<topic>-<N>}:owner      token of the consumer allowed to write partition N
     {prefix}:{<topic>-<N>}:offset     next offset of partition N to process
+    {prefix}:{<topic>-<N>}:watermark  the partition's event-time watermark (epoch ms)
+    {prefix}:{<topic>-<N>}:due        sorted set: user -> time of their next re-scoring
     {prefix}:{<topic>-<N>}:u:<user>   the user's packed record (``operators.features``)
     {prefix}:model:segments           hash: ``snapshot`` (JSON), ``trainer`` (opaque bytes)
 """
@@ -22,10 +24,12 @@ from operators.segments import SegmentSnapshot
 from stream.errors import DependencyError, PartitionLost
 from stream.ports import Partition, PartitionWrite
 
-# Writes a partition's users and next offset in one atomic step, only for the owner's token, and
-# only if the stored offset is not already past the batch (then it was applied: return -1).
-# KEYS: owner, offset, user keys...
-# ARGV: token, first offset, next offset, ttl seconds (0: none), values...
+# Writes a partition's users, due index, watermark and next offset in one atomic step, only for
+# the owner's token, and only if the stored offset is not already past the batch (then it was
+# applied: return -1).
+# KEYS: owner, offset, watermark, due, user keys...
+# ARGV: token, first offset, next offset, ttl seconds (0: none), watermark, number of dues,
+#       (user, due) pairs..., user values...
 _SAVE_SCRIPT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('FENCED partition has another owner')
@@ -35,15 +39,26 @@ if stored and tonumber(stored) > tonumber(ARGV[2]) then
   return -1
 end
 local ttl = tonumber(ARGV[4])
-for i = 3, #KEYS do
-  if ttl > 0 then
-    redis.call('SET', KEYS[i], ARGV[i + 2], 'EX', ttl)
+local dues = tonumber(ARGV[6])
+for i = 0, dues - 1 do
+  local user, due = ARGV[7 + 2 * i], tonumber(ARGV[8 + 2 * i])
+  if due > 0 then
+    redis.call('ZADD', KEYS[4], due, user)
   else
-    redis.call('SET', KEYS[i], ARGV[i + 2])
+    redis.call('ZREM', KEYS[4], user)
   end
 end
+local values = 6 + 2 * dues
+for i = 5, #KEYS do
+  if ttl > 0 then
+    redis.call('SET', KEYS[i], ARGV[values + i - 4], 'EX', ttl)
+  else
+    redis.call('SET', KEYS[i], ARGV[values + i - 4])
+  end
+end
+redis.call('SET', KEYS[3], ARGV[5])
 redis.call('SET', KEYS[2], ARGV[3])
-return #KEYS - 2
+return #KEYS - 4
 """
 
 
@@ -97,10 +112,14 @@ class RedisStateStore:
         try:
             pipe = self._client.pipeline(transaction=False)
             for partition, write in order:
-                keys = [self._key(partition, "owner"), self._key(partition, "offset")]
+                keys = [self._key(partition, "owner"), self._key(partition, "offset"),
+                        self._key(partition, "watermark"), self._key(partition, "due")]
                 keys += [self.user_key(partition, u) for u in write.users]
                 args: list[Any] = [
-                    self._tokens[partition], write.first_offset, write.next_offset, self._ttl_s]
+                    self._tokens[partition], write.first_offset, write.next_offset, self._ttl_s,
+                    write.watermark_ms, len(write.dues)]
+                for user, due in write.dues.items():
+                    args += [user, due]
                 args += list(write.users.values())
                 self._save(keys=keys, args=args, client=pipe)
             replies = pipe.execute(raise_on_error=False)
@@ -122,6 +141,21 @@ class RedisStateStore:
         except redis.RedisError as exc:
             raise DependencyError(f"redis: reading the offset of {partition} failed") from exc
         return None if stored is None else int(stored)
+
+    def watermark(self, partition: Partition) -> int:
+        try:
+            stored = self._client.get(self._key(partition, "watermark"))
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: reading the watermark of {partition} failed") from exc
+        return 0 if stored is None else int(stored)
+
+    def due_users(self, partition: Partition, until_ms: int, limit: int) -> list[str]:
+        try:
+            users: list[bytes] = self._client.zrangebyscore(  # type: ignore[assignment]
+                self._key(partition, "due"), "-inf", until_ms, start=0, num=limit)
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: reading due users of {partition} failed") from exc
+        return [u.decode() for u in users]
 
     def close(self) -> None:
         self._client.close()

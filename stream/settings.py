@@ -30,6 +30,9 @@ class Settings:
         "segment-changes", "SEGSTREAM_OUTPUT_TOPIC", "Topic segment changes are published to")
     dlq_topic: str = _setting(
         "user-events.dlq", "SEGSTREAM_DLQ_TOPIC", "Dead-letter topic for rejected messages")
+    late_topic: str = _setting(
+        "user-events.late", "SEGSTREAM_LATE_TOPIC",
+        "Topic for events older than their partition's watermark (counted, not applied)")
     group: str = _setting("segstream", "SEGSTREAM_GROUP", "Kafka consumer group id")
     http_port: int = _setting(
         8080, "SEGSTREAM_HTTP_PORT", "Port of /metrics and /healthz (0 picks a free port)")
@@ -52,6 +55,12 @@ class Settings:
     segment_features: str = _setting(
         "recency_days,frequency,monetary", "SEGSTREAM_SEGMENT_FEATURES",
         "Comma-separated features segments are built on (log1p, then standardized)")
+    switch_margin: float = _setting(
+        0.25, "SEGSTREAM_SWITCH_MARGIN",
+        "A user moves to a nearer segment at once only if nearer by this much (standardized)")
+    switch_after: int = _setting(
+        3, "SEGSTREAM_SWITCH_AFTER",
+        "...or after this many consecutive assignments to the same other segment")
     train_sample_permille: int = _setting(
         250, "SEGSTREAM_TRAIN_SAMPLE_PERMILLE",
         "Share of events whose features train the model, in per mille")
@@ -59,6 +68,16 @@ class Settings:
         10_000, "SEGSTREAM_SNAPSHOT_EVERY_SAMPLES",
         "Publish a new frozen model snapshot after this many training samples")
     model_seed: int = _setting(42, "SEGSTREAM_MODEL_SEED", "Random seed of the segment model")
+    late_grace_s: int = _setting(
+        3600, "SEGSTREAM_LATE_GRACE_S",
+        "Watermark = latest event time seen in a partition minus this; older events are late")
+    rescore_interval_s: int = _setting(
+        86_400, "SEGSTREAM_RESCORE_INTERVAL_S",
+        "A user with no events is re-scored this often (event time), so quiet users move")
+    max_idle_days: int = _setting(
+        400, "SEGSTREAM_MAX_IDLE_DAYS", "Re-scoring stops for users idle longer than this")
+    sweep_batch_users: int = _setting(
+        5000, "SEGSTREAM_SWEEP_BATCH_USERS", "Most due users re-scored per partition per batch")
     retry_attempts: int = _setting(
         5, "SEGSTREAM_RETRY_ATTEMPTS", "Tries of a failing Kafka or Redis call before exiting")
     log_level: str = _setting("INFO", "SEGSTREAM_LOG_LEVEL", "Python logging level")
@@ -93,14 +112,16 @@ class Settings:
 
     def validate(self) -> None:
         positive = ("max_batch_records", "segments", "snapshot_every_samples", "retry_attempts",
-                    "max_message_bytes")
+                    "max_message_bytes", "switch_after", "rescore_interval_s", "max_idle_days",
+                    "sweep_batch_users")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if not 0 <= self.train_sample_permille <= 1000:
             raise ValueError("train_sample_permille must be between 0 and 1000")
-        if self.poll_timeout_s <= 0:
-            raise ValueError("poll_timeout_s must be positive")
+        if self.poll_timeout_s <= 0 or self.switch_margin < 0 or self.late_grace_s < 0:
+            raise ValueError("poll_timeout_s must be positive; switch_margin and late_grace_s "
+                             "not negative")
         unknown = set(self.segment_feature_names) - set(FEATURES)
         if unknown or not self.segment_feature_names:
             raise ValueError(

@@ -1,79 +1,77 @@
 """The segment trainer: the one writer of the segment model.
 
-It learns with River (``StandardScaler`` on log1p features, then ``cluster.STREAMKMeans``) from
-a sample of user feature vectors, and every ``snapshot_every`` samples exports what it learned as
-a frozen :class:`SegmentSnapshot` (plain numbers) that scorers use. Scorers never train, so all
-of them agree on one model version.
+It feeds a sample of user feature vectors to :class:`StreamSegmentModel` and, every
+``snapshot_every`` samples, exports what it learned as a frozen :class:`SegmentSnapshot` (plain
+numbers) that scorers use. Before publishing, the new centers are matched to the previous
+snapshot's segments (``operators.matching``) so segment ids stay stable; the resulting
+:class:`Lineage` says which segments were created, retired or merged.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import pickle
 from collections.abc import Mapping, Sequence
 
-from river import cluster, preprocessing
-
+from operators.matching import Lineage, match_segments
 from operators.segments import SegmentSnapshot
+from stream.segment_model import StreamSegmentModel
 
 log = logging.getLogger(__name__)
+
+# Two centers closer than this (standardized units) are the same segment across snapshots.
+MATCH_CAP = 1.0
 
 
 class SegmentTrainer:
     def __init__(
         self, features: Sequence[str], n_segments: int, *, snapshot_every: int = 2000,
-        seed: int = 42, chunk_size: int = 50,
+        seed: int = 42, warmup: int | None = None, chunk_size: int = 100,
     ) -> None:
         self.features = tuple(features)
         self.n_segments = n_segments
         self.snapshot_every = snapshot_every
         self.version = 0
-        self.samples = 0
         self.samples_at_snapshot = 0
-        self._scaler = preprocessing.StandardScaler()
-        self._kmeans = cluster.STREAMKMeans(
-            chunk_size=chunk_size, n_clusters=n_segments, halflife=0.5, sigma=1.0, seed=seed
-        )
+        self.previous: SegmentSnapshot | None = None
+        # Warm start on the first 1000 samples, or fewer if snapshots are asked for sooner.
+        self.model = StreamSegmentModel(
+            features, n_segments, seed=seed, chunk_size=chunk_size,
+            warmup=min(1000, snapshot_every) if warmup is None else warmup)
+
+    @property
+    def samples(self) -> int:
+        return self.model.samples
 
     def learn(self, features: Mapping[str, float]) -> None:
-        x = {name: math.log1p(max(features[name], 0.0)) for name in self.features}
-        self._scaler.learn_one(x)
-        self._kmeans.learn_one(self._scaler.transform_one(x))
-        self.samples += 1
+        self.model.learn(features)
 
     def due(self) -> bool:
-        """True once enough samples arrived since the last snapshot (and k-means has centers)."""
-        return (
-            self.samples - self.samples_at_snapshot >= self.snapshot_every
-            and len(getattr(self._kmeans, "centers", {})) == self.n_segments
-        )
+        """True once the model is warm and enough samples arrived since the last snapshot."""
+        return self.model.ready and self.samples - self.samples_at_snapshot >= self.snapshot_every
 
-    def snapshot(self) -> SegmentSnapshot:
-        """Export the current model as data, under the next version number."""
+    def snapshot(self) -> tuple[SegmentSnapshot, Lineage]:
+        """Export the model as data under the next version, with ids matched to the last one."""
         self.version += 1
         self.samples_at_snapshot = self.samples
-        means = tuple(float(self._scaler.means.get(f, 0.0)) for f in self.features)
-        stds = tuple(
-            math.sqrt(self._scaler.vars[f]) if self._scaler.vars.get(f, 0.0) > 0 else 1.0
-            for f in self.features
+        self.model.refine()
+        means, stds = self.model.scaler()
+        centers = self.model.centers()
+        previous = self.previous
+        if previous is None or previous.features != self.features:
+            lineage = match_segments([], [], centers, MATCH_CAP)
+        else:
+            lineage = match_segments(
+                previous.segment_ids, [_restandardize(c, previous, means, stds)
+                                       for c in previous.centers], centers, MATCH_CAP)
+        total = sum(self.model.counts) or 1.0
+        snapshot = SegmentSnapshot(
+            version=self.version, features=self.features, means=means, stds=stds,
+            centers=tuple(centers), segment_ids=lineage.ids,
+            shares=tuple(c / total for c in self.model.counts),
         )
-        centers = self._kmeans.centers
-        return SegmentSnapshot(
-            version=self.version,
-            features=self.features,
-            means=means,
-            stds=stds,
-            centers=tuple(
-                tuple(float(centers[i].get(f, 0.0)) for f in self.features)
-                for i in sorted(centers)
-            ),
-        )
-
-    def predict(self, features: Mapping[str, float]) -> int:
-        """River's own assignment, for checking that exported snapshots score the same."""
-        x = {name: math.log1p(max(features[name], 0.0)) for name in self.features}
-        return int(self._kmeans.predict_one(self._scaler.transform_one(x)))
+        self.previous = snapshot
+        return snapshot, lineage
 
     def dump(self) -> bytes:
         """The trainer itself, so a restart continues learning (same River version only)."""
@@ -89,3 +87,14 @@ class SegmentTrainer:
             log.warning("trainer state unreadable (%s); starting a new trainer", exc)
             return None
         return trainer if isinstance(trainer, SegmentTrainer) else None
+
+
+def _restandardize(
+    center: Sequence[float], old: SegmentSnapshot, means: Sequence[float], stds: Sequence[float],
+) -> tuple[float, ...]:
+    """A center of ``old`` in the coordinates of the new scaler statistics."""
+    return tuple(
+        (z * old_std + old_mean - mean) / std
+        for z, old_mean, old_std, mean, std in zip(center, old.means, old.stds, means, stds,
+                                                   strict=True)
+    )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import redis
 from prometheus_client import CollectorRegistry
 
+from operators.features import DAY_MS
 from operators.pipeline import PipelineConfig
 from stream import __version__
 from stream.kafka_io import KafkaEventSource, KafkaSink
@@ -81,8 +82,9 @@ def build_processor(
         trainer = SegmentTrainer(
             features, settings.segments,
             snapshot_every=settings.snapshot_every_samples, seed=settings.model_seed)
-        if snapshot is not None:
+        if snapshot is not None and snapshot.features == features:
             trainer.version = snapshot.version  # keep versions increasing across restarts
+            trainer.previous = snapshot  # and segment ids stable
     if snapshot is not None and snapshot.features != features:
         log.warning("stored segment model v%d uses other features; waiting for a new one",
                     snapshot.version)
@@ -92,11 +94,17 @@ def build_processor(
     config = LoopConfig(
         output_topic=settings.output_topic,
         dlq_topic=settings.dlq_topic,
+        late_topic=settings.late_topic,
+        sweep_batch_users=settings.sweep_batch_users,
         max_batch_records=settings.max_batch_records,
         poll_timeout_s=settings.poll_timeout_s,
         max_message_bytes=settings.max_message_bytes,
         retry_attempts=settings.retry_attempts,
-        pipeline=PipelineConfig(features, settings.train_sample_permille),
+        pipeline=PipelineConfig(
+            features, settings.train_sample_permille, settings.switch_margin,
+            settings.switch_after, late_grace_ms=settings.late_grace_s * 1000,
+            rescore_interval_ms=settings.rescore_interval_s * 1000,
+            max_idle_ms=settings.max_idle_days * DAY_MS),
     )
     processor = Processor(
         source=parts.source, sink=parts.sink, state_store=parts.state_store,

@@ -77,11 +77,15 @@ def test_serve_processes_every_event_once_and_dead_letters_the_rest(
         assert isinstance(rejected, Rejected) and record["reason"] == rejected.reason
         assert record["detail"] == rejected.detail and record["topic"] == service.input_topic
 
-    # Change events reach the output topic, keyed by user.
-    changes = read_topic(service.output_topic)
+    # Change events reach the output topic, keyed by user; segment lineage keyed by segment.
+    published = [(k, json.loads(v)) for k, v in read_topic(service.output_topic)]
+    changes = [(k, d) for k, d in published if d["kind"] == "segment_changed"]
+    lineage = [(k, d) for k, d in published if d["kind"] != "segment_changed"]
     assert len(changes) >= 1000
-    docs = [json.loads(v) for _, v in changes]
-    assert all(k == d["user_id"].encode() for (k, _), d in zip(changes, docs, strict=True))
+    assert lineage and all(k == f"segment:{d['segment']}".encode() for k, d in lineage)
+    assert {d["kind"] for _, d in lineage} >= {"segment_created"}
+    docs = [d for _, d in changes]
+    assert all(k == d["user_id"].encode() for k, d in changes)
     assert {d["user_id"] for d in docs} <= set(expected)
     last_seq: dict[str, int] = {}
     for doc in docs:

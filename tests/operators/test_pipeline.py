@@ -5,7 +5,7 @@ from dataclasses import replace
 from operators.changes import encode_change
 from operators.events import Event
 from operators.features import update_features
-from operators.pipeline import PipelineConfig, process_events
+from operators.pipeline import PipelineConfig, advance_watermark, process_events
 from operators.segments import SegmentSnapshot, assign_segment
 
 T0 = 1767225600000
@@ -95,3 +95,80 @@ def test_change_events_encode_the_documented_fields() -> None:
     assert doc["segment_after"] == 1 and doc["model_version"] == 3 and doc["seq"] == 1
     assert doc["event_time_ms"] == T0 + 1000 and doc["emitted_at_ms"] == T0 + 5
     assert doc["features"] == {"recency_days": 0.0, "frequency": 1.0, "monetary": 100.0}
+
+
+# -- time: watermark, re-scoring of quiet users, late events ----------------------------------
+
+DAY = 86_400_000
+TIMED = replace(CONFIG, late_grace_ms=0, rescore_interval_ms=DAY, max_idle_ms=30 * DAY)
+# Segment 0: recent buyers; segment 1: lapsed buyers (same purchases, 60 days ago).
+RECENCY = SegmentSnapshot(
+    version=1, features=RFM, means=(0.0,) * 3, stds=(1.0,) * 3,
+    centers=((0.0, 0.7, 4.6), (4.1, 0.7, 4.6)))
+
+
+def run_batches(batches: list[list[Event]], snapshot: SegmentSnapshot = RECENCY,
+                config: PipelineConfig = TIMED) -> tuple[dict[str, object], list[object], int]:
+    """Drive process_events as the loop does: a state store with a due index and a watermark."""
+    states: dict[str, object] = {}
+    dues: dict[str, int] = {}
+    changes: list[object] = []
+    watermark = 0
+    for events in batches:
+        until = advance_watermark(watermark, events, config.late_grace_ms)
+        due = sorted(u for u, at in dues.items() if at <= until)
+        out = process_events(states, events, snapshot, config, watermark, due)  # type: ignore[arg-type]
+        states.update(out.states)
+        for user, at in out.dues.items():
+            if at:
+                dues[user] = at
+            else:
+                dues.pop(user, None)
+        changes.extend(out.changes)
+        watermark = out.watermark_ms
+    return states, changes, watermark
+
+
+def test_a_quiet_user_leaves_the_segment_when_re_scored_without_an_event() -> None:
+    buy_now = Event("b1", "quiet", "purchase", T0, 100.0)
+    clock = [Event(f"c{d}", "other", "view", T0 + d * DAY) for d in range(1, 80)]
+    _, changes, _ = run_batches([[buy_now], *[[e] for e in clock]])
+    moves = [(c.user_id, c.segment_before, c.segment_after, c.event_id) for c in changes]
+    quiet = [m for m in moves if m[0] == "quiet"]
+    assert quiet[0][1:3] == (None, 0)
+    assert quiet[1][1:3] == (0, 1) and quiet[1][3].startswith("rescore:")
+    # Moved at a due time (a whole number of days after the purchase), not at a batch time.
+    assert (int(quiet[1][3].split(":")[1]) - T0) % DAY == 0
+
+
+def test_results_do_not_depend_on_batch_boundaries() -> None:
+    events = [Event(f"e{n}", f"u{n % 7}", "purchase" if n % 3 == 0 else "view",
+                    T0 + n * DAY // 3, 10.0 * (n % 5 + 1) if n % 3 == 0 else None)
+              for n in range(300) if n < 60 or n % 7 < 5]  # u5 and u6 go quiet
+    one = run_batches([events])
+    many = run_batches([events[i:i + 17] for i in range(0, len(events), 17)])
+    singles = run_batches([[e] for e in events])
+    assert one[0] == many[0] == singles[0]
+
+    def per_user(changes: list[object]) -> list[tuple[str, int, str]]:
+        return sorted((c.user_id, c.seq, c.change_id) for c in changes)  # type: ignore[attr-defined]
+    assert per_user(one[1]) == per_user(many[1]) == per_user(singles[1])
+    assert len(one[1]) > 7  # first assignments and moves between recent and lapsed
+
+
+def test_late_events_are_set_aside_unapplied() -> None:
+    config = replace(TIMED, late_grace_ms=DAY)
+    fresh = Event("n1", "u1", "view", T0 + 10 * DAY)
+    late = Event("o1", "u1", "purchase", T0 + 5 * DAY, 50.0)
+    within_grace = Event("o2", "u1", "view", T0 + 9 * DAY + 1)
+    out = process_events({}, [fresh, late, within_grace], None, config)
+    assert out.late == [late]
+    assert out.watermark_ms == T0 + 9 * DAY
+    assert out.states["u1"].count("view") == 2 and out.states["u1"].count("purchase") == 0
+
+
+def test_re_scoring_stops_for_users_idle_past_the_limit() -> None:
+    buy_now = Event("b1", "quiet", "purchase", T0, 100.0)
+    clock = [Event(f"c{d}", "other", "view", T0 + d * DAY) for d in range(1, 60)]
+    states, _, _ = run_batches([[buy_now], clock])
+    assert states["quiet"].next_due_ms == 0  # type: ignore[attr-defined]

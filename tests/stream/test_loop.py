@@ -19,7 +19,8 @@ from stream.settings import Settings
 from stream.wiring import Parts, build_processor, in_memory_parts
 from tests.support.events import expected_states, features_only
 
-SETTINGS = Settings(max_batch_records=300, snapshot_every_samples=500, retry_attempts=3)
+SETTINGS = Settings(max_batch_records=300, snapshot_every_samples=500, retry_attempts=3,
+                    train_sample_permille=1000)
 
 
 def feed(broker: InMemoryBroker, users: int = 60, malformed: int = 0) -> list[dict[str, object]]:
@@ -56,7 +57,8 @@ def test_every_valid_event_counts_once_and_bad_ones_are_dead_lettered() -> None:
     dead = [json.loads(r.value) for r in broker.records(SETTINGS.dlq_topic)]
     assert sorted(base64.b64decode(d["value_base64"]) for d in dead) == sorted(MALFORMED)
     assert all(d["reason"] and d["detail"] for d in dead)
-    changes = [json.loads(r.value) for r in broker.records(SETTINGS.output_topic)]
+    published = [json.loads(r.value) for r in broker.records(SETTINGS.output_topic)]
+    changes = [c for c in published if c["kind"] == "segment_changed"]
     assert changes and {c["user_id"] for c in changes} <= set(expected)
     assert registry.get_sample_value("segstream_events_dead_lettered_total",
                                      {"reason": "not_json"}) == 2.0

@@ -75,6 +75,25 @@ def test_a_batch_the_stored_offset_is_past_is_not_applied_again(
     assert store.load({P0: ["a"]}) == {P0: {"a": b"next"}} and store.next_offset(P0) == 12
 
 
+def test_due_users_and_the_watermark_are_saved_with_the_batch(
+    new_store: Callable[[], StateStore],
+) -> None:
+    store = new_store()
+    store.claim(P0)
+    assert store.watermark(P0) == 0 and store.due_users(P0, 10**15, 10) == []
+    store.save({P0: PartitionWrite(0, 4, {"a": b"1", "b": b"2", "c": b"3"}, 1000,
+                                   {"a": 300, "b": 100, "c": 200})})
+    assert store.watermark(P0) == 1000
+    assert store.due_users(P0, 250, 10) == ["b", "c"]  # earliest first, up to the time
+    assert store.due_users(P0, 10**15, 2) == ["b", "c"]  # at most the limit
+    store.save({P0: PartitionWrite(4, 6, {}, 1500, {"b": 0, "c": 900})})  # 0: drop from index
+    assert store.due_users(P0, 10**15, 10) == ["a", "c"]
+    assert new_store().watermark(P0) == 1500  # a restarted consumer resumes it
+    # A batch the stored offset is past changes nothing, dues and watermark included.
+    store.save({P0: PartitionWrite(4, 6, {}, 99, {"a": 0})})
+    assert store.watermark(P0) == 1500 and store.due_users(P0, 10**15, 10) == ["a", "c"]
+
+
 def test_writing_without_a_claim_is_refused(new_store: Callable[[], StateStore]) -> None:
     with pytest.raises(PartitionLost):
         new_store().save({P0: PartitionWrite(0, 1, {"a": b"x"})})
@@ -86,10 +105,10 @@ def test_redis_keys_share_a_cluster_slot_per_partition_and_expire() -> None:
     prefix = unique("layout")
     store = RedisStateStore(client, prefix, ttl_s=100)
     store.claim(P0)
-    store.save({P0: PartitionWrite(0, 1, {"alice": b"x"})})
+    store.save({P0: PartitionWrite(0, 1, {"alice": b"x"}, 5, {"alice": 9})})
     keys = sorted(k.decode() for k in client.scan_iter(f"{prefix}:*"))
-    assert keys == [f"{prefix}:{{events-0}}:offset", f"{prefix}:{{events-0}}:owner",
-                    f"{prefix}:{{events-0}}:u:alice"]
+    assert keys == [f"{prefix}:{{events-0}}:{suffix}"
+                    for suffix in ("due", "offset", "owner", "u:alice", "watermark")]
     assert 0 < client.ttl(f"{prefix}:{{events-0}}:u:alice") <= 100
     assert client.ttl(f"{prefix}:{{events-0}}:offset") == -1  # offsets never expire
     for key in keys:

@@ -21,8 +21,10 @@ class Service:
         self.input_topic = unique("events")
         self.output_topic = unique("changes")
         self.dlq_topic = unique("dlq")
+        self.late_topic = unique("late")
         self.prefix = unique("e2e")
-        create_topics(self.input_topic, self.output_topic, self.dlq_topic, partitions=4)
+        create_topics(self.input_topic, self.output_topic, self.dlq_topic, self.late_topic,
+                      partitions=4)
         self.env = {
             **os.environ,
             "SEGSTREAM_KAFKA_BOOTSTRAP": KAFKA_BOOTSTRAP,
@@ -30,6 +32,7 @@ class Service:
             "SEGSTREAM_INPUT_TOPIC": self.input_topic,
             "SEGSTREAM_OUTPUT_TOPIC": self.output_topic,
             "SEGSTREAM_DLQ_TOPIC": self.dlq_topic,
+            "SEGSTREAM_LATE_TOPIC": self.late_topic,
             "SEGSTREAM_GROUP": unique("group"),
             "SEGSTREAM_KEY_PREFIX": self.prefix,
             "SEGSTREAM_HTTP_PORT": "0",

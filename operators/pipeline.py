@@ -113,9 +113,9 @@ def process_events(
             out.dues[user_id] = 0  # expired or erased: drop it from the index
             continue
         if stored.next_due_ms and stored.next_due_ms <= out.watermark_ms:
-            out.states[user_id] = _catch_up(user_id, stored, out.watermark_ms, snapshot, config,
-                                            out)
-            out.dues[user_id] = out.states[user_id].next_due_ms
+            stored = out.states[user_id] = _catch_up(
+                user_id, stored, out.watermark_ms, snapshot, config, out)
+        out.dues[user_id] = stored.next_due_ms  # the index follows the record, always
     return out
 
 

@@ -1,4 +1,4 @@
-"""The ``segstream`` command: serve, demo, produce, create-topics."""
+"""The ``segstream`` command: serve, demo, replay, evaluate, produce, create-topics."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 from stream import __version__
@@ -36,6 +37,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--users", type=int, default=2000)
     demo.add_argument("--days", type=float, default=60.0)
     demo.add_argument("--seed", type=int, default=7)
+    replay = commands.add_parser(
+        "replay", help="feed a history file through the pipeline in event time")
+    _history_arguments(replay)
+    replay.add_argument("--kafka", action="store_true",
+                        help="produce to the input topic and consume with the real Kafka and "
+                        "Redis (default: in-memory twins)")
+    evaluate = commands.add_parser(
+        "evaluate", help="replay a history file and judge the segments against offline k-means")
+    _history_arguments(evaluate, positional=False)
+    evaluate.add_argument("--k", type=int, default=4, help="number of segments")
+    evaluate.add_argument("--segment-features", default="recency_days,frequency,monetary")
+    evaluate.add_argument("--seeds", type=int, default=5, help="model seeds to run")
+    evaluate.add_argument("--out", type=Path, required=True, help="directory for the results")
     produce = commands.add_parser("produce", help="publish simulated events to the input topic")
     produce.add_argument("--users", type=int, default=1000)
     produce.add_argument("--days", type=float, default=60.0)
@@ -69,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger().setLevel(logging.WARNING)
         run_demo(settings_demo, args.users, args.days, args.seed)
         return 0
+    if args.command in ("replay", "evaluate"):
+        logging.getLogger().setLevel(logging.WARNING)  # the progress bar tells the story
+        return _history_command(args, settings)
     if args.command == "produce":
         from stream.tools import produce_simulated
 
@@ -78,6 +95,69 @@ def main(argv: Sequence[str] | None = None) -> int:
     from stream.tools import create_topics
 
     create_topics(settings, args.partitions, args.replication)
+    return 0
+
+
+def _history_arguments(parser: argparse.ArgumentParser, positional: bool = True) -> None:
+    if positional:
+        parser.add_argument("input", type=Path, help="JSON lines (.jsonl) or CSV, maybe .gz")
+    else:
+        parser.add_argument("--input", type=Path, required=True,
+                            help="JSON lines (.jsonl) or CSV, maybe .gz")
+    parser.add_argument("--preset", choices=["online-retail", "rees46"],
+                        help="column mapping of a known CSV file")
+    mapping = parser.add_argument_group("CSV column mapping (instead of --preset)")
+    for name in ("user", "time", "amount", "quantity", "price", "type", "invoice", "category"):
+        mapping.add_argument(f"--{name}-column", dest=f"{name}_column")
+    mapping.add_argument("--time-format", default="%Y-%m-%d %H:%M:%S",
+                         help="strptime format; times without a zone are UTC")
+    mapping.add_argument("--delimiter", default=",")
+    mapping.add_argument("--cancel-prefix", help="invoices starting with this are cancels")
+
+
+def _history_command(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.history import PRESETS, CsvMapping, HistoryError, read_history
+
+    mapping: CsvMapping | None = None
+    if args.preset:
+        mapping = PRESETS[args.preset]
+    elif args.user_column or args.time_column:
+        if not (args.user_column and args.time_column):
+            print("segstream: a CSV needs --user-column and --time-column", file=sys.stderr)
+            return 2
+        mapping = CsvMapping(
+            user=args.user_column, time=args.time_column, amount=args.amount_column,
+            quantity=args.quantity_column, price=args.price_column, type=args.type_column,
+            invoice=args.invoice_column, category=args.category_column,
+            time_format=args.time_format, delimiter=args.delimiter,
+            cancel_prefix=args.cancel_prefix)
+    try:
+        events = read_history(args.input, mapping)
+    except (HistoryError, OSError) as exc:
+        print(f"segstream: {exc}", file=sys.stderr)
+        return 2
+    if not events:
+        print(f"segstream: no events in {args.input}", file=sys.stderr)
+        return 2
+    if args.command == "evaluate":
+        from stream.evaluation.run import evaluate
+
+        report = evaluate(events, args.out, k=args.k, seeds=args.seeds,
+                          segment_features=args.segment_features.split(","))
+        print((args.out / "report.md").read_text())
+        print(f"cost ratio median {report['cost_ratio']['median']:.3f}, "
+              f"ARI median {report['ari']['median']:.3f}; files in {args.out}")
+        return 0
+    from operators.features import DAY_MS
+    from stream.replay import progress_bar, replay_events
+
+    end_ms = max(int(e["ts"]) for e in events) + DAY_MS
+    replayed = replay_events(settings, events, until_ms=end_ms, kafka=args.kafka,
+                             progress=progress_bar())
+    snapshot = replayed.processor.snapshot
+    print(f"replayed {replayed.events:,} events from {args.input}; segment model "
+          f"v{snapshot.version if snapshot else 0}; changes on {settings.output_topic}"
+          + ("" if args.kafka else " (in memory)"))
     return 0
 
 

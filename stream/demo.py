@@ -45,7 +45,7 @@ def run_demo(settings: Settings, users: int, days: float, seed: int,
         broker.append(settings.input_topic, key, value)
     end_ms = max(int(e["ts"]) for e in events)
     out(f"Generated {len(events):,} events for {users:,} simulated shoppers over {days:g} days.")
-    out("Streaming them through segstream (River STREAMKMeans, k="
+    out("Streaming them through segstream (online k-means on River, k="
         f"{settings.segments}); a sample of the segment changes:\n")
 
     parts = in_memory_parts(settings, broker)

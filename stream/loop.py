@@ -30,7 +30,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TypeVar
 
-from operators.changes import encode_change, lineage_events
+from operators.changes import SegmentChanged, encode_change, lineage_events
 from operators.events import Event, Rejected, decode_event
 from operators.features import pack_state, unpack_state
 from operators.pipeline import PipelineConfig, advance_watermark, process_events
@@ -94,6 +94,8 @@ class Processor:
         self.sleep = sleep
         self.owned: set[Partition] = set()
         self.watermarks: dict[Partition, int] = {}
+        self.moves: Counter[int] = Counter()  # segment enters + exits since the last snapshot
+        self._labelled_segments: set[int] = set()
         self.batches = 0
         self.last_loop_s = clock.time_s()
         if snapshot is not None:
@@ -177,9 +179,7 @@ class Processor:
             outcome = process_events(
                 states, events.get(partition, []), self.snapshot, self.config.pipeline,
                 self.watermarks.get(partition, 0), due[partition])
-            for change in outcome.changes:
-                self.sink.send(self.config.output_topic, change.user_id.encode(),
-                               encode_change(change, now_ms))
+            deltas = self._publish_changes(outcome.changes, now_ms)
             for event in outcome.late:
                 record = sources[id(event)]
                 late = Rejected("late", f"event time {event.ts_ms} is before the partition's "
@@ -188,7 +188,6 @@ class Processor:
                                encode_dead_letter(record, late, now_ms))
             self.metrics.events_late.inc(len(outcome.late))
             self.metrics.users_rescored.inc(outcome.rescored)
-            self.metrics.segment_changes.inc(len(outcome.changes))
             for event_type, count in outcome.processed_by_type.items():
                 self.metrics.events_processed.labels(type=event_type).inc(count)
             self.metrics.events_duplicate.inc(outcome.duplicates)
@@ -197,7 +196,7 @@ class Processor:
             writes[partition] = PartitionWrite(
                 first_offsets[partition], next_offset,
                 {u: pack_state(s) for u, s in outcome.states.items()},
-                outcome.watermark_ms, outcome.dues)
+                outcome.watermark_ms, outcome.dues, deltas)
         for record, rejected in dead_letters:
             self.sink.send(self.config.dlq_topic, record.key,
                            encode_dead_letter(record, rejected, now_ms))
@@ -242,19 +241,48 @@ class Processor:
                 states = {u: unpack_state(b) for u, b in stored.items()}
                 outcome = process_events(
                     states, [], self.snapshot, self.config.pipeline, watermark, due)
-                for change in outcome.changes:
-                    self.sink.send(self.config.output_topic, change.user_id.encode(),
-                                   encode_change(change, now_ms))
+                deltas = self._publish_changes(outcome.changes, now_ms)
                 self.sink.flush()
                 self.state_store.save({partition: PartitionWrite(
                     offset, offset, {u: pack_state(s) for u, s in outcome.states.items()},
-                    watermark, outcome.dues)})
+                    watermark, outcome.dues, deltas)})
                 self.watermarks[partition] = watermark
                 self.metrics.users_rescored.inc(outcome.rescored)
-                self.metrics.segment_changes.inc(len(outcome.changes))
                 rescored += outcome.rescored
                 self._train(outcome.training_vectors)
         return rescored
+
+    def _publish_changes(self, changes: list[SegmentChanged], now_ms: int) -> dict[int, int]:
+        """Send change events; count transitions; return the change in each segment's size."""
+        deltas: Counter[int] = Counter()
+        for change in changes:
+            self.sink.send(self.config.output_topic, change.user_id.encode(),
+                           encode_change(change, now_ms))
+            before = change.segment_before
+            self.metrics.segment_transitions.labels(
+                **{"from": "none" if before is None else str(before),
+                   "to": str(change.segment_after)}).inc()
+            if before is not None:
+                deltas[before] -= 1
+                self.moves[before] += 1
+            deltas[change.segment_after] += 1
+            self.moves[change.segment_after] += 1
+        self.metrics.segment_changes.inc(len(changes))
+        return {s: d for s, d in deltas.items() if d}
+
+    def _publish_segment_figures(self, snapshot: SegmentSnapshot) -> None:
+        """Users per segment and volatility over the window since the previous snapshot."""
+        sizes = self.state_store.segment_sizes(self.owned)
+        for segment in self._labelled_segments - set(snapshot.segment_ids):
+            self.metrics.segment_users.remove(str(segment))  # retired: drop its series
+            self.metrics.segment_volatility.remove(str(segment))
+        for segment in snapshot.segment_ids:
+            size = sizes.get(segment, 0)
+            self.metrics.segment_users.labels(segment=str(segment)).set(size)
+            self.metrics.segment_volatility.labels(segment=str(segment)).set(
+                self.moves.get(segment, 0) / size if size else 0.0)
+        self._labelled_segments = set(snapshot.segment_ids)
+        self.moves.clear()
 
     def _train(self, vectors: list[dict[str, float]]) -> None:
         if self.trainer is None:
@@ -269,6 +297,7 @@ class Processor:
                 self.sink.send(self.config.output_topic, key, value)
             self.sink.flush()
             self.model_store.save(snapshot, self.trainer.dump())
+            self._publish_segment_figures(snapshot)
             self.snapshot = snapshot
             self.metrics.model_snapshots.inc()
             self.metrics.model_version.set(snapshot.version)

@@ -118,6 +118,7 @@ class _PartitionData:
     users: dict[str, bytes] = field(default_factory=dict)
     dues: dict[str, int] = field(default_factory=dict)
     watermark_ms: int = 0
+    segment_sizes: dict[int, int] = field(default_factory=dict)
 
 
 class InMemoryStateStore:
@@ -162,6 +163,8 @@ class InMemoryStateStore:
                 else:
                     data.dues.pop(user, None)
             data.watermark_ms = write.watermark_ms
+            for segment, delta in write.segment_deltas.items():
+                data.segment_sizes[segment] = data.segment_sizes.get(segment, 0) + delta
             data.next_offset = write.next_offset
         if lost:
             raise PartitionLost(lost)
@@ -171,6 +174,13 @@ class InMemoryStateStore:
 
     def watermark(self, partition: Partition) -> int:
         return self._data.get(partition, _PartitionData()).watermark_ms
+
+    def segment_sizes(self, partitions: Collection[Partition]) -> dict[int, int]:
+        sizes: dict[int, int] = {}
+        for partition in partitions:
+            for segment, size in self._data.get(partition, _PartitionData()).segment_sizes.items():
+                sizes[segment] = sizes.get(segment, 0) + size
+        return {s: n for s, n in sizes.items() if n}
 
     def due_users(self, partition: Partition, until_ms: int, limit: int) -> list[str]:
         dues = self._data.get(partition, _PartitionData()).dues

@@ -40,6 +40,18 @@ class Metrics:
             registry=registry)
         self.segment_changes = Counter(
             "segstream_segment_changes", "Segment change events published.", registry=registry)
+        self.segment_transitions = Counter(
+            "segstream_segment_transitions",
+            "Users moving between segments (from 'none' on a first assignment).",
+            ["from", "to"], registry=registry)
+        self.segment_users = Gauge(
+            "segstream_segment_users",
+            "Users per segment in this consumer's partitions, updated at each model snapshot.",
+            ["segment"], registry=registry)
+        self.segment_volatility = Gauge(
+            "segstream_segment_volatility",
+            "(Enters + exits) / users of each segment over the last snapshot window.",
+            ["segment"], registry=registry)
         self.batch_duration = Histogram(
             "segstream_batch_duration_seconds",
             "Time to process one batch, from poll to Kafka commit.", buckets=_BATCH_BUCKETS,

@@ -71,6 +71,7 @@ class PartitionWrite:
     users: Mapping[str, bytes]
     watermark_ms: int = 0  # the partition's event-time watermark after the batch
     dues: Mapping[str, int] = field(default_factory=dict)  # user -> next re-scoring; 0: none
+    segment_deltas: Mapping[int, int] = field(default_factory=dict)  # change in segment sizes
 
 
 class StateStore(Protocol):
@@ -86,6 +87,9 @@ class StateStore(Protocol):
     def due_users(self, partition: Partition, until_ms: int, limit: int) -> list[str]:
         """Up to ``limit`` users of the partition whose re-scoring is due at or before
         ``until_ms``, earliest first."""
+
+    def segment_sizes(self, partitions: Collection[Partition]) -> dict[int, int]:
+        """Users per segment in these partitions (kept by ``save`` from the batches' deltas)."""
 
     def save(self, writes: Mapping[Partition, PartitionWrite]) -> None:
         """Write each partition's users, due index, watermark and next offset atomically,

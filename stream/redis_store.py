@@ -7,6 +7,7 @@ partition's keys in one Redis Cluster slot, so the save script may touch them al
     {prefix}:{<topic>-<N>}:offset     next offset of partition N to process
     {prefix}:{<topic>-<N>}:watermark  the partition's event-time watermark (epoch ms)
     {prefix}:{<topic>-<N>}:due        sorted set: user -> time of their next re-scoring
+    {prefix}:{<topic>-<N>}:segments   hash: segment id -> users of partition N in it
     {prefix}:{<topic>-<N>}:u:<user>   the user's packed record (``operators.features``)
     {prefix}:model:segments           hash: ``snapshot`` (JSON), ``trainer`` (opaque bytes)
 """
@@ -27,9 +28,9 @@ from stream.ports import Partition, PartitionWrite
 # Writes a partition's users, due index, watermark and next offset in one atomic step, only for
 # the owner's token, and only if the stored offset is not already past the batch (then it was
 # applied: return -1).
-# KEYS: owner, offset, watermark, due, user keys...
+# KEYS: owner, offset, watermark, due, segments, user keys...
 # ARGV: token, first offset, next offset, ttl seconds (0: none), watermark, number of dues,
-#       (user, due) pairs..., user values...
+#       number of segment deltas, (user, due) pairs..., (segment, delta) pairs..., user values...
 _SAVE_SCRIPT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('FENCED partition has another owner')
@@ -39,26 +40,30 @@ if stored and tonumber(stored) > tonumber(ARGV[2]) then
   return -1
 end
 local ttl = tonumber(ARGV[4])
-local dues = tonumber(ARGV[6])
+local dues, deltas = tonumber(ARGV[6]), tonumber(ARGV[7])
 for i = 0, dues - 1 do
-  local user, due = ARGV[7 + 2 * i], tonumber(ARGV[8 + 2 * i])
+  local user, due = ARGV[8 + 2 * i], tonumber(ARGV[9 + 2 * i])
   if due > 0 then
     redis.call('ZADD', KEYS[4], due, user)
   else
     redis.call('ZREM', KEYS[4], user)
   end
 end
-local values = 6 + 2 * dues
-for i = 5, #KEYS do
+local at = 8 + 2 * dues
+for i = 0, deltas - 1 do
+  redis.call('HINCRBY', KEYS[5], ARGV[at + 2 * i], ARGV[at + 2 * i + 1])
+end
+local values = at + 2 * deltas
+for i = 6, #KEYS do
   if ttl > 0 then
-    redis.call('SET', KEYS[i], ARGV[values + i - 4], 'EX', ttl)
+    redis.call('SET', KEYS[i], ARGV[values + i - 6], 'EX', ttl)
   else
-    redis.call('SET', KEYS[i], ARGV[values + i - 4])
+    redis.call('SET', KEYS[i], ARGV[values + i - 6])
   end
 end
 redis.call('SET', KEYS[3], ARGV[5])
 redis.call('SET', KEYS[2], ARGV[3])
-return #KEYS - 4
+return #KEYS - 5
 """
 
 
@@ -113,13 +118,16 @@ class RedisStateStore:
             pipe = self._client.pipeline(transaction=False)
             for partition, write in order:
                 keys = [self._key(partition, "owner"), self._key(partition, "offset"),
-                        self._key(partition, "watermark"), self._key(partition, "due")]
+                        self._key(partition, "watermark"), self._key(partition, "due"),
+                        self._key(partition, "segments")]
                 keys += [self.user_key(partition, u) for u in write.users]
                 args: list[Any] = [
                     self._tokens[partition], write.first_offset, write.next_offset, self._ttl_s,
-                    write.watermark_ms, len(write.dues)]
+                    write.watermark_ms, len(write.dues), len(write.segment_deltas)]
                 for user, due in write.dues.items():
                     args += [user, due]
+                for segment, delta in write.segment_deltas.items():
+                    args += [segment, delta]
                 args += list(write.users.values())
                 self._save(keys=keys, args=args, client=pipe)
             replies = pipe.execute(raise_on_error=False)
@@ -148,6 +156,20 @@ class RedisStateStore:
         except redis.RedisError as exc:
             raise DependencyError(f"redis: reading the watermark of {partition} failed") from exc
         return 0 if stored is None else int(stored)
+
+    def segment_sizes(self, partitions: Collection[Partition]) -> dict[int, int]:
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for partition in partitions:
+                pipe.hgetall(self._key(partition, "segments"))
+            replies: list[dict[bytes, bytes]] = pipe.execute()
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: reading segment sizes failed: {exc}") from exc
+        sizes: dict[int, int] = {}
+        for reply in replies:
+            for segment, size in reply.items():
+                sizes[int(segment)] = sizes.get(int(segment), 0) + int(size)
+        return {s: n for s, n in sizes.items() if n}
 
     def due_users(self, partition: Partition, until_ms: int, limit: int) -> list[str]:
         try:

@@ -147,6 +147,17 @@ def test_publishes_versioned_snapshots_and_resumes_them_after_restart() -> None:
         in_memory_parts(SETTINGS, broker).source, parts.sink, parts.state_store,
         parts.model_store))
     assert restarted.snapshot == processor.snapshot
+    # Segment sizes follow the published changes; volatility is exposed per live segment.
+    sizes = parts.state_store.segment_sizes(processor.owned)
+    published = [json.loads(r.value) for r in broker.records(SETTINGS.output_topic)]
+    latest: dict[str, int] = {}
+    for doc in published:
+        if doc["kind"] == "segment_changed":
+            latest[doc["user_id"]] = doc["segment_after"]
+    assert sizes == {s: list(latest.values()).count(s) for s in set(latest.values())}
+    for segment in processor.snapshot.segment_ids:
+        assert registry.get_sample_value(
+            "segstream_segment_volatility", {"segment": str(segment)}) is not None
     # The trainer is saved with each snapshot, so a restart continues from that point.
     assert restarted.trainer is not None and processor.trainer is not None
     assert restarted.trainer.version == processor.snapshot.version

@@ -94,6 +94,19 @@ def test_due_users_and_the_watermark_are_saved_with_the_batch(
     assert store.watermark(P0) == 1500 and store.due_users(P0, 10**15, 10) == ["a", "c"]
 
 
+def test_segment_sizes_follow_the_saved_deltas(new_store: Callable[[], StateStore]) -> None:
+    store = new_store()
+    store.claim(P0)
+    store.claim(P1)
+    store.save({P0: PartitionWrite(0, 3, {}, segment_deltas={0: 2, 1: 1}),
+                P1: PartitionWrite(0, 1, {}, segment_deltas={1: 1})})
+    store.save({P0: PartitionWrite(3, 5, {}, segment_deltas={0: -2, 2: 2})})
+    assert store.segment_sizes([P0, P1]) == {1: 2, 2: 2}
+    assert store.segment_sizes([P1]) == {1: 1}
+    store.save({P0: PartitionWrite(3, 5, {}, segment_deltas={2: 5})})  # applied before: skipped
+    assert store.segment_sizes([P0]) == {1: 1, 2: 2}
+
+
 def test_writing_without_a_claim_is_refused(new_store: Callable[[], StateStore]) -> None:
     with pytest.raises(PartitionLost):
         new_store().save({P0: PartitionWrite(0, 1, {"a": b"x"})})
@@ -109,6 +122,7 @@ def test_redis_keys_share_a_cluster_slot_per_partition_and_expire() -> None:
     keys = sorted(k.decode() for k in client.scan_iter(f"{prefix}:*"))
     assert keys == [f"{prefix}:{{events-0}}:{suffix}"
                     for suffix in ("due", "offset", "owner", "u:alice", "watermark")]
+    assert client.hgetall(f"{prefix}:{{events-0}}:segments") == {}
     assert 0 < client.ttl(f"{prefix}:{{events-0}}:u:alice") <= 100
     assert client.ttl(f"{prefix}:{{events-0}}:offset") == -1  # offsets never expire
     for key in keys:

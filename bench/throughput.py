@@ -75,7 +75,7 @@ def serve(topic: str, total: int, client: redis.Redis, log_dir: Path, run: int) 
     env = {**os.environ, "SEGSTREAM_INPUT_TOPIC": topic, "SEGSTREAM_GROUP": f"bench-{prefix}",
            "SEGSTREAM_KEY_PREFIX": prefix, "SEGSTREAM_HTTP_PORT": "0",
            "SEGSTREAM_OUTPUT_TOPIC": f"{topic}.changes", "SEGSTREAM_DLQ_TOPIC": f"{topic}.dlq",
-           "SEGSTREAM_LATE_TOPIC": f"{topic}.late",
+           "SEGSTREAM_LATE_TOPIC": f"{topic}.late", "SEGSTREAM_ALERT_TOPIC": f"{topic}.alerts",
            "SEGSTREAM_KAFKA_BOOTSTRAP": BOOTSTRAP, "SEGSTREAM_REDIS_URL": REDIS_URL}
     keys = [f"{prefix}:{{{topic}-{p}}}:offset" for p in range(PARTITIONS)]
     with (log_dir / f"serve-{run}.log").open("wb") as log:

@@ -1,4 +1,4 @@
-"""Published facts: a user's segment changed; segments were created, retired or merged.
+"""Published facts: a user's segment or tags changed; segments were created, retired or merged.
 
 ``change_id`` is derived from the inputs only (user, triggering event, before, after, model
 version), so a replay after a crash re-sends the same ids and consumers can drop repeats.
@@ -16,49 +16,89 @@ from operators.segments import SegmentSnapshot, segment_profiles
 
 
 @dataclass(frozen=True, slots=True)
-class SegmentChanged:
-    """A user moved from ``segment_before`` (None: first assignment) to ``segment_after``."""
+class UserChanged:
+    """A user's segment or tags changed. Segments are None before the first assignment."""
 
     change_id: str
     user_id: str
     seq: int
     segment_before: int | None
-    segment_after: int
+    segment_after: int | None
+    tags_before: tuple[str, ...]
+    tags_after: tuple[str, ...]
+    tag_scores: tuple[tuple[str, float], ...]  # predictive tags scored this time
     model_version: int
     event_id: str
     event_time_ms: int
-    features: tuple[tuple[str, float], ...]
+    features: tuple[tuple[str, float], ...]  # the features that placed the user
+
+    @property
+    def tags_added(self) -> tuple[str, ...]:
+        return tuple(t for t in self.tags_after if t not in self.tags_before)
+
+    @property
+    def tags_removed(self) -> tuple[str, ...]:
+        return tuple(t for t in self.tags_before if t not in self.tags_after)
 
 
-def segment_changed(
-    *, user_id: str, seq: int, before: int, after: int, model_version: int, event_id: str,
-    event_time_ms: int, features: dict[str, float],
-) -> SegmentChanged:
-    before_or_none = None if before == NO_SEGMENT else before
-    identity = f"{user_id}\x1f{event_id}\x1f{before_or_none}\x1f{after}\x1f{model_version}"
-    return SegmentChanged(
+def user_changed(
+    *, user_id: str, seq: int, before: int, after: int, tags_before: tuple[str, ...],
+    tags_after: tuple[str, ...], tag_scores: dict[str, float], model_version: int,
+    event_id: str, event_time_ms: int, features: dict[str, float],
+) -> UserChanged:
+    segment_before = None if before == NO_SEGMENT else before
+    segment_after = None if after == NO_SEGMENT else after
+    identity = "\x1f".join(map(str, (
+        user_id, event_id, segment_before, segment_after, ",".join(tags_after), model_version)))
+    return UserChanged(
         change_id=hashlib.blake2b(identity.encode(), digest_size=16).hexdigest(),
-        user_id=user_id, seq=seq, segment_before=before_or_none, segment_after=after,
+        user_id=user_id, seq=seq, segment_before=segment_before, segment_after=segment_after,
+        tags_before=tags_before, tags_after=tags_after,
+        tag_scores=tuple((name, round(score, 6)) for name, score in tag_scores.items()),
         model_version=model_version, event_id=event_id, event_time_ms=event_time_ms,
         features=tuple((name, round(value, 6)) for name, value in features.items()),
     )
 
 
-def encode_change(change: SegmentChanged, emitted_at_ms: int) -> bytes:
+def encode_change(change: UserChanged, emitted_at_ms: int) -> bytes:
     """The JSON published on the change topic (schema in the README, "Change events")."""
+    scores = dict(change.tag_scores)
     return json.dumps(
         {
-            "kind": "segment_changed",
+            "kind": "user_changed",
             "change_id": change.change_id,
             "user_id": change.user_id,
             "seq": change.seq,
             "segment_before": change.segment_before,
             "segment_after": change.segment_after,
+            "tags": list(change.tags_after),
+            "tags_added": {t: scores.get(t) for t in change.tags_added},
+            "tags_removed": {t: scores.get(t) for t in change.tags_removed},
+            "tag_scores": scores,
             "model_version": change.model_version,
             "event_id": change.event_id,
             "event_time_ms": change.event_time_ms,
             "emitted_at_ms": emitted_at_ms,
             "features": dict(change.features),
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def encode_alert(change: UserChanged, tag: str, emitted_at_ms: int) -> bytes:
+    """A churn alert (or any alerting tag's): the user just entered ``tag``."""
+    return json.dumps(
+        {
+            "kind": "tag_entered",
+            "alert_id": change.change_id,
+            "tag": tag,
+            "user_id": change.user_id,
+            "score": dict(change.tag_scores).get(tag),
+            "segment": change.segment_after,
+            "model_version": change.model_version,
+            "event_id": change.event_id,
+            "event_time_ms": change.event_time_ms,
+            "emitted_at_ms": emitted_at_ms,
         },
         separators=(",", ":"),
     ).encode()

@@ -183,13 +183,13 @@ def update_features(state: UserState | None, event: Event, digest: int | None = 
 
 def rescored(
     state: UserState, *, segment: int, pending_segment: int, pending_streak: int, seq: int,
-    next_due_ms: int,
+    next_due_ms: int, tags: int,
 ) -> UserState:
     """``state`` with new scoring fields; ``dataclasses.replace`` is slow for a per-event path."""
     return UserState(
         state.first_seen_ms, state.last_seen_ms, state.last_purchase_ms, state.counts,
         state.spend_cents, state.windows, state.recent_event_ids, state.category_bits,
-        next_due_ms, segment, pending_segment, pending_streak, state.tags, seq)
+        next_due_ms, segment, pending_segment, pending_streak, tags, seq)
 
 
 def features_at(

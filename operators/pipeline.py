@@ -6,12 +6,14 @@ This is the one place to read what happens to an event after decoding:
    *late*: it is set aside for the late topic, untouched;
 2. a redelivered duplicate is dropped;
 3. re-scorings the user had due before the event's time run first (step 6);
-4. ``update_features`` → ``features_at`` → ``choose_segment`` (anti-flapping) → a
-   ``SegmentChanged`` when the segment moved;
+4. ``update_features`` → scoring (:func:`_Batch.score`): ``features_at`` → ``choose_segment``
+   (anti-flapping) → each tag (rules, predictive models with hysteresis) → delayed labels
+   resolved and new ones opened → a ``UserChanged`` when the segment or the tags moved, and an
+   alert when an alerting tag (``churn_risk``) was entered;
 5. the user's next re-scoring is scheduled ``rescore_interval`` after the event;
 6. after the events, users whose re-scoring is due by the watermark are re-scored at their due
    time, as if a clock event had arrived then: this is how a user who went quiet leaves a
-   segment without sending anything.
+   segment, or enters ``churn_risk``, without sending anything.
 
 Every time comes from events (``ts``) or from the watermark derived from them, never from the
 wall clock, and late events are never applied: a replay gives the answers the live run gave.
@@ -19,11 +21,13 @@ wall clock, and late events are never applied: a replay gives the answers the li
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 
-from operators.changes import SegmentChanged, segment_changed
+from operators.changes import UserChanged, user_changed
 from operators.events import Event
 from operators.features import (
     DAY_MS,
@@ -35,24 +39,39 @@ from operators.features import (
     user_digest,
 )
 from operators.segments import SegmentSnapshot, choose_segment, segment_distances
+from operators.tags import PendingLabel, TagDefinition, TagModel, holds, resolve
 
 
 @dataclass(frozen=True, slots=True)
 class PipelineConfig:
     segment_features: tuple[str, ...]  # the features the trainer learns segments from
-    train_sample_permille: int  # share of users whose feature vectors train the model, in ‰
+    train_sample_permille: int  # share of users whose data trains the models, in ‰
     switch_margin: float = 0.25  # anti-flapping: see operators.segments.choose_segment
     switch_after: int = 3
     late_grace_ms: int = 3_600_000  # events older than the watermark by more are late
     rescore_interval_ms: int = DAY_MS  # a quiet user is re-scored this often (event time)
     max_idle_ms: int = 400 * DAY_MS  # ...until idle this long; then their segment stays
+    tags: tuple[TagDefinition, ...] = ()
+    alert_tags: tuple[str, ...] = ("churn_risk",)  # entering one of these raises an alert
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """A resolved outcome of a predictive tag, with the features it was predicted from."""
+
+    tag: int  # index in PipelineConfig.tags
+    features: tuple[float, ...]
+    value: int  # 1: the tag's outcome happened
 
 
 @dataclass(slots=True)
 class BatchOutcome:
     states: dict[str, UserState] = field(default_factory=dict)  # only users that changed
-    changes: list[SegmentChanged] = field(default_factory=list)
+    changes: list[UserChanged] = field(default_factory=list)
+    alerts: list[tuple[UserChanged, str]] = field(default_factory=list)  # (change, tag entered)
     training_vectors: list[dict[str, float]] = field(default_factory=list)
+    labels: list[Label] = field(default_factory=list)
+    pending: dict[str, list[PendingLabel]] = field(default_factory=dict)  # changed users only
     late: list[Event] = field(default_factory=list)
     dues: dict[str, int] = field(default_factory=dict)  # next re-scoring time; 0: none
     watermark_ms: int = 0
@@ -76,13 +95,18 @@ def process_events(
     config: PipelineConfig,
     watermark_ms: int = 0,
     due_users: Iterable[str] = (),
+    tag_models: Mapping[str, TagModel] | None = None,
+    pending: Mapping[str, Sequence[PendingLabel]] | None = None,
 ) -> BatchOutcome:
     """Apply ``events`` in order, then the due re-scorings. Pure: the inputs stay untouched.
 
     ``watermark_ms`` is the partition's watermark before the batch; ``due_users`` are users the
-    state store indexed as due by the watermark after it (a superset is harmless).
+    state store indexed as due by the watermark after it (a superset is harmless);
+    ``pending`` holds the users' open labels.
     """
-    out = BatchOutcome(watermark_ms=watermark_ms)
+    batch = _Batch(snapshot, config, tag_models or {}, pending or {},
+                   BatchOutcome(watermark_ms=watermark_ms))
+    out = batch.out
     for event in events:
         if event.ts_ms < out.watermark_ms:
             out.late.append(event)
@@ -94,14 +118,15 @@ def process_events(
             out.duplicates += 1  # a redelivery or a producer retry
             continue
         if before is not None:
-            before = _catch_up(event.user_id, before, event.ts_ms, snapshot, config, out)
+            before = batch.catch_up(event.user_id, before, event.ts_ms)
         state = update_features(before, event, digest)
         # The training sample is of users, not events (heavy users would dominate), chosen by a
         # stable digest of the user id; a sampled user offers a vector at most once a day.
         first_today = before is None or before.last_seen_ms // DAY_MS < event.ts_ms // DAY_MS
-        state = _score(event.user_id, state, event.ts_ms, event.event_id, snapshot, config, out,
-                       train=first_today,
-                       next_due_ms=state.last_seen_ms + config.rescore_interval_ms)
+        state = batch.score(
+            event.user_id, state, event.ts_ms, event.event_id, train=first_today,
+            next_due_ms=state.last_seen_ms + config.rescore_interval_ms,
+            purchase_ms=event.ts_ms if event.type == "purchase" else None)
         out.states[event.user_id] = state
         out.dues[event.user_id] = state.next_due_ms
         out.processed_by_type[event.type] += 1
@@ -113,50 +138,104 @@ def process_events(
             out.dues[user_id] = 0  # expired or erased: drop it from the index
             continue
         if stored.next_due_ms and stored.next_due_ms <= out.watermark_ms:
-            stored = out.states[user_id] = _catch_up(
-                user_id, stored, out.watermark_ms, snapshot, config, out)
+            stored = out.states[user_id] = batch.catch_up(user_id, stored, out.watermark_ms)
         out.dues[user_id] = stored.next_due_ms  # the index follows the record, always
     return out
 
 
-def _catch_up(
-    user_id: str, state: UserState, until_ms: int, snapshot: SegmentSnapshot | None,
-    config: PipelineConfig, out: BatchOutcome,
-) -> UserState:
-    """Run the user's re-scorings due at or before ``until_ms``, each at its due time."""
-    while state.next_due_ms and state.next_due_ms <= until_ms:
-        due = state.next_due_ms
-        follow = due + config.rescore_interval_ms
-        if follow - state.last_seen_ms > config.max_idle_ms:
-            follow = 0  # idle for good: stop re-scoring (the record expires by TTL)
-        state = _score(user_id, state, due, f"rescore:{due}", snapshot, config, out, train=True,
-                       next_due_ms=follow)
-        out.rescored += 1
-    return state
+@cache
+def _scored_features(config: PipelineConfig) -> tuple[str, ...]:
+    """Every feature one scoring needs: the segment model's and the tags'."""
+    names = list(config.segment_features)
+    for tag in config.tags:
+        names += [tag.feature] if tag.kind == "rule" else list(tag.features)
+    return tuple(dict.fromkeys(names))
 
 
-def _score(
-    user_id: str, state: UserState, at_ms: int, cause: str, snapshot: SegmentSnapshot | None,
-    config: PipelineConfig, out: BatchOutcome, *, train: bool, next_due_ms: int,
-) -> UserState:
-    """Assign the user's segment at ``at_ms``, recording a change and a training vector;
-    schedule the next re-scoring at ``next_due_ms``."""
-    features = features_at(state, at_ms, config.segment_features)
-    if train and user_digest(user_id) % 1000 < config.train_sample_permille:
-        out.training_vectors.append(features)
-    if snapshot is None or not snapshot.centers:
-        return rescored(state, segment=state.segment, pending_segment=state.pending_segment,
-                        pending_streak=state.pending_streak, seq=state.seq,
-                        next_due_ms=next_due_ms)
-    segment, pending, streak = choose_segment(
-        state.segment, segment_distances(snapshot, features), state.pending_segment,
-        state.pending_streak, config.switch_margin, config.switch_after)
-    seq = state.seq
-    if segment != state.segment:
-        seq += 1
-        out.changes.append(segment_changed(
-            user_id=user_id, seq=seq, before=state.segment, after=segment,
-            model_version=snapshot.version, event_id=cause, event_time_ms=at_ms,
-            features=features))
-    return rescored(state, segment=segment, pending_segment=pending, pending_streak=streak,
-                    seq=seq, next_due_ms=next_due_ms)
+_FLOAT32 = struct.Struct("<f")
+
+
+@dataclass(slots=True)
+class _Batch:
+    snapshot: SegmentSnapshot | None
+    config: PipelineConfig
+    tag_models: Mapping[str, TagModel]
+    pending_in: Mapping[str, Sequence[PendingLabel]]
+    out: BatchOutcome
+
+    def catch_up(self, user_id: str, state: UserState, until_ms: int) -> UserState:
+        """Run the user's re-scorings due at or before ``until_ms``, each at its due time."""
+        while state.next_due_ms and state.next_due_ms <= until_ms:
+            due = state.next_due_ms
+            follow = due + self.config.rescore_interval_ms
+            if follow - state.last_seen_ms > self.config.max_idle_ms:
+                follow = 0  # idle for good: stop re-scoring (the record expires by TTL)
+            state = self.score(user_id, state, due, f"rescore:{due}", train=True,
+                               next_due_ms=follow, purchase_ms=None)
+            self.out.rescored += 1
+        return state
+
+    def score(
+        self, user_id: str, state: UserState, at_ms: int, cause: str, *, train: bool,
+        next_due_ms: int, purchase_ms: int | None,
+    ) -> UserState:
+        """Segment and tags at ``at_ms``; record changes, alerts, labels, a training vector."""
+        config, out = self.config, self.out
+        every = features_at(state, at_ms, _scored_features(config))
+        features = {name: every[name] for name in config.segment_features}
+        sampled = user_digest(user_id) % 1000 < config.train_sample_permille
+        if train and sampled:
+            out.training_vectors.append(features)
+        segment, pending, streak = state.segment, state.pending_segment, state.pending_streak
+        if self.snapshot is not None and self.snapshot.centers:
+            segment, pending, streak = choose_segment(
+                state.segment, segment_distances(self.snapshot, features), state.pending_segment,
+                state.pending_streak, config.switch_margin, config.switch_after)
+        tag_bits, scores = state.tags, {}
+        for index, tag in enumerate(config.tags):
+            had = bool(state.tags >> index & 1)
+            has, score = holds(tag, had, every, self.tag_models.get(tag.name))
+            tag_bits = tag_bits | 1 << index if has else tag_bits & ~(1 << index)
+            if score is not None:
+                scores[tag.name] = score
+        if sampled and any(t.kind == "predictive" for t in config.tags):
+            self._labels(user_id, at_ms, purchase_ms, every)
+        seq = state.seq
+        if segment != state.segment or tag_bits != state.tags:
+            seq += 1
+            before_tags, after_tags = self._names(state.tags), self._names(tag_bits)
+            change = user_changed(
+                user_id=user_id, seq=seq, before=state.segment, after=segment,
+                tags_before=before_tags, tags_after=after_tags, tag_scores=scores,
+                model_version=self.snapshot.version if self.snapshot else 0, event_id=cause,
+                event_time_ms=at_ms, features=features)
+            out.changes.append(change)
+            out.alerts += [(change, t) for t in change.tags_added if t in config.alert_tags]
+        return rescored(state, segment=segment, pending_segment=pending, pending_streak=streak,
+                        seq=seq, next_due_ms=next_due_ms, tags=tag_bits)
+
+    def _names(self, bits: int) -> tuple[str, ...]:
+        return tuple(t.name for i, t in enumerate(self.config.tags) if bits >> i & 1)
+
+    def _labels(self, user_id: str, at_ms: int, purchase_ms: int | None,
+                every: Mapping[str, float]) -> None:
+        """Resolve the user's open labels that are now known; open one per predictive tag."""
+        tags, out = self.config.tags, self.out
+        current = out.pending.get(user_id)
+        if current is None:
+            current = list(self.pending_in.get(user_id, ()))
+        still_open = []
+        for label in current:
+            value = resolve(tags[label.tag], label, purchase_ms, at_ms)
+            if value is None:
+                still_open.append(label)
+            else:
+                out.labels.append(Label(label.tag, label.features, value))
+        open_tags = {label.tag for label in still_open}
+        for index, tag in enumerate(tags):
+            if tag.kind == "predictive" and index not in open_tags:
+                # Rounded as stored, so a label learns the same numbers from memory or Redis.
+                values = tuple(_FLOAT32.unpack(_FLOAT32.pack(every[f]))[0] for f in tag.features)
+                still_open.append(PendingLabel(index, at_ms, values))
+        if still_open != current:
+            out.pending[user_id] = still_open

@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     produce.add_argument("--seed", type=int, default=7)
     produce.add_argument("--malformed", type=int, default=0, help="also send N malformed messages")
     topics = commands.add_parser(
-        "create-topics", help="create the input, output, DLQ and late topics")
+        "create-topics", help="create the input, output, DLQ, late and alert topics")
     topics.add_argument("--partitions", type=int, default=4)
     topics.add_argument("--replication", type=int, default=1)
     args = parser.parse_args(argv)

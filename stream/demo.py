@@ -60,7 +60,7 @@ def run_demo(settings: Settings, users: int, days: float, seed: int,
                 continue
             for record in log[read.get(partition, 0):]:
                 doc = json.loads(record.value)
-                if doc["kind"] != "segment_changed":
+                if doc["kind"] != "user_changed":
                     out(_describe_lineage(doc))  # a segment created, retired or merged: rare
                     continue
                 seen_changes += 1

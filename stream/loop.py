@@ -26,17 +26,25 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from operators.changes import SegmentChanged, encode_change, lineage_events
+from operators.changes import encode_alert, encode_change
 from operators.events import Event, Rejected, decode_event
 from operators.features import pack_state, unpack_state
-from operators.pipeline import PipelineConfig, advance_watermark, process_events
+from operators.pipeline import (
+    BatchOutcome,
+    Label,
+    PipelineConfig,
+    advance_watermark,
+    process_events,
+)
 from operators.segments import SegmentSnapshot
+from operators.tags import PendingLabel, pack_pending, unpack_pending
 from stream.dead_letters import encode_dead_letter
 from stream.errors import DependencyError, PartitionLost
+from stream.learning import Learning
 from stream.metrics import Metrics
 from stream.ports import (
     Clock,
@@ -59,6 +67,7 @@ class LoopConfig:
     output_topic: str
     dlq_topic: str
     late_topic: str
+    alert_topic: str
     max_batch_records: int
     sweep_batch_users: int
     poll_timeout_s: float
@@ -76,8 +85,8 @@ class Processor:
 
     def __init__(
         self, *, source: EventSource, sink: Sink, state_store: StateStore,
-        model_store: ModelStore, trainer: SegmentTrainer | None,
-        snapshot: SegmentSnapshot | None, metrics: Metrics, clock: Clock, config: LoopConfig,
+        model_store: ModelStore, learning: Learning, metrics: Metrics, clock: Clock,
+        config: LoopConfig,
         checkpoint: Callable[[str, int], None] = _no_checkpoint,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -85,8 +94,7 @@ class Processor:
         self.sink = sink
         self.state_store = state_store
         self.model_store = model_store
-        self.trainer = trainer
-        self.snapshot = snapshot
+        self.learning = learning
         self.metrics = metrics
         self.clock = clock
         self.config = config
@@ -98,8 +106,16 @@ class Processor:
         self._labelled_segments: set[int] = set()
         self.batches = 0
         self.last_loop_s = clock.time_s()
-        if snapshot is not None:
-            metrics.model_version.set(snapshot.version)
+        if learning.snapshot is not None:
+            metrics.model_version.set(learning.snapshot.version)
+
+    @property
+    def snapshot(self) -> SegmentSnapshot | None:
+        return self.learning.snapshot
+
+    @property
+    def trainer(self) -> SegmentTrainer | None:
+        return self.learning.trainer
 
     # -- assignment listener ----------------------------------------------------------------
 
@@ -136,15 +152,15 @@ class Processor:
         self.batches += 1
         self.checkpoint("after_poll", self.batches)
         started = time.perf_counter()
-        training = self._with_retries("process", lambda: self._process(records))
-        self._with_retries("train", lambda: self._train(training))
+        vectors, labels = self._with_retries("process", lambda: self._process(records))
+        self._with_retries("train", lambda: self._train(vectors, labels))
         self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(records))
         self.last_loop_s = self.clock.time_s()
         self.metrics.last_batch.set(self.last_loop_s)
         return len(records)
 
-    def _process(self, records: list[Record]) -> list[dict[str, float]]:
+    def _process(self, records: list[Record]) -> tuple[list[dict[str, float]], list[Label]]:
         """Steps 2-7 for one batch; safe to call again for the same records after a failure."""
         now_ms = int(self.clock.time_s() * 1000)
         events: dict[Partition, list[Event]] = defaultdict(list)
@@ -169,17 +185,20 @@ class Processor:
                 self.watermarks.get(partition, 0), events.get(partition, []), grace)
             due[partition] = self.state_store.due_users(
                 partition, until, self.config.sweep_batch_users)
-        stored = self.state_store.load({
-            p: {e.user_id for e in events.get(p, [])} | set(due[p]) for p in next_offsets})
+        users = {p: {e.user_id for e in events.get(p, [])} | set(due[p]) for p in next_offsets}
+        stored = self.state_store.load(users)
+        pending = self._load_pending(users)
         writes: dict[Partition, PartitionWrite] = {}
         training: list[dict[str, float]] = []
+        labels: list[Label] = []
         watermarks: dict[Partition, int] = {}
         for partition, next_offset in next_offsets.items():
             states = {u: unpack_state(b) for u, b in stored.get(partition, {}).items()}
             outcome = process_events(
                 states, events.get(partition, []), self.snapshot, self.config.pipeline,
-                self.watermarks.get(partition, 0), due[partition])
-            deltas = self._publish_changes(outcome.changes, now_ms)
+                self.watermarks.get(partition, 0), due[partition], self.learning.tag_models,
+                pending.get(partition, {}))
+            deltas = self._publish_changes(outcome, now_ms)
             for event in outcome.late:
                 record = sources[id(event)]
                 late = Rejected("late", f"event time {event.ts_ms} is before the partition's "
@@ -192,11 +211,13 @@ class Processor:
                 self.metrics.events_processed.labels(type=event_type).inc(count)
             self.metrics.events_duplicate.inc(outcome.duplicates)
             training.extend(outcome.training_vectors)
+            labels.extend(outcome.labels)
             watermarks[partition] = outcome.watermark_ms
             writes[partition] = PartitionWrite(
                 first_offsets[partition], next_offset,
                 {u: pack_state(s) for u, s in outcome.states.items()},
-                outcome.watermark_ms, outcome.dues, deltas)
+                outcome.watermark_ms, outcome.dues, deltas,
+                {u: pack_pending(p) for u, p in outcome.pending.items()})
         for record, rejected in dead_letters:
             self.sink.send(self.config.dlq_topic, record.key,
                            encode_dead_letter(record, rejected, now_ms))
@@ -220,7 +241,7 @@ class Processor:
             self.metrics.events_consumed.labels(topic=topic).inc(count)
         self.source.commit(next_offsets)
         self.checkpoint("after_commit", self.batches)
-        return training
+        return training, labels
 
     def sweep_until(self, at_ms: int) -> int:
         """Let event time pass to ``at_ms`` with no events: re-score every user due by then.
@@ -240,33 +261,55 @@ class Processor:
                 stored = self.state_store.load({partition: due}).get(partition, {})
                 states = {u: unpack_state(b) for u, b in stored.items()}
                 outcome = process_events(
-                    states, [], self.snapshot, self.config.pipeline, watermark, due)
-                deltas = self._publish_changes(outcome.changes, now_ms)
+                    states, [], self.snapshot, self.config.pipeline, watermark, due,
+                    self.learning.tag_models,
+                    self._load_pending({partition: due}).get(partition, {}))
+                deltas = self._publish_changes(outcome, now_ms)
                 self.sink.flush()
                 self.state_store.save({partition: PartitionWrite(
                     offset, offset, {u: pack_state(s) for u, s in outcome.states.items()},
-                    watermark, outcome.dues, deltas)})
+                    watermark, outcome.dues, deltas,
+                    {u: pack_pending(p) for u, p in outcome.pending.items()})})
                 self.watermarks[partition] = watermark
                 self.metrics.users_rescored.inc(outcome.rescored)
                 rescored += outcome.rescored
-                self._train(outcome.training_vectors)
+                self._train(outcome.training_vectors, outcome.labels)
         return rescored
 
-    def _publish_changes(self, changes: list[SegmentChanged], now_ms: int) -> dict[int, int]:
-        """Send change events; count transitions; return the change in each segment's size."""
+    def _load_pending(
+        self, users: Mapping[Partition, Collection[str]],
+    ) -> dict[Partition, dict[str, list[PendingLabel]]]:
+        """Open labels of the sampled users among ``users`` (nothing without predictive tags)."""
+        if not self.learning.learners:
+            return {}
+        loaded = self.state_store.load_pending(users)
+        return {p: {u: unpack_pending(b) for u, b in found.items()} for p, found in loaded.items()}
+
+    def _publish_changes(self, outcome: BatchOutcome, now_ms: int) -> dict[int, int]:
+        """Send change events and alerts; count transitions; return segment size changes."""
+        for change, tag in outcome.alerts:
+            self.sink.send(self.config.alert_topic, change.user_id.encode(),
+                           encode_alert(change, tag, now_ms))
+            self.metrics.alerts.labels(tag=tag).inc()
+        changes = outcome.changes
         deltas: Counter[int] = Counter()
         for change in changes:
             self.sink.send(self.config.output_topic, change.user_id.encode(),
                            encode_change(change, now_ms))
-            before = change.segment_before
+            for tag in change.tags_added:
+                self.metrics.tag_transitions.labels(tag=tag, direction="enter").inc()
+            for tag in change.tags_removed:
+                self.metrics.tag_transitions.labels(tag=tag, direction="exit").inc()
+            before, after = change.segment_before, change.segment_after
+            if before == after:
+                continue
             self.metrics.segment_transitions.labels(
                 **{"from": "none" if before is None else str(before),
-                   "to": str(change.segment_after)}).inc()
-            if before is not None:
-                deltas[before] -= 1
-                self.moves[before] += 1
-            deltas[change.segment_after] += 1
-            self.moves[change.segment_after] += 1
+                   "to": "none" if after is None else str(after)}).inc()
+            for segment, step in ((before, -1), (after, 1)):
+                if segment is not None:
+                    deltas[segment] += step
+                    self.moves[segment] += 1
         self.metrics.segment_changes.inc(len(changes))
         return {s: d for s, d in deltas.items() if d}
 
@@ -284,27 +327,9 @@ class Processor:
         self._labelled_segments = set(snapshot.segment_ids)
         self.moves.clear()
 
-    def _train(self, vectors: list[dict[str, float]]) -> None:
-        if self.trainer is None:
-            return
-        for vector in vectors:
-            self.trainer.learn(vector)
-        if self.trainer.due():
-            snapshot, lineage = self.trainer.snapshot()
-            # Lineage first: re-done after a crash, it repeats the same change ids.
-            now_ms = int(self.clock.time_s() * 1000)
-            for key, value in lineage_events(lineage, snapshot, now_ms):
-                self.sink.send(self.config.output_topic, key, value)
-            self.sink.flush()
-            self.model_store.save(snapshot, self.trainer.dump())
-            self._publish_segment_figures(snapshot)
-            self.snapshot = snapshot
-            self.metrics.model_snapshots.inc()
-            self.metrics.model_version.set(snapshot.version)
-            log.info("published segment model v%d after %d samples (segments %s; created %s, "
-                     "retired %s, merged %s)", snapshot.version, self.trainer.samples,
-                     list(snapshot.segment_ids), list(lineage.created), list(lineage.retired),
-                     list(lineage.merged))
+    def _train(self, vectors: list[dict[str, float]], labels: list[Label]) -> None:
+        if self.learning.learn(vectors, labels) and self.snapshot is not None:
+            self._publish_segment_figures(self.snapshot)
 
     def _with_retries(self, what: str, action: Callable[[], T]) -> T:
         attempt = 0

@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from operators.segments import SegmentSnapshot
+from operators.tags import TagModel
 from stream.errors import AssignmentFailed, PartitionLost
 from stream.ports import AssignmentListener, Partition, PartitionWrite, Record
 
@@ -119,6 +120,7 @@ class _PartitionData:
     dues: dict[str, int] = field(default_factory=dict)
     watermark_ms: int = 0
     segment_sizes: dict[int, int] = field(default_factory=dict)
+    pending: dict[str, bytes] = field(default_factory=dict)
 
 
 class InMemoryStateStore:
@@ -163,6 +165,11 @@ class InMemoryStateStore:
                 else:
                     data.dues.pop(user, None)
             data.watermark_ms = write.watermark_ms
+            for user, packed in write.pending.items():
+                if packed:
+                    data.pending[user] = packed
+                else:
+                    data.pending.pop(user, None)
             for segment, delta in write.segment_deltas.items():
                 data.segment_sizes[segment] = data.segment_sizes.get(segment, 0) + delta
             data.next_offset = write.next_offset
@@ -174,6 +181,15 @@ class InMemoryStateStore:
 
     def watermark(self, partition: Partition) -> int:
         return self._data.get(partition, _PartitionData()).watermark_ms
+
+    def load_pending(
+        self, users: Mapping[Partition, Collection[str]],
+    ) -> dict[Partition, dict[str, bytes]]:
+        found: dict[Partition, dict[str, bytes]] = {}
+        for partition, names in users.items():
+            stored = self._data.get(partition, _PartitionData()).pending
+            found[partition] = {u: stored[u] for u in names if u in stored}
+        return found
 
     def segment_sizes(self, partitions: Collection[Partition]) -> dict[int, int]:
         sizes: dict[int, int] = {}
@@ -199,10 +215,17 @@ class InMemoryModelStore:
     def __init__(self) -> None:
         self._snapshot: SegmentSnapshot | None = None
         self._trainer_state: bytes | None = None
+        self._tags: dict[str, TagModel] = {}
 
     def load(self) -> tuple[SegmentSnapshot | None, bytes | None]:
         return self._snapshot, self._trainer_state
 
     def save(self, snapshot: SegmentSnapshot, trainer_state: bytes | None) -> None:
         self._snapshot, self._trainer_state = snapshot, trainer_state
+
+    def load_tags(self) -> dict[str, TagModel]:
+        return dict(self._tags)
+
+    def save_tags(self, models: Mapping[str, TagModel]) -> None:
+        self._tags = dict(models)
 

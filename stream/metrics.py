@@ -44,6 +44,30 @@ class Metrics:
             "segstream_segment_transitions",
             "Users moving between segments (from 'none' on a first assignment).",
             ["from", "to"], registry=registry)
+        self.tag_transitions = Counter(
+            "segstream_tag_transitions",
+            "Users entering or leaving a tag (direction: enter or exit).", ["tag", "direction"],
+            registry=registry)
+        self.alerts = Counter(
+            "segstream_alerts",
+            "Alerts published (a user entered an alerting tag such as churn_risk).", ["tag"],
+            registry=registry)
+        self.labels_resolved = Counter(
+            "segstream_labels_resolved",
+            "Delayed labels of predictive tags resolved (value 1: the outcome happened).",
+            ["tag", "value"], registry=registry)
+        self.tag_auc = Gauge(
+            "segstream_tag_auc",
+            "Exact ROC AUC of each predictive tag, prequential, over its last 5000 labels.",
+            ["tag"], registry=registry)
+        self.tag_log_loss = Gauge(
+            "segstream_tag_log_loss",
+            "Log-loss of each predictive tag, prequential, over its last 5000 labels.",
+            ["tag"], registry=registry)
+        self.tag_ready = Gauge(
+            "segstream_tag_ready",
+            "1 once a predictive tag has enough labels to score users, else 0.", ["tag"],
+            registry=registry)
         self.segment_users = Gauge(
             "segstream_segment_users",
             "Users per segment in this consumer's partitions, updated at each model snapshot.",

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from operators.segments import SegmentSnapshot
+from operators.tags import TagModel
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -72,6 +73,7 @@ class PartitionWrite:
     watermark_ms: int = 0  # the partition's event-time watermark after the batch
     dues: Mapping[str, int] = field(default_factory=dict)  # user -> next re-scoring; 0: none
     segment_deltas: Mapping[int, int] = field(default_factory=dict)  # change in segment sizes
+    pending: Mapping[str, bytes] = field(default_factory=dict)  # open labels; b"": none left
 
 
 class StateStore(Protocol):
@@ -87,6 +89,11 @@ class StateStore(Protocol):
     def due_users(self, partition: Partition, until_ms: int, limit: int) -> list[str]:
         """Up to ``limit`` users of the partition whose re-scoring is due at or before
         ``until_ms``, earliest first."""
+
+    def load_pending(
+        self, users: Mapping[Partition, Collection[str]],
+    ) -> dict[Partition, dict[str, bytes]]:
+        """The users' open tag labels (``operators.tags.pack_pending``), absent users left out."""
 
     def segment_sizes(self, partitions: Collection[Partition]) -> dict[int, int]:
         """Users per segment in these partitions (kept by ``save`` from the batches' deltas)."""
@@ -110,6 +117,11 @@ class ModelStore(Protocol):
         """The latest snapshot and the trainer's own state (opaque bytes), if any."""
 
     def save(self, snapshot: SegmentSnapshot, trainer_state: bytes | None) -> None: ...
+
+    def load_tags(self) -> dict[str, TagModel]:
+        """The latest frozen tag models, by tag name."""
+
+    def save_tags(self, models: Mapping[str, TagModel]) -> None: ...
 
 
 class Clock(Protocol):

@@ -8,8 +8,10 @@ partition's keys in one Redis Cluster slot, so the save script may touch them al
     {prefix}:{<topic>-<N>}:watermark  the partition's event-time watermark (epoch ms)
     {prefix}:{<topic>-<N>}:due        sorted set: user -> time of their next re-scoring
     {prefix}:{<topic>-<N>}:segments   hash: segment id -> users of partition N in it
+    {prefix}:{<topic>-<N>}:labels     hash: user -> open tag labels (sampled users only)
     {prefix}:{<topic>-<N>}:u:<user>   the user's packed record (``operators.features``)
-    {prefix}:model:segments           hash: ``snapshot`` (JSON), ``trainer`` (opaque bytes)
+    {prefix}:model:segments           hash: ``snapshot`` (JSON), ``trainer`` (opaque bytes),
+                                      ``tags`` (JSON: the frozen tag models)
 """
 
 from __future__ import annotations
@@ -22,15 +24,17 @@ from typing import Any
 import redis
 
 from operators.segments import SegmentSnapshot
+from operators.tags import TagModel
 from stream.errors import DependencyError, PartitionLost
 from stream.ports import Partition, PartitionWrite
 
 # Writes a partition's users, due index, watermark and next offset in one atomic step, only for
 # the owner's token, and only if the stored offset is not already past the batch (then it was
 # applied: return -1).
-# KEYS: owner, offset, watermark, due, segments, user keys...
+# KEYS: owner, offset, watermark, due, segments, labels, user keys...
 # ARGV: token, first offset, next offset, ttl seconds (0: none), watermark, number of dues,
-#       number of segment deltas, (user, due) pairs..., (segment, delta) pairs..., user values...
+#       number of segment deltas, number of label entries, (user, due) pairs...,
+#       (segment, delta) pairs..., (user, labels) pairs..., user values...
 _SAVE_SCRIPT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('FENCED partition has another owner')
@@ -40,30 +44,39 @@ if stored and tonumber(stored) > tonumber(ARGV[2]) then
   return -1
 end
 local ttl = tonumber(ARGV[4])
-local dues, deltas = tonumber(ARGV[6]), tonumber(ARGV[7])
+local dues, deltas, labels = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 for i = 0, dues - 1 do
-  local user, due = ARGV[8 + 2 * i], tonumber(ARGV[9 + 2 * i])
+  local user, due = ARGV[9 + 2 * i], tonumber(ARGV[10 + 2 * i])
   if due > 0 then
     redis.call('ZADD', KEYS[4], due, user)
   else
     redis.call('ZREM', KEYS[4], user)
   end
 end
-local at = 8 + 2 * dues
+local at = 9 + 2 * dues
 for i = 0, deltas - 1 do
   redis.call('HINCRBY', KEYS[5], ARGV[at + 2 * i], ARGV[at + 2 * i + 1])
 end
-local values = at + 2 * deltas
-for i = 6, #KEYS do
-  if ttl > 0 then
-    redis.call('SET', KEYS[i], ARGV[values + i - 6], 'EX', ttl)
+at = at + 2 * deltas
+for i = 0, labels - 1 do
+  local user, packed = ARGV[at + 2 * i], ARGV[at + 2 * i + 1]
+  if packed == '' then
+    redis.call('HDEL', KEYS[6], user)
   else
-    redis.call('SET', KEYS[i], ARGV[values + i - 6])
+    redis.call('HSET', KEYS[6], user, packed)
+  end
+end
+local values = at + 2 * labels
+for i = 7, #KEYS do
+  if ttl > 0 then
+    redis.call('SET', KEYS[i], ARGV[values + i - 7], 'EX', ttl)
+  else
+    redis.call('SET', KEYS[i], ARGV[values + i - 7])
   end
 end
 redis.call('SET', KEYS[3], ARGV[5])
 redis.call('SET', KEYS[2], ARGV[3])
-return #KEYS - 5
+return #KEYS - 6
 """
 
 
@@ -119,15 +132,18 @@ class RedisStateStore:
             for partition, write in order:
                 keys = [self._key(partition, "owner"), self._key(partition, "offset"),
                         self._key(partition, "watermark"), self._key(partition, "due"),
-                        self._key(partition, "segments")]
+                        self._key(partition, "segments"), self._key(partition, "labels")]
                 keys += [self.user_key(partition, u) for u in write.users]
                 args: list[Any] = [
                     self._tokens[partition], write.first_offset, write.next_offset, self._ttl_s,
-                    write.watermark_ms, len(write.dues), len(write.segment_deltas)]
+                    write.watermark_ms, len(write.dues), len(write.segment_deltas),
+                    len(write.pending)]
                 for user, due in write.dues.items():
                     args += [user, due]
                 for segment, delta in write.segment_deltas.items():
                     args += [segment, delta]
+                for user, packed in write.pending.items():
+                    args += [user, packed]
                 args += list(write.users.values())
                 self._save(keys=keys, args=args, client=pipe)
             replies = pipe.execute(raise_on_error=False)
@@ -156,6 +172,22 @@ class RedisStateStore:
         except redis.RedisError as exc:
             raise DependencyError(f"redis: reading the watermark of {partition} failed") from exc
         return 0 if stored is None else int(stored)
+
+    def load_pending(
+        self, users: Mapping[Partition, Collection[str]],
+    ) -> dict[Partition, dict[str, bytes]]:
+        order = [(p, list(names)) for p, names in users.items() if names]
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for partition, names in order:
+                pipe.hmget(self._key(partition, "labels"), names)
+            replies: list[list[bytes | None]] = pipe.execute()
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: loading open labels failed: {exc}") from exc
+        found: dict[Partition, dict[str, bytes]] = {p: {} for p in users}
+        for (partition, names), values in zip(order, replies, strict=True):
+            found[partition] = {u: v for u, v in zip(names, values, strict=True) if v}
+        return found
 
     def segment_sizes(self, partitions: Collection[Partition]) -> dict[int, int]:
         try:
@@ -197,6 +229,23 @@ class RedisModelStore:
             return None, None
         snapshot = SegmentSnapshot.from_dict(json.loads(stored[b"snapshot"]))
         return snapshot, stored.get(b"trainer")
+
+    def load_tags(self) -> dict[str, TagModel]:
+        try:
+            stored = self._client.hget(self._key, "tags")
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: loading the tag models failed: {exc}") from exc
+        if not stored:
+            return {}
+        docs = json.loads(stored)
+        return {doc["tag"]: TagModel.from_dict(doc) for doc in docs}
+
+    def save_tags(self, models: Mapping[str, TagModel]) -> None:
+        payload = json.dumps([m.to_dict() for m in models.values()])
+        try:
+            self._client.hset(self._key, "tags", payload)
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: saving the tag models failed: {exc}") from exc
 
     def save(self, snapshot: SegmentSnapshot, trainer_state: bytes | None) -> None:
         mapping: dict[str, bytes] = {"snapshot": json.dumps(snapshot.to_dict()).encode()}

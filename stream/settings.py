@@ -6,13 +6,25 @@ names carry their units. ``segstream --help`` and the README list every variable
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from operators.features import FEATURES
+from operators.tags import DEFAULT_TAGS, TagDefinition, parse_tags
+
+
+def _tag_json(tag: TagDefinition) -> dict[str, Any]:
+    """The definition's fields that differ from their defaults, as JSON-ready values."""
+    defaults = {f.name: f.default for f in fields(TagDefinition)}
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in asdict(tag).items() if v != defaults.get(k)}
+
+
+DEFAULT_TAGS_JSON = json.dumps([_tag_json(t) for t in DEFAULT_TAGS], separators=(",", ":"))
 
 
 def _setting(default: Any, env: str, doc: str) -> Any:
@@ -33,6 +45,9 @@ class Settings:
     late_topic: str = _setting(
         "user-events.late", "SEGSTREAM_LATE_TOPIC",
         "Topic for events older than their partition's watermark (counted, not applied)")
+    alert_topic: str = _setting(
+        "churn-alerts", "SEGSTREAM_ALERT_TOPIC",
+        "Topic of alerts: a user entered an alerting tag (see SEGSTREAM_ALERT_TAGS)")
     group: str = _setting("segstream", "SEGSTREAM_GROUP", "Kafka consumer group id")
     http_port: int = _setting(
         8080, "SEGSTREAM_HTTP_PORT", "Port of /metrics and /healthz (0 picks a free port)")
@@ -55,6 +70,11 @@ class Settings:
     segment_features: str = _setting(
         "recency_days,frequency,monetary", "SEGSTREAM_SEGMENT_FEATURES",
         "Comma-separated features segments are built on (log1p, then standardized)")
+    tags: str = _setting(
+        DEFAULT_TAGS_JSON, "SEGSTREAM_TAGS",
+        "Tag definitions, a JSON list (README, 'Tags'); [] for none")
+    alert_tags: str = _setting(
+        "churn_risk", "SEGSTREAM_ALERT_TAGS", "Comma-separated tags whose entry is an alert")
     switch_margin: float = _setting(
         0.25, "SEGSTREAM_SWITCH_MARGIN",
         "A user moves to a nearer segment at once only if nearer by this much (standardized)")
@@ -122,11 +142,20 @@ class Settings:
         if self.poll_timeout_s <= 0 or self.switch_margin < 0 or self.late_grace_s < 0:
             raise ValueError("poll_timeout_s must be positive; switch_margin and late_grace_s "
                              "not negative")
+        self.tag_definitions  # noqa: B018 - parsing validates the definitions
         unknown = set(self.segment_feature_names) - set(FEATURES)
         if unknown or not self.segment_feature_names:
             raise ValueError(
                 f"segment_features: unknown {', '.join(sorted(unknown)) or 'empty list'}; "
                 f"known: {', '.join(FEATURES)}")
+
+    @property
+    def tag_definitions(self) -> tuple[TagDefinition, ...]:
+        return parse_tags(self.tags)
+
+    @property
+    def alert_tag_names(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.alert_tags.split(",") if name.strip())
 
     @property
     def segment_feature_names(self) -> tuple[str, ...]:

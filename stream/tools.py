@@ -20,7 +20,7 @@ def create_topics(settings: Settings, partitions: int, replication: int) -> None
     try:
         existing = set(admin.list_topics())
         wanted = [settings.input_topic, settings.output_topic, settings.dlq_topic,
-                  settings.late_topic]
+                  settings.late_topic, settings.alert_topic]
         new = [NewTopic(t, partitions, replication) for t in wanted if t not in existing]
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):  # created concurrently

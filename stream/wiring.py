@@ -17,6 +17,7 @@ from operators.features import DAY_MS
 from operators.pipeline import PipelineConfig
 from stream import __version__
 from stream.kafka_io import KafkaEventSource, KafkaSink
+from stream.learning import Learning
 from stream.loop import LoopConfig, Processor
 from stream.memory import (
     InMemoryBroker,
@@ -95,6 +96,7 @@ def build_processor(
         output_topic=settings.output_topic,
         dlq_topic=settings.dlq_topic,
         late_topic=settings.late_topic,
+        alert_topic=settings.alert_topic,
         sweep_batch_users=settings.sweep_batch_users,
         max_batch_records=settings.max_batch_records,
         poll_timeout_s=settings.poll_timeout_s,
@@ -104,12 +106,22 @@ def build_processor(
             features, settings.train_sample_permille, settings.switch_margin,
             settings.switch_after, late_grace_ms=settings.late_grace_s * 1000,
             rescore_interval_ms=settings.rescore_interval_s * 1000,
-            max_idle_ms=settings.max_idle_days * DAY_MS),
+            max_idle_ms=settings.max_idle_days * DAY_MS, tags=settings.tag_definitions,
+            alert_tags=settings.alert_tag_names),
     )
+    clock = clock or SystemClock()
+    # Only models of the tags defined now, with the features they are defined on, are used.
+    tag_models = {name: model for name, model in parts.model_store.load_tags().items()
+                  if any(t.name == name and t.features == model.features
+                         for t in settings.tag_definitions)}
+    learning = Learning(
+        trainer=trainer, tags=settings.tag_definitions, model_store=parts.model_store,
+        sink=parts.sink, metrics=metrics, clock=clock, output_topic=settings.output_topic,
+        snapshot=snapshot, tag_models=tag_models)
     processor = Processor(
         source=parts.source, sink=parts.sink, state_store=parts.state_store,
-        model_store=parts.model_store, trainer=trainer, snapshot=snapshot, metrics=metrics,
-        clock=clock or SystemClock(), config=config, **processor_options,  # type: ignore[arg-type]
+        model_store=parts.model_store, learning=learning, metrics=metrics,
+        clock=clock, config=config, **processor_options,  # type: ignore[arg-type]
     )
     parts.source.subscribe(processor)
     return processor

@@ -79,8 +79,8 @@ def test_serve_processes_every_event_once_and_dead_letters_the_rest(
 
     # Change events reach the output topic, keyed by user; segment lineage keyed by segment.
     published = [(k, json.loads(v)) for k, v in read_topic(service.output_topic)]
-    changes = [(k, d) for k, d in published if d["kind"] == "segment_changed"]
-    lineage = [(k, d) for k, d in published if d["kind"] != "segment_changed"]
+    changes = [(k, d) for k, d in published if d["kind"] == "user_changed"]
+    lineage = [(k, d) for k, d in published if d["kind"] != "user_changed"]
     assert len(changes) >= 1000
     assert lineage and all(k == f"segment:{d['segment']}".encode() for k, d in lineage)
     assert {d["kind"] for _, d in lineage} >= {"segment_created"}

@@ -58,7 +58,7 @@ def test_every_valid_event_counts_once_and_bad_ones_are_dead_lettered() -> None:
     assert sorted(base64.b64decode(d["value_base64"]) for d in dead) == sorted(MALFORMED)
     assert all(d["reason"] and d["detail"] for d in dead)
     published = [json.loads(r.value) for r in broker.records(SETTINGS.output_topic)]
-    changes = [c for c in published if c["kind"] == "segment_changed"]
+    changes = [c for c in published if c["kind"] == "user_changed"]
     assert changes and {c["user_id"] for c in changes} <= set(expected)
     assert registry.get_sample_value("segstream_events_dead_lettered_total",
                                      {"reason": "not_json"}) == 2.0
@@ -152,7 +152,7 @@ def test_publishes_versioned_snapshots_and_resumes_them_after_restart() -> None:
     published = [json.loads(r.value) for r in broker.records(SETTINGS.output_topic)]
     latest: dict[str, int] = {}
     for doc in published:
-        if doc["kind"] == "segment_changed":
+        if doc["kind"] == "user_changed":
             latest[doc["user_id"]] = doc["segment_after"]
     assert sizes == {s: list(latest.values()).count(s) for s in set(latest.values())}
     for segment in processor.snapshot.segment_ids:

@@ -31,12 +31,13 @@ def test_a_bad_mapping_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> N
 @pytest.mark.kafka
 def test_replays_into_kafka_and_redis(monkeypatch: pytest.MonkeyPatch) -> None:
     client = redis_client()
-    topics = {name: unique(name) for name in ("events", "changes", "dlq", "late")}
+    topics = {name: unique(name) for name in ("events", "changes", "dlq", "late", "alerts")}
     create_topics(*topics.values(), partitions=2)
     prefix = unique("replay")
     for name, value in {
         "SEGSTREAM_INPUT_TOPIC": topics["events"], "SEGSTREAM_OUTPUT_TOPIC": topics["changes"],
         "SEGSTREAM_DLQ_TOPIC": topics["dlq"], "SEGSTREAM_LATE_TOPIC": topics["late"],
+        "SEGSTREAM_ALERT_TOPIC": topics["alerts"],
         "SEGSTREAM_KEY_PREFIX": prefix, "SEGSTREAM_REDIS_URL": REDIS_URL,
         "SEGSTREAM_GROUP": unique("group"), "SEGSTREAM_SNAPSHOT_EVERY_SAMPLES": "200",
         "SEGSTREAM_TRAIN_SAMPLE_PERMILLE": "1000",
@@ -50,7 +51,7 @@ def test_replays_into_kafka_and_redis(monkeypatch: pytest.MonkeyPatch) -> None:
         users = list(client.scan_iter(f"{prefix}:*:u:*"))
         assert len(users) == 330
         published = [json.loads(v) for _, v in read_topic(topics["changes"])]
-        assert any(d["kind"] == "segment_changed" for d in published)
+        assert any(d["kind"] == "user_changed" for d in published)
     finally:
         for key in client.scan_iter(f"{prefix}:*"):
             client.delete(key)

@@ -22,9 +22,10 @@ class Service:
         self.output_topic = unique("changes")
         self.dlq_topic = unique("dlq")
         self.late_topic = unique("late")
+        self.alert_topic = unique("alerts")
         self.prefix = unique("e2e")
         create_topics(self.input_topic, self.output_topic, self.dlq_topic, self.late_topic,
-                      partitions=4)
+                      self.alert_topic, partitions=4)
         self.env = {
             **os.environ,
             "SEGSTREAM_KAFKA_BOOTSTRAP": KAFKA_BOOTSTRAP,
@@ -33,6 +34,7 @@ class Service:
             "SEGSTREAM_OUTPUT_TOPIC": self.output_topic,
             "SEGSTREAM_DLQ_TOPIC": self.dlq_topic,
             "SEGSTREAM_LATE_TOPIC": self.late_topic,
+            "SEGSTREAM_ALERT_TOPIC": self.alert_topic,
             "SEGSTREAM_GROUP": unique("group"),
             "SEGSTREAM_KEY_PREFIX": self.prefix,
             "SEGSTREAM_HTTP_PORT": "0",

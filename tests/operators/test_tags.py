@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from operators.events import Event
+from operators.features import DAY_MS
+from operators.pipeline import PipelineConfig, process_events
+from operators.tags import (
+    DEFAULT_TAGS,
+    NO_PURCHASE_WITHIN,
+    PendingLabel,
+    TagDefinition,
+    TagModel,
+    holds,
+    pack_pending,
+    parse_tags,
+    resolve,
+    unpack_pending,
+)
+
+T0 = 1_767_225_600_000
+VIP = TagDefinition("vip", "rule", feature="monetary", op=">", value=100.0)
+CHURN = TagDefinition("churn_risk", "predictive", label=NO_PURCHASE_WITHIN, horizon_days=10,
+                      enter=0.7, exit=0.5, features=("inactive_days",))
+# p = sigmoid(2 * (log1p(inactive_days) - 1)): ~0.12 when active, > 0.7 after ~4 days idle.
+CHURN_MODEL = TagModel("churn_risk", 1, ("inactive_days",), (1.0,), (1.0,), (2.0,), 0.0, True)
+CONFIG = PipelineConfig(segment_features=("frequency",), train_sample_permille=1000,
+                        late_grace_ms=0, rescore_interval_ms=DAY_MS, tags=(VIP, CHURN))
+
+
+def buy(n: int, day: float, amount: float = 60.0) -> Event:
+    return Event(f"b{n}", "u1", "purchase", T0 + int(day * DAY_MS), amount)
+
+
+def view(n: int, day: float, user: str = "clock") -> Event:
+    return Event(f"v{n}", user, "view", T0 + int(day * DAY_MS))
+
+
+def test_a_rule_tag_is_entered_with_a_change_event() -> None:
+    out = process_events({}, [buy(1, 0), buy(2, 1)], None, CONFIG)
+    entered = [c for c in out.changes if c.tags_added]
+    assert [(c.event_id, c.tags_added) for c in entered] == [("b2", ("vip",))]
+    assert entered[0].segment_before is None and entered[0].segment_after is None
+
+
+def test_hysteresis_enters_high_and_leaves_only_below_exit() -> None:
+    assert holds(CHURN, False, {"inactive_days": 1.0}, CHURN_MODEL)[0] is False
+    score_mid = holds(CHURN, True, {"inactive_days": 2.5}, CHURN_MODEL)
+    assert 0.5 < score_mid[1] < 0.7 and score_mid[0] is True  # stays: above exit
+    assert holds(CHURN, False, {"inactive_days": 2.5}, CHURN_MODEL)[0] is False  # not entered
+    assert holds(CHURN, True, {"inactive_days": 0.5}, CHURN_MODEL)[0] is False
+
+
+def test_a_tag_without_a_ready_model_reports_no_score_and_keeps_membership() -> None:
+    unready = TagModel("churn_risk", 1, ("inactive_days",), (1.0,), (1.0,), (2.0,), 0.0, False)
+    assert holds(CHURN, True, {"inactive_days": 9.0}, unready) == (True, None)
+    assert holds(CHURN, False, {"inactive_days": 9.0}, None) == (False, None)
+
+
+def test_a_quiet_user_enters_churn_risk_by_re_scoring_and_raises_an_alert() -> None:
+    events = [buy(1, 0)] + [view(d, d) for d in range(1, 9)]
+    out = process_events({}, events, None, CONFIG, tag_models={"churn_risk": CHURN_MODEL})
+    alerts = [(c.user_id, tag, c.event_id) for c, tag in out.alerts]
+    assert alerts and alerts[0][:2] == ("u1", "churn_risk")
+    assert alerts[0][2].startswith("rescore:")  # no event from u1: the sweep found it
+    change = out.alerts[0][0]
+    assert dict(change.tag_scores)["churn_risk"] >= 0.7
+
+
+def test_labels_resolve_at_a_purchase_or_after_the_horizon() -> None:
+    open_label = PendingLabel(1, T0, (3.0,))
+    assert resolve(CHURN, open_label, T0 + 5 * DAY_MS, T0 + 5 * DAY_MS) == 0  # bought: no churn
+    assert resolve(CHURN, open_label, None, T0 + 5 * DAY_MS) is None  # still open
+    assert resolve(CHURN, open_label, None, T0 + 11 * DAY_MS) == 1  # horizon passed: churned
+    assert resolve(CHURN, open_label, T0 + 11 * DAY_MS, T0 + 11 * DAY_MS) == 1  # too late
+
+
+def test_labels_learn_from_the_features_at_prediction_time() -> None:
+    events = [buy(1, 0), buy(2, 3)] + [view(d, d) for d in range(4, 30)]
+    out = process_events({}, events, None, CONFIG)
+    churn = [label for label in out.labels if label.tag == 1]
+    # Opened at the first purchase (inactive 0 days), resolved "not churned" by the second.
+    assert churn[0].features == (0.0,) and churn[0].value == 0
+    # Opened at the second purchase, no purchase within 10 days: churned.
+    assert churn[1].value == 1
+
+
+def test_pending_labels_round_trip_as_stored() -> None:
+    labels = [PendingLabel(0, T0, (1.5, 2.25)), PendingLabel(3, T0 + 9, (0.0,))]
+    assert unpack_pending(pack_pending(labels)) == labels
+    assert unpack_pending(b"") == []
+
+
+def test_definitions_parse_and_bad_ones_are_refused() -> None:
+    parsed = parse_tags('[{"name": "big", "kind": "rule", "feature": "monetary", "value": 5}]')
+    assert parsed == (TagDefinition("big", "rule", feature="monetary", value=5),)
+    for bad in ('{"name": "x"}', '[{"name": "x", "kind": "magic"}]',
+                '[{"name": "x", "kind": "rule", "feature": "nope"}]',
+                '[{"name": "x", "kind": "predictive", "label": "purchase_within"}]',
+                '[{"name": "x", "kind": "rule", "feature": "monetary", "colour": 1}]'):
+        with pytest.raises(ValueError):
+            parse_tags(bad)
+    assert {t.name for t in DEFAULT_TAGS} == {"churn_risk", "likely_buyer", "vip"}
+
+
+def test_the_model_scores_as_documented() -> None:
+    from operators.tags import predict
+
+    p = predict(CHURN_MODEL, {"inactive_days": 4.0})
+    assert p == pytest.approx(1 / (1 + math.exp(-2 * (math.log1p(4.0) - 1))))

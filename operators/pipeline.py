@@ -21,6 +21,7 @@ wall clock, and late events are never applied: a replay gives the answers the li
 
 from __future__ import annotations
 
+import math
 import struct
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -192,9 +193,10 @@ class _Batch:
                 state.segment, segment_distances(self.snapshot, features), state.pending_segment,
                 state.pending_streak, config.switch_margin, config.switch_after)
         tag_bits, scores = state.tags, {}
+        logs = {f: math.log1p(max(v, 0.0)) for f, v in every.items()} if self.tag_models else None
         for index, tag in enumerate(config.tags):
             had = bool(state.tags >> index & 1)
-            has, score = holds(tag, had, every, self.tag_models.get(tag.name))
+            has, score = holds(tag, had, every, self.tag_models.get(tag.name), logs)
             tag_bits = tag_bits | 1 << index if has else tag_bits & ~(1 << index)
             if score is not None:
                 scores[tag.name] = score

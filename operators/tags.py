@@ -123,6 +123,15 @@ class TagModel:
     intercept: float
     ready: bool
     metrics: Mapping[str, float] = field(default_factory=dict)  # e.g. auc, log_loss, labels
+    # The same model folded into z = offset + sum(coefficient_i * log1p(x_i)), for speed.
+    coefficients: tuple[float, ...] = field(init=False, compare=False, repr=False)
+    offset: float = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        coefficients = tuple(w / s for w, s in zip(self.weights, self.stds, strict=True))
+        object.__setattr__(self, "coefficients", coefficients)
+        object.__setattr__(self, "offset", self.intercept - sum(
+            c * m for c, m in zip(coefficients, self.means, strict=True)))
 
     def to_dict(self) -> dict[str, object]:
         return {"tag": self.tag, "version": self.version, "features": list(self.features),
@@ -148,21 +157,30 @@ class TagModel:
 
 
 def predict(model: TagModel, features: Mapping[str, float]) -> float:
-    z = model.intercept + sum(
-        w * (math.log1p(max(features[f], 0.0)) - m) / s
-        for f, w, m, s in zip(model.features, model.weights, model.means, model.stds,
-                              strict=True))
+    """The probability of the tag's outcome for these (raw) features."""
+    return predict_logged(model, {f: math.log1p(max(features[f], 0.0)) for f in model.features})
+
+
+def predict_logged(model: TagModel, logs: Mapping[str, float]) -> float:
+    """:func:`predict` from ``log1p`` of the features, computed once for all tags."""
+    z = model.offset
+    for f, c in zip(model.features, model.coefficients, strict=True):
+        z += c * logs[f]
     return 1 / (1 + math.exp(-z)) if z > -700 else 0.0
 
 
 def holds(tag: TagDefinition, had: bool, features: Mapping[str, float],
-          model: TagModel | None) -> tuple[bool, float | None]:
-    """(membership after this scoring, score) for one tag; ``had``: membership before."""
+          model: TagModel | None, logs: Mapping[str, float] | None = None,
+          ) -> tuple[bool, float | None]:
+    """(membership after this scoring, score) for one tag; ``had``: membership before.
+
+    ``logs`` may carry ``log1p`` of the features, shared between tags.
+    """
     if tag.kind == "rule":
         return _OPS[tag.op](float(features[tag.feature]), tag.value), None
     if model is None or not model.ready:
         return had, None  # insufficient data: leave membership as it is
-    score = predict(model, features)
+    score = predict(model, features) if logs is None else predict_logged(model, logs)
     if had:
         return score > tag.exit, score
     return score >= tag.enter, score

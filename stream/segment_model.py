@@ -93,7 +93,7 @@ class StreamSegmentModel:
             self._reservoir[self._rng.randrange(self.reservoir_size)] = x
 
     def _warm_start(self) -> None:
-        points = [self.standardize(p) for p in self._reservoir]
+        points = self._reservoir_points()
         centers = kmeans_plus_plus(points, self.n_segments, self._rng)
         centers, sizes = lloyd(points, centers, self.lloyd_iterations)
         self._set_centers([self.unstandardize(c) for c in centers])
@@ -135,7 +135,7 @@ class StreamSegmentModel:
         moves one center onto a far point (k-means++ sampling), all refined by a few Lloyd
         iterations; adopt the best variant if it cuts the cost by over 10%.
         """
-        points = [self.standardize(p) for p in self._reservoir]
+        points = self._reservoir_points()
         current, sizes = lloyd(points, self.centers(), 3)
         best_cost = 0.9 * kmeans_cost(points, current)
         far = kmeans_plus_plus(points, 1, self._rng, existing=current)[0]
@@ -159,7 +159,7 @@ class StreamSegmentModel:
             if count >= floor:
                 continue
             others = [c for j, c in enumerate(self.centers()) if j != i]
-            points = [self.standardize(p) for p in self._reservoir]
+            points = self._reservoir_points()
             seed = kmeans_plus_plus(points, 1, self._rng, existing=others)[0]
             self._kmeans.centers[i] = _center(self.features, self.unstandardize(seed))
             self.counts[i] = floor
@@ -173,7 +173,7 @@ class StreamSegmentModel:
         """
         if not self._ready:
             return
-        points = [self.standardize(p) for p in self._reservoir]
+        points = self._reservoir_points()
         centers, sizes = lloyd(points, self.centers(), iterations)
         for _ in range(self.n_segments):  # an empty cluster is re-seeded on a far point
             empty = [i for i, n in enumerate(sizes) if n == 0]
@@ -206,6 +206,12 @@ class StreamSegmentModel:
         stds = tuple(math.sqrt(v) if (v := self._scaler.vars.get(f, 0.0)) > 0 else 1.0
                      for f in self.features)
         return means, stds
+
+    def _reservoir_points(self) -> list[Point]:
+        """The reservoir in standardized coordinates (vectorized: it runs on every refit)."""
+        means, stds = self.scaler()
+        z = (np.asarray(self._reservoir, dtype=float) - np.asarray(means)) / np.asarray(stds)
+        return [tuple(row) for row in z.tolist()]
 
     def standardize(self, x: Point) -> Point:
         means, stds = self.scaler()

@@ -84,8 +84,9 @@ def _run_seed(
 ) -> SeedRun:
     settings = Settings(
         segments=k, segment_features=",".join(segment_features), model_seed=seed,
-        # A history file is small next to a live stream: learn from every user.
-        train_sample_permille=1000, snapshot_every_samples=5000)
+        # A history file is small next to a live stream: learn from every user. These runs
+        # judge the segments; tags are left out so five of them fit in a test run.
+        train_sample_permille=1000, snapshot_every_samples=5000, tags="[]")
     replayed = replay_events(settings, events, until_ms=at_ms,
                              progress=progress_bar() if show_progress else None)
     trainer = replayed.processor.trainer

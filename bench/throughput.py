@@ -41,7 +41,8 @@ def produce(topic: str, events: int, users: int) -> int:
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
     admin.close()
     producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=50, batch_size=512 * 1024,
-                             compression_type=None)
+                             compression_type=None, acks="all",
+                             enable_idempotence=True)  # retries keep partition order
     sent = 0
     for event in itertools.islice(generate_events(users, seed=1, sessions_scale=0.25), events):
         key, value = encode(event)

@@ -73,7 +73,7 @@ class BatchOutcome:
     training_vectors: list[dict[str, float]] = field(default_factory=list)
     labels: list[Label] = field(default_factory=list)
     pending: dict[str, list[PendingLabel]] = field(default_factory=dict)  # changed users only
-    late: list[Event] = field(default_factory=list)
+    late: list[tuple[Event, int]] = field(default_factory=list)  # (event, watermark it missed)
     dues: dict[str, int] = field(default_factory=dict)  # next re-scoring time; 0: none
     watermark_ms: int = 0
     processed_by_type: Counter[str] = field(default_factory=Counter)
@@ -110,7 +110,7 @@ def process_events(
     out = batch.out
     for event in events:
         if event.ts_ms < out.watermark_ms:
-            out.late.append(event)
+            out.late.append((event, out.watermark_ms))
             continue
         out.watermark_ms = max(out.watermark_ms, event.ts_ms - config.late_grace_ms)
         before = out.states.get(event.user_id) or states.get(event.user_id)

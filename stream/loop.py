@@ -199,10 +199,10 @@ class Processor:
                 self.watermarks.get(partition, 0), due[partition], self.learning.tag_models,
                 pending.get(partition, {}))
             deltas = self._publish_changes(outcome, now_ms)
-            for event in outcome.late:
+            for event, watermark in outcome.late:
                 record = sources[id(event)]
                 late = Rejected("late", f"event time {event.ts_ms} is before the partition's "
-                                f"watermark {self.watermarks.get(partition, 0)}")
+                                f"watermark {watermark}")
                 self.sink.send(self.config.late_topic, record.key,
                                encode_dead_letter(record, late, now_ms))
             self.metrics.events_late.inc(len(outcome.late))

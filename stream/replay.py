@@ -60,7 +60,9 @@ def _replay_on_kafka(
     from stream.wiring import kafka_redis_parts
 
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap.split(","),
-                             linger_ms=20, batch_size=256 * 1024, acks="all")
+                             linger_ms=20, batch_size=256 * 1024, acks="all",
+                             # retries must not reorder a partition: late events are dropped
+                             enable_idempotence=True)
     try:
         for event in events:
             key, value = encode(event)

@@ -34,7 +34,8 @@ def create_topics(settings: Settings, partitions: int, replication: int) -> None
 def produce_simulated(settings: Settings, users: int, days: float, seed: int,
                       malformed: int) -> int:
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap.split(","),
-                             linger_ms=20, batch_size=256 * 1024)
+                             linger_ms=20, batch_size=256 * 1024, acks="all",
+                             enable_idempotence=True)  # retries keep partition order
     sent = 0
     try:
         for event in generate_events(users, seed=seed, days=days):

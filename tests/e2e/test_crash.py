@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 import redis
-from kafka import KafkaProducer
 
 from stream.failpoints import STAGES
 from stream.generator import encode, generate_events
 from tests.support.events import expected_states, features_only
-from tests.support.servers import KAFKA_BOOTSTRAP, end_offsets, redis_client
+from tests.support.servers import end_offsets, ordered_producer, redis_client
 from tests.support.service import Service
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
@@ -32,7 +31,7 @@ def client() -> redis.Redis:
 def service(tmp_path: Path, client: redis.Redis) -> Iterator[Service]:
     svc = Service(tmp_path, SEGSTREAM_MAX_BATCH_RECORDS="200",
                   SEGSTREAM_SNAPSHOT_EVERY_SAMPLES="500")
-    producer = KafkaProducer(bootstrap_servers=KAFKA_BOOTSTRAP, linger_ms=20)
+    producer = ordered_producer()
     for event in EVENTS:
         key, value = encode(event)
         producer.send(svc.input_topic, key=key, value=value)

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 import redis
-from kafka import KafkaProducer
 
 from stream.generator import encode, generate_events
 from tests.support.events import expected_states, features_only
-from tests.support.servers import KAFKA_BOOTSTRAP, end_offsets, redis_client
+from tests.support.servers import end_offsets, ordered_producer, redis_client
 from tests.support.service import Service
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
@@ -46,7 +45,7 @@ def test_a_surviving_consumer_takes_over_and_nothing_is_lost(tmp_path: Path) -> 
             time.sleep(0.1)
 
         events = list(itertools.islice(generate_events(300, seed=9, days=60), 6000))
-        producer = KafkaProducer(bootstrap_servers=KAFKA_BOOTSTRAP, linger_ms=20)
+        producer = ordered_producer()
         for event in events:
             key, value = encode(event)
             producer.send(svc.input_topic, key=key, value=value)

@@ -11,12 +11,16 @@ from pathlib import Path
 
 import pytest
 import redis
-from kafka import KafkaProducer
 
 from operators.events import Rejected, decode_event
 from stream.generator import MALFORMED, encode, generate_events
 from tests.support.events import expected_states, features_only
-from tests.support.servers import KAFKA_BOOTSTRAP, end_offsets, read_topic, redis_client
+from tests.support.servers import (
+    end_offsets,
+    ordered_producer,
+    read_topic,
+    redis_client,
+)
 from tests.support.service import Service
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
@@ -36,7 +40,7 @@ def service(tmp_path: Path, client: redis.Redis) -> Iterator[Service]:
 
 
 def publish(topic: str, messages: list[tuple[bytes, bytes]]) -> None:
-    producer = KafkaProducer(bootstrap_servers=KAFKA_BOOTSTRAP, linger_ms=20)
+    producer = ordered_producer()
     for key, value in messages:
         producer.send(topic, key=key, value=value)
     producer.flush()

@@ -162,7 +162,7 @@ def test_late_events_are_set_aside_unapplied() -> None:
     late = Event("o1", "u1", "purchase", T0 + 5 * DAY, 50.0)
     within_grace = Event("o2", "u1", "view", T0 + 9 * DAY + 1)
     out = process_events({}, [fresh, late, within_grace], None, config)
-    assert out.late == [late]
+    assert out.late == [(late, T0 + 9 * DAY)]
     assert out.watermark_ms == T0 + 9 * DAY
     assert out.states["u1"].count("view") == 2 and out.states["u1"].count("purchase") == 0
 

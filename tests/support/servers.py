@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 import redis
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
 KAFKA_BOOTSTRAP = os.environ.get("SEGSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -39,6 +39,17 @@ def kafka_admin() -> KafkaAdminClient:
     except Exception as exc:
         missing(f"Kafka at {KAFKA_BOOTSTRAP}", exc)
         raise
+
+
+def ordered_producer() -> KafkaProducer:
+    """A producer whose retries cannot reorder a partition.
+
+    A fresh broker fails the first produce requests while it creates a topic's partitions; a
+    plain producer's retries then land after later batches, and the service rightly sets events
+    that arrive over an hour behind their partition aside as late.
+    """
+    return KafkaProducer(bootstrap_servers=KAFKA_BOOTSTRAP, linger_ms=20, acks="all",
+                         enable_idempotence=True)
 
 
 def unique(name: str) -> str:

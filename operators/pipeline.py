@@ -22,10 +22,9 @@ wall clock, and late events are never applied: a replay gives the answers the li
 from __future__ import annotations
 
 import math
-import struct
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 
 from operators.changes import UserChanged, user_changed
@@ -40,7 +39,7 @@ from operators.features import (
     user_digest,
 )
 from operators.segments import SegmentSnapshot, choose_segment, segment_distances
-from operators.tags import PendingLabel, TagDefinition, TagModel, holds, resolve
+from operators.tags import PendingLabel, TagDefinition, TagModel, half, holds, resolve
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +53,7 @@ class PipelineConfig:
     max_idle_ms: int = 400 * DAY_MS  # ...until idle this long; then their segment stays
     tags: tuple[TagDefinition, ...] = ()
     alert_tags: tuple[str, ...] = ("churn_risk",)  # entering one of these raises an alert
+    label_every_ms: int = 7 * DAY_MS  # a sampled user opens a tag's label at most this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +61,9 @@ class Label:
     """A resolved outcome of a predictive tag, with the features it was predicted from."""
 
     tag: int  # index in PipelineConfig.tags
-    features: tuple[float, ...]
+    at_ms: int  # the moment the features describe; the horizon starts there
+    learned_ms: int  # the event time of the scoring that released it, past the horizon
+    logs: tuple[float, ...]  # log1p of the tag's features at ``at_ms``, half precision
     value: int  # 1: the tag's outcome happened
 
 
@@ -125,7 +127,7 @@ def process_events(
         # stable digest of the user id; a sampled user offers a vector at most once a day.
         first_today = before is None or before.last_seen_ms // DAY_MS < event.ts_ms // DAY_MS
         state = batch.score(
-            event.user_id, state, event.ts_ms, event.event_id, train=first_today,
+            event.user_id, state, event.ts_ms, event.event_id, before=before, train=first_today,
             next_due_ms=state.last_seen_ms + config.rescore_interval_ms,
             purchase_ms=event.ts_ms if event.type == "purchase" else None)
         out.states[event.user_id] = state
@@ -145,6 +147,13 @@ def process_events(
 
 
 @cache
+def _label_features(config: PipelineConfig) -> tuple[str, ...]:
+    """Every feature the predictive tags' labels keep."""
+    return tuple(dict.fromkeys(
+        f for t in config.tags if t.kind == "predictive" for f in t.features))
+
+
+@cache
 def _scored_features(config: PipelineConfig) -> tuple[str, ...]:
     """Every feature one scoring needs: the segment model's and the tags'."""
     names = list(config.segment_features)
@@ -153,7 +162,7 @@ def _scored_features(config: PipelineConfig) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-_FLOAT32 = struct.Struct("<f")
+_MINUTE = 60_000
 
 
 @dataclass(slots=True)
@@ -171,20 +180,25 @@ class _Batch:
             follow = due + self.config.rescore_interval_ms
             if follow - state.last_seen_ms > self.config.max_idle_ms:
                 follow = 0  # idle for good: stop re-scoring (the record expires by TTL)
-            state = self.score(user_id, state, due, f"rescore:{due}", train=True,
+            state = self.score(user_id, state, due, f"rescore:{due}", before=state, train=True,
                                next_due_ms=follow, purchase_ms=None)
             self.out.rescored += 1
         return state
 
     def score(
-        self, user_id: str, state: UserState, at_ms: int, cause: str, *, train: bool,
-        next_due_ms: int, purchase_ms: int | None,
+        self, user_id: str, state: UserState, at_ms: int, cause: str, *,
+        before: UserState | None, train: bool, next_due_ms: int, purchase_ms: int | None,
     ) -> UserState:
-        """Segment and tags at ``at_ms``; record changes, alerts, labels, a training vector."""
+        """Segment and tags at ``at_ms``; record changes, alerts, labels, a training vector.
+
+        ``before`` is the user as they were just before this scoring's event (``state`` itself
+        for a re-scoring, None for a new user): labels are opened from it.
+        """
         config, out = self.config, self.out
         every = features_at(state, at_ms, _scored_features(config))
         features = {name: every[name] for name in config.segment_features}
-        sampled = user_digest(user_id) % 1000 < config.train_sample_permille
+        digest = user_digest(user_id)
+        sampled = digest % 1000 < config.train_sample_permille
         if train and sampled:
             out.training_vectors.append(features)
         segment, pending, streak = state.segment, state.pending_segment, state.pending_streak
@@ -201,7 +215,7 @@ class _Batch:
             if score is not None:
                 scores[tag.name] = score
         if sampled and any(t.kind == "predictive" for t in config.tags):
-            self._labels(user_id, at_ms, purchase_ms, every)
+            self._labels(user_id, digest, at_ms, purchase_ms, before)
         seq = state.seq
         if segment != state.segment or tag_bits != state.tags:
             seq += 1
@@ -219,25 +233,46 @@ class _Batch:
     def _names(self, bits: int) -> tuple[str, ...]:
         return tuple(t.name for i, t in enumerate(self.config.tags) if bits >> i & 1)
 
-    def _labels(self, user_id: str, at_ms: int, purchase_ms: int | None,
-                every: Mapping[str, float]) -> None:
-        """Resolve the user's open labels that are now known; open one per predictive tag."""
+    def _labels(self, user_id: str, digest: int, at_ms: int, purchase_ms: int | None,
+                 before: UserState | None) -> None:
+        """Settle what this scoring tells the user's pending labels; release and open labels.
+
+        Labels describe the user at grid times (every ``label_every_ms``, at a phase of its own
+        per user), not at the scorings that open them, so each sampled user is seen the way
+        users are scored: at any moment, quiet or not. A label is opened from the state before
+        this scoring's event, only if nothing happened between the grid time and now.
+
+        A label is learned only once its horizon has passed, even when its outcome is known
+        earlier: learning early outcomes at once (a purchase settles ``churn_risk`` the day it
+        happens, a churn takes the whole horizon) would teach the model from a sample skewed
+        toward them. On the UCI file that skew cost 0.08 of pooled AUC.
+        """
         tags, out = self.config.tags, self.out
         current = out.pending.get(user_id)
         if current is None:
             current = list(self.pending_in.get(user_id, ()))
-        still_open = []
+        kept: list[PendingLabel] = []
         for label in current:
-            value = resolve(tags[label.tag], label, purchase_ms, at_ms)
-            if value is None:
-                still_open.append(label)
+            tag = tags[label.tag]
+            value = resolve(tag, label, purchase_ms, at_ms)
+            if value is not None and at_ms > label.at_ms + tag.horizon_ms:
+                out.labels.append(Label(label.tag, label.at_ms, at_ms, label.logs, value))
             else:
-                out.labels.append(Label(label.tag, label.features, value))
-        open_tags = {label.tag for label in still_open}
-        for index, tag in enumerate(tags):
-            if tag.kind == "predictive" and index not in open_tags:
-                # Rounded as stored, so a label learns the same numbers from memory or Redis.
-                values = tuple(_FLOAT32.unpack(_FLOAT32.pack(every[f]))[0] for f in tag.features)
-                still_open.append(PendingLabel(index, at_ms, values))
-        if still_open != current:
-            out.pending[user_id] = still_open
+                kept.append(label if value == label.value else replace(label, value=value))
+        every = self.config.label_every_ms
+        grid = at_ms - (at_ms - digest % (every // _MINUTE) * _MINUTE) % every
+        if before is not None and grid >= before.last_seen_ms:
+            taken = {(label.tag, label.at_ms) for label in kept}
+            logs: dict[str, float] | None = None
+            for index, tag in enumerate(tags):
+                # A grid time whose horizon already passed was settled (or can be no more).
+                if tag.kind != "predictive" or (index, grid) in taken or \
+                        at_ms > grid + tag.horizon_ms:
+                    continue
+                if logs is None:
+                    values = features_at(before, grid, _label_features(self.config))
+                    logs = {f: half(math.log1p(max(v, 0.0))) for f, v in values.items()}
+                label = PendingLabel(index, grid, tuple(logs[f] for f in tag.features))
+                kept.append(replace(label, value=resolve(tag, label, purchase_ms, at_ms)))
+        if kept != current:
+            out.pending[user_id] = kept

@@ -190,17 +190,25 @@ def holds(tag: TagDefinition, had: bool, features: Mapping[str, float],
 
 @dataclass(frozen=True, slots=True)
 class PendingLabel:
-    """Features of one user at ``at_ms``, waiting for the outcome of tag number ``tag``."""
+    """A user as they were at ``at_ms``, waiting for tag number ``tag``'s horizon to pass.
+
+    ``logs`` are ``log1p`` of the tag's features (in its order), as stored: half precision.
+    ``value`` is set as soon as the outcome is known, often before the horizon ends (a purchase
+    settles ``churn_risk`` at once); the label is learned only when the horizon has passed.
+    """
 
     tag: int
-    at_ms: int
-    features: tuple[float, ...]  # in the tag's feature order
+    at_ms: int  # a whole minute
+    logs: tuple[float, ...]
+    value: int | None = None
 
 
 def resolve(tag: TagDefinition, pending: PendingLabel, purchase_ms: int | None,
             now_ms: int) -> int | None:
     """The label if known: at a purchase at ``purchase_ms`` (None: no purchase now), or because
     ``now_ms`` is past the horizon; None while it is still open."""
+    if pending.value is not None:
+        return pending.value
     deadline = pending.at_ms + tag.horizon_ms
     bought = purchase_ms is not None and pending.at_ms < purchase_ms <= deadline
     if bought:
@@ -210,21 +218,36 @@ def resolve(tag: TagDefinition, pending: PendingLabel, purchase_ms: int | None,
     return None
 
 
+def half(value: float) -> float:
+    """``value`` rounded to half precision, as a pending label stores it."""
+    return float(_HALF.unpack(_HALF.pack(value))[0])
+
+
+_HALF: Final = struct.Struct("<e")
+_LABEL_HEAD: Final = struct.Struct("<BBIB")  # tag, state (0 open, 1 + value), minute, count
+_MINUTE_MS: Final = 60_000
+
+
 def pack_pending(labels: Sequence[PendingLabel]) -> bytes:
-    """Pending labels as stored (Redis hash field per user): tag, time, float32 features."""
+    """Pending labels as stored (a Redis hash field per user), 7 + 2 bytes a feature each."""
     out = bytearray()
     for label in labels:
-        out += struct.pack(f"<BqB{len(label.features)}f", label.tag, label.at_ms,
-                           len(label.features), *label.features)
+        minute, rest = divmod(label.at_ms, _MINUTE_MS)
+        if rest:
+            raise ValueError("a label's time must be a whole minute")
+        state = 0 if label.value is None else 1 + label.value
+        out += _LABEL_HEAD.pack(label.tag, state, minute, len(label.logs))
+        out += struct.pack(f"<{len(label.logs)}e", *label.logs)
     return bytes(out)
 
 
 def unpack_pending(data: bytes) -> list[PendingLabel]:
     labels, at = [], 0
     while at < len(data):
-        tag, at_ms, n = struct.unpack_from("<BqB", data, at)
-        at += 10
-        features = struct.unpack_from(f"<{n}f", data, at)
-        at += 4 * n
-        labels.append(PendingLabel(tag, at_ms, tuple(features)))
+        tag, state, minute, n = _LABEL_HEAD.unpack_from(data, at)
+        at += _LABEL_HEAD.size
+        logs = struct.unpack_from(f"<{n}e", data, at)
+        at += 2 * n
+        labels.append(PendingLabel(tag, minute * _MINUTE_MS, tuple(logs),
+                                   None if state == 0 else state - 1))
     return labels

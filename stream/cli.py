@@ -143,7 +143,7 @@ def _history_command(args: argparse.Namespace, settings: Settings) -> int:
         from stream.evaluation.run import evaluate
 
         report = evaluate(events, args.out, k=args.k, seeds=args.seeds,
-                          segment_features=args.segment_features.split(","))
+                          segment_features=args.segment_features.split(","), tags=settings.tags)
         print((args.out / "report.md").read_text())
         print(f"cost ratio median {report['cost_ratio']['median']:.3f}, "
               f"ARI median {report['ari']['median']:.3f}; files in {args.out}")

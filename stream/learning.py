@@ -1,12 +1,19 @@
 """The models' writer: feeds samples and labels to the trainers and publishes frozen models.
 
-Segment snapshots (with their lineage events) are published by the segment trainer's own
-schedule; tag models every ``tag_export_every`` labels. Scorers read only what was published.
+One process trains at a time: the holder of the trainer lease in the model store. It learns
+from the sampled users of the partitions it owns (partitions split users by a hash of their
+id, so that is a uniform sample of users) and publishes segment snapshots (with their lineage
+events) on the segment trainer's schedule and tag models every ``tag_export_every`` labels,
+with the trainers' state to resume from. Every other process only scores: it reloads the
+published models when it renews its view of the lease. When the trainer dies its lease
+expires and another process takes over from the last published state.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
+import uuid
 from collections.abc import Mapping
 
 from operators.changes import lineage_events
@@ -26,7 +33,7 @@ class Learning:
         self, *, trainer: SegmentTrainer | None, tags: tuple[TagDefinition, ...],
         model_store: ModelStore, sink: Sink, metrics: Metrics, clock: Clock, output_topic: str,
         snapshot: SegmentSnapshot | None, tag_models: Mapping[str, TagModel],
-        tag_export_every: int = 500,
+        tag_export_every: int = 500, lease_ms: int = 30_000,
     ) -> None:
         self.trainer = trainer
         self.tags = tags
@@ -40,24 +47,32 @@ class Learning:
         self.tag_models = dict(tag_models)
         self.tag_export_every = tag_export_every
         self.labels_since_export = 0
+        self.lease_ms = lease_ms
+        self.token = uuid.uuid4().hex
+        self.leading = False
+        self._next_check_s = float("-inf")
 
     def learn(self, vectors: list[dict[str, float]], labels: list[Label]) -> bool:
-        """Learn; publish what is due. True when a new segment snapshot was published."""
+        """Learn and publish what is due, if this process trains; else follow the published
+        models. True when the segment snapshot in use changed."""
+        changed = self._check_lease()
+        if not self.leading:
+            return changed
         for label in labels:
             learner = self.learners.get(label.tag)
             if learner is not None:
-                learner.learn(label.features, label.value)
+                learner.learn(label.logs, label.value)
                 self.metrics.labels_resolved.labels(
                     tag=learner.tag.name, value=str(label.value)).inc()
         self.labels_since_export += len(labels)
         if self.learners and self.labels_since_export >= self.tag_export_every:
             self._publish_tags()
         if self.trainer is None:
-            return False
+            return changed
         for vector in vectors:
             self.trainer.learn(vector)
         if not self.trainer.due():
-            return False
+            return changed
         snapshot, lineage = self.trainer.snapshot()
         # Lineage first: re-done after a crash, it repeats the same change ids.
         now_ms = int(self.clock.time_s() * 1000)
@@ -74,9 +89,60 @@ class Learning:
                  list(lineage.merged))
         return True
 
+    def _check_lease(self) -> bool:
+        """Renew the lease (a third of its length apart); take over or follow. True when the
+        segment snapshot in use changed."""
+        now = self.clock.time_s()
+        if now < self._next_check_s:
+            return False
+        self._next_check_s = now + self.lease_ms / 3000
+        leading = self.model_store.hold_trainer_lease(self.token, self.lease_ms)
+        if leading and not self.leading:
+            self._take_over()
+        self.leading = leading
+        self.metrics.trainer.set(1 if leading else 0)
+        return False if leading else self._follow()
+
+    def _take_over(self) -> None:
+        """Resume training from the state published with the last models."""
+        _, state = self.model_store.load()
+        restored = SegmentTrainer.restore(state)
+        if restored is not None and self.trainer is not None and \
+                (restored.n_segments, restored.features) == \
+                (self.trainer.n_segments, self.trainer.features):
+            self.trainer = restored
+        blob = self.model_store.load_learners()
+        # Written by our own trainer, like the segment trainer state beside it.
+        saved: dict[str, TagLearner] = pickle.loads(blob) if blob else {}
+        for index, learner in self.learners.items():
+            previous = saved.get(learner.tag.name)
+            if previous is not None and previous.tag == learner.tag:
+                self.learners[index] = previous
+        log.info("took the trainer lease: training from %d segment samples and %s tag labels",
+                 self.trainer.samples if self.trainer else 0,
+                 {learner.tag.name: learner.labels for learner in self.learners.values()})
+
+    def _follow(self) -> bool:
+        """Score with the models the trainer published last."""
+        snapshot = self.model_store.load_snapshot()
+        features = self.trainer.features if self.trainer else None
+        changed = snapshot is not None and (features is None or snapshot.features == features) \
+            and (self.snapshot is None or snapshot.version != self.snapshot.version)
+        if changed:
+            self.snapshot = snapshot
+            assert snapshot is not None
+            self.metrics.model_version.set(snapshot.version)
+            log.info("scoring with segment model v%d, published by the trainer",
+                     snapshot.version)
+        self.tag_models = {name: model for name, model in self.model_store.load_tags().items()
+                           if any(t.name == name and t.features == model.features
+                                  for t in self.tags)}
+        return changed
+
     def _publish_tags(self) -> None:
         models = {learner.tag.name: learner.export() for learner in self.learners.values()}
-        self.model_store.save_tags(models)
+        self.model_store.save_tags(
+            models, pickle.dumps({learner.tag.name: learner for learner in self.learners.values()}))
         self.tag_models = models
         self.labels_since_export = 0
         for name, model in models.items():

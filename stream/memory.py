@@ -6,9 +6,10 @@ to partitions by a stable hash, seek-on-assign, and fenced atomic saves.
 
 from __future__ import annotations
 
+import time
 import uuid
 import zlib
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from operators.segments import SegmentSnapshot
@@ -212,10 +213,26 @@ class InMemoryStateStore:
 
 
 class InMemoryModelStore:
-    def __init__(self) -> None:
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._snapshot: SegmentSnapshot | None = None
         self._trainer_state: bytes | None = None
         self._tags: dict[str, TagModel] = {}
+        self._learners: bytes | None = None
+        self._lease: tuple[str, float] | None = None  # (holder, expiry in monotonic seconds)
+        self._monotonic = monotonic
+
+    def load_snapshot(self) -> SegmentSnapshot | None:
+        return self._snapshot
+
+    def load_learners(self) -> bytes | None:
+        return self._learners
+
+    def hold_trainer_lease(self, token: str, lease_ms: int) -> bool:
+        now = self._monotonic()
+        if self._lease is not None and self._lease[0] != token and self._lease[1] > now:
+            return False
+        self._lease = (token, now + lease_ms / 1000)
+        return True
 
     def load(self) -> tuple[SegmentSnapshot | None, bytes | None]:
         return self._snapshot, self._trainer_state
@@ -226,6 +243,8 @@ class InMemoryModelStore:
     def load_tags(self) -> dict[str, TagModel]:
         return dict(self._tags)
 
-    def save_tags(self, models: Mapping[str, TagModel]) -> None:
+    def save_tags(self, models: Mapping[str, TagModel], learners: bytes | None = None) -> None:
         self._tags = dict(models)
+        if learners is not None:
+            self._learners = learners
 

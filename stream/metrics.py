@@ -96,6 +96,9 @@ class Metrics:
         self.model_version = Gauge(
             "segstream_model_version", "Version of the segment model used for scoring.",
             registry=registry)
+        self.trainer = Gauge(
+            "segstream_trainer", "1 while this process holds the trainer lease (trains and "
+            "publishes the models), else 0.", registry=registry)
         self.last_batch = Gauge(
             "segstream_last_batch_timestamp_seconds",
             "Wall-clock time the last batch finished (liveness).", registry=registry)

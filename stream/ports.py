@@ -121,7 +121,21 @@ class ModelStore(Protocol):
     def load_tags(self) -> dict[str, TagModel]:
         """The latest frozen tag models, by tag name."""
 
-    def save_tags(self, models: Mapping[str, TagModel]) -> None: ...
+    def save_tags(self, models: Mapping[str, TagModel], learners: bytes | None = None) -> None:
+        """Publish tag models; ``learners`` is the trainer's state, to resume from."""
+
+    def load_snapshot(self) -> SegmentSnapshot | None:
+        """The published segment model alone (what scorers refresh from)."""
+
+    def load_learners(self) -> bytes | None:
+        """The tag trainer's state saved with the last published tag models."""
+
+    def hold_trainer_lease(self, token: str, lease_ms: int) -> bool:
+        """Take the trainer lease, or renew it if ``token`` holds it; False if another does.
+
+        One process trains and publishes models at a time; the lease expires ``lease_ms``
+        after its last renewal, so a dead trainer is replaced.
+        """
 
 
 class Clock(Protocol):

@@ -215,10 +215,43 @@ class RedisStateStore:
         self._client.close()
 
 
+# Take the trainer lease if free, renew it if ours. KEYS: lease; ARGV: token, lease in ms.
+_LEASE_SCRIPT = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
 class RedisModelStore:
     def __init__(self, client: redis.Redis, prefix: str = "segstream") -> None:
         self._client = client
         self._key = f"{prefix}:model:segments"
+        self._lease_key = f"{prefix}:model:trainer"
+        self._lease = client.register_script(_LEASE_SCRIPT)
+
+    def load_snapshot(self) -> SegmentSnapshot | None:
+        try:
+            stored = self._client.hget(self._key, "snapshot")
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: loading the model failed: {exc}") from exc
+        return SegmentSnapshot.from_dict(json.loads(stored)) if stored else None
+
+    def load_learners(self) -> bytes | None:
+        try:
+            stored = self._client.hget(self._key, "learners")
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: loading the tag trainer failed: {exc}") from exc
+        return stored if isinstance(stored, bytes) else None
+
+    def hold_trainer_lease(self, token: str, lease_ms: int) -> bool:
+        try:
+            return bool(self._lease(keys=[self._lease_key], args=[token, lease_ms]))
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: the trainer lease failed: {exc}") from exc
 
     def load(self) -> tuple[SegmentSnapshot | None, bytes | None]:
         try:
@@ -240,10 +273,13 @@ class RedisModelStore:
         docs = json.loads(stored)
         return {doc["tag"]: TagModel.from_dict(doc) for doc in docs}
 
-    def save_tags(self, models: Mapping[str, TagModel]) -> None:
-        payload = json.dumps([m.to_dict() for m in models.values()])
+    def save_tags(self, models: Mapping[str, TagModel], learners: bytes | None = None) -> None:
+        mapping: dict[str, bytes] = {
+            "tags": json.dumps([m.to_dict() for m in models.values()]).encode()}
+        if learners is not None:
+            mapping["learners"] = learners
         try:
-            self._client.hset(self._key, "tags", payload)
+            self._client.hset(self._key, mapping=mapping)  # type: ignore[arg-type]
         except redis.RedisError as exc:
             raise DependencyError(f"redis: saving the tag models failed: {exc}") from exc
 

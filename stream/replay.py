@@ -10,7 +10,7 @@ re-scored (``Processor.sweep_until``).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -32,23 +32,35 @@ class Replayed:
 def replay_events(
     settings: Settings, events: list[dict[str, Any]], *, until_ms: int | None = None,
     kafka: bool = False, progress: Callable[[int, int], None] | None = None,
+    checkpoints: Sequence[int] = (), at_checkpoint: Callable[[Replayed, int], None] | None = None,
 ) -> Replayed:
-    """Run ``events`` (in the input schema, event-time order) through a processor."""
+    """Run ``events`` (in the input schema, event-time order) through a processor.
+
+    In memory, ``at_checkpoint(replayed, ms)`` is called at each of ``checkpoints`` (event
+    times, ascending) once every event before it has been processed and none after it: the
+    evaluation looks at the models and the users as they stood at that moment.
+    """
     if kafka:
+        if checkpoints:
+            raise ValueError("checkpoints need the in-memory replay")
         return _replay_on_kafka(settings, events, until_ms, progress)
     broker = InMemoryBroker()
-    for event in events:
-        broker.append(settings.input_topic, *encode(event))
     parts = in_memory_parts(settings, broker)
-    processor = build_processor(settings, parts)
-    done = 0
-    while count := processor.run_once():
-        done += count
-        if progress:
-            progress(done, len(events))
+    replayed = Replayed(build_processor(settings, parts), parts, len(events))
+    done = fed = 0
+    for stop in [*checkpoints, None]:
+        while fed < len(events) and (stop is None or int(events[fed]["ts"]) < stop):
+            broker.append(settings.input_topic, *encode(events[fed]))
+            fed += 1
+        while count := replayed.processor.run_once():
+            done += count
+            if progress:
+                progress(done, len(events))
+        if stop is not None and at_checkpoint is not None:
+            at_checkpoint(replayed, stop)
     if until_ms is not None:
-        processor.sweep_until(until_ms)
-    return Replayed(processor, parts, len(events))
+        replayed.processor.sweep_until(until_ms)
+    return replayed
 
 
 def _replay_on_kafka(

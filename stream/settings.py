@@ -96,8 +96,14 @@ class Settings:
         "A user with no events is re-scored this often (event time), so quiet users move")
     max_idle_days: int = _setting(
         400, "SEGSTREAM_MAX_IDLE_DAYS", "Re-scoring stops for users idle longer than this")
+    label_every_days: int = _setting(
+        7, "SEGSTREAM_LABEL_EVERY_DAYS",
+        "A sampled user offers each predictive tag a label at most this often (event time)")
     sweep_batch_users: int = _setting(
         5000, "SEGSTREAM_SWEEP_BATCH_USERS", "Most due users re-scored per partition per batch")
+    trainer_lease_s: int = _setting(
+        30, "SEGSTREAM_TRAINER_LEASE_S",
+        "One process trains at a time; another takes over this long after it stops renewing")
     retry_attempts: int = _setting(
         5, "SEGSTREAM_RETRY_ATTEMPTS", "Tries of a failing Kafka or Redis call before exiting")
     log_level: str = _setting("INFO", "SEGSTREAM_LOG_LEVEL", "Python logging level")
@@ -133,7 +139,7 @@ class Settings:
     def validate(self) -> None:
         positive = ("max_batch_records", "segments", "snapshot_every_samples", "retry_attempts",
                     "max_message_bytes", "switch_after", "rescore_interval_s", "max_idle_days",
-                    "sweep_batch_users")
+                    "sweep_batch_users", "label_every_days", "trainer_lease_s")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

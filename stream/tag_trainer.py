@@ -36,8 +36,9 @@ class TagLearner:
         self._scaler = preprocessing.StandardScaler()
         self._model = linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate))
 
-    def learn(self, values: Sequence[float], label: int) -> None:
-        x = {f: math.log1p(max(v, 0.0)) for f, v in zip(self.tag.features, values, strict=True)}
+    def learn(self, logs: Sequence[float], label: int) -> None:
+        """Learn one outcome from ``log1p`` of the tag's features (a ``Label``'s ``logs``)."""
+        x = dict(zip(self.tag.features, logs, strict=True))
         if self.labels:
             score = self._model.predict_proba_one(self._scaler.transform_one(x)).get(True, 0.5)
             self.recent.append((float(score), label))
@@ -66,6 +67,10 @@ class TagLearner:
     def export(self) -> TagModel:
         """The current model as frozen data, under the next version."""
         self.version += 1
+        return self.model()
+
+    def model(self) -> TagModel:
+        """The current model as frozen data, under the current version."""
         names = self.tag.features
         means = tuple(float(self._scaler.means.get(f, 0.0)) for f in names)
         stds = tuple(math.sqrt(v) if (v := self._scaler.vars.get(f, 0.0)) > 0 else 1.0

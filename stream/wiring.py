@@ -107,7 +107,8 @@ def build_processor(
             settings.switch_after, late_grace_ms=settings.late_grace_s * 1000,
             rescore_interval_ms=settings.rescore_interval_s * 1000,
             max_idle_ms=settings.max_idle_days * DAY_MS, tags=settings.tag_definitions,
-            alert_tags=settings.alert_tag_names),
+            alert_tags=settings.alert_tag_names,
+            label_every_ms=settings.label_every_days * DAY_MS),
     )
     clock = clock or SystemClock()
     # Only models of the tags defined now, with the features they are defined on, are used.
@@ -117,7 +118,7 @@ def build_processor(
     learning = Learning(
         trainer=trainer, tags=settings.tag_definitions, model_store=parts.model_store,
         sink=parts.sink, metrics=metrics, clock=clock, output_topic=settings.output_topic,
-        snapshot=snapshot, tag_models=tag_models)
+        snapshot=snapshot, tag_models=tag_models, lease_ms=settings.trainer_lease_s * 1000)
     processor = Processor(
         source=parts.source, sink=parts.sink, state_store=parts.state_store,
         model_store=parts.model_store, learning=learning, metrics=metrics,

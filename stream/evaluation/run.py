@@ -5,7 +5,8 @@ Each of ``seeds`` runs replays the whole file through the service's loop on the 
 is re-scored, and compares the final model's partition of the users who bought with an offline
 scikit-learn k-means++ on the same standardized log features. Runs go in parallel processes.
 The segments' stability is measured on a stationary synthetic stream, where every relabel of an
-unchanged user is the model's fault.
+unchanged user is the model's fault. The predictive tags are judged by one more replay, with
+the tags on, in parallel with the seeds (``stream.evaluation.tags``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from stream.evaluation.segments import (
     standardized_log,
     stationary_population,
 )
+from stream.evaluation.tags import evaluate_tags
 from stream.memory import InMemoryStateStore
 from stream.replay import progress_bar, replay_events
 from stream.settings import Settings
@@ -46,16 +48,24 @@ class SeedRun:
 
 def evaluate(
     events: list[dict[str, Any]], out_dir: Path, *, k: int, segment_features: Sequence[str],
-    seeds: int = 5, show_progress: bool = True,
+    seeds: int = 5, show_progress: bool = True, tags: str | None = None,
 ) -> dict[str, Any]:
-    """Run the evaluation, write its files to ``out_dir`` and return the report."""
+    """Run the evaluation, write its files to ``out_dir`` and return the report.
+
+    ``tags``: the tag definitions (JSON, as ``SEGSTREAM_TAGS``); the defaults if None.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     at_ms = max(int(e["ts"]) for e in events) + DAY_MS
     jobs = [(events, k, tuple(segment_features), seed, at_ms, out_dir if seed == 0 else None,
              show_progress and seed == 0) for seed in range(seeds)]
-    workers = max(1, min(seeds, os.cpu_count() or 1))
+    tag_settings = Settings(segments=k, segment_features=",".join(segment_features),
+                            train_sample_permille=1000, snapshot_every_samples=5000,
+                            tags=Settings().tags if tags is None else tags)
+    workers = max(1, min(seeds + 1, os.cpu_count() or 1))
     with ProcessPoolExecutor(max_workers=workers) as pool:
+        tag_job = pool.submit(evaluate_tags, events, tag_settings, out_dir)  # the longest job
         runs = list(pool.map(_run_seed, *zip(*jobs, strict=True)))
+        tag_reports = tag_job.result()
     raw, served = _stability(k, segment_features)
     report: dict[str, Any] = {
         "events": len(events),
@@ -71,6 +81,7 @@ def evaluate(
             "raw_median": statistics.median(raw), "raw_max": max(raw),
             "served_median": statistics.median(served), "served_max": max(served),
             "windows": len(raw)},
+        "tags": tag_reports,
     }
     from stream.evaluation.report import write_report
 

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
 from operators.events import Event
-from operators.features import DAY_MS
+from operators.features import DAY_MS, user_digest
 from operators.pipeline import PipelineConfig, process_events
 from operators.tags import (
     DEFAULT_TAGS,
@@ -70,25 +71,56 @@ def test_a_quiet_user_enters_churn_risk_by_re_scoring_and_raises_an_alert() -> N
 
 
 def test_labels_resolve_at_a_purchase_or_after_the_horizon() -> None:
-    open_label = PendingLabel(1, T0, (3.0,))
+    open_label = PendingLabel(1, T0, (1.25,))
     assert resolve(CHURN, open_label, T0 + 5 * DAY_MS, T0 + 5 * DAY_MS) == 0  # bought: no churn
     assert resolve(CHURN, open_label, None, T0 + 5 * DAY_MS) is None  # still open
     assert resolve(CHURN, open_label, None, T0 + 11 * DAY_MS) == 1  # horizon passed: churned
     assert resolve(CHURN, open_label, T0 + 11 * DAY_MS, T0 + 11 * DAY_MS) == 1  # too late
+    settled = PendingLabel(1, T0, (1.25,), value=0)
+    assert resolve(CHURN, settled, None, T0 + 11 * DAY_MS) == 0  # known early stays known
 
 
-def test_labels_learn_from_the_features_at_prediction_time() -> None:
-    events = [buy(1, 0), buy(2, 3)] + [view(d, d) for d in range(4, 30)]
-    out = process_events({}, events, None, CONFIG)
-    churn = [label for label in out.labels if label.tag == 1]
-    # Opened at the first purchase (inactive 0 days), resolved "not churned" by the second.
-    assert churn[0].features == (0.0,) and churn[0].value == 0
-    # Opened at the second purchase, no purchase within 10 days: churned.
-    assert churn[1].value == 1
+def test_labels_describe_the_user_at_each_grid_time_and_are_learned_after_the_horizon() -> None:
+    every = 2 * DAY_MS
+    config = replace(CONFIG, label_every_ms=every)
+    buys = [buy(n, n / 2) for n in range(12)]  # twice a day for six days, then silence
+    active = process_events({}, buys, None, config)
+    quiet = process_events(active.states, [], None, config, watermark_ms=T0 + 40 * DAY_MS,
+                           due_users=["u1"], pending=active.pending)  # 34 quiet days later
+    churn = [label for label in active.labels + quiet.labels if label.tag == 1]
+    times = [b.ts_ms for b in buys]
+    phase = user_digest("u1") % (every // 60_000) * 60_000  # whole minutes
+    # One label per grid interval, at the user's own phase, from day 0.5 until day 30 (a grid
+    # time is labelled by a scoring within a day of it: the daily re-scoring of a quiet user).
+    assert [label.at_ms for label in churn] == sorted({label.at_ms for label in churn})
+    assert all((label.at_ms - phase) % every == 0 for label in churn)
+    assert len(churn) >= (40 - 10 - 1) // 2 - 1
+    for label in churn:
+        # The features are those at the grid time, not at the scoring that opened the label,
+        last = max(t for t in times if t <= label.at_ms)
+        assert math.expm1(label.logs[0]) == pytest.approx((label.at_ms - last) / DAY_MS,
+                                                          rel=2e-3, abs=1e-3)
+        # the outcome is what followed within the 10-day horizon, learned once it has passed.
+        bought = any(label.at_ms < t <= label.at_ms + 10 * DAY_MS for t in times)
+        assert label.value == (0 if bought else 1)
+        assert label.learned_ms > label.at_ms + 10 * DAY_MS
+    assert {label.value for label in churn} == {0, 1}
+    # Labels whose horizon is still running wait, settled or not, in the user's pending list.
+    waiting = quiet.pending["u1"]
+    assert waiting and all(p.at_ms + 10 * DAY_MS >= T0 + 40 * DAY_MS - DAY_MS for p in waiting)
+
+
+def test_a_label_known_early_waits_for_its_horizon() -> None:
+    config = replace(CONFIG, label_every_ms=DAY_MS)
+    first = process_events({}, [buy(1, 0), buy(2, 1.5)], None, config)
+    opened = [p for p in first.pending["u1"] if p.tag == 1]
+    assert opened and opened[0].value == 0  # the purchase at day 1.5 settled it: no churn
+    assert not [label for label in first.labels if label.tag == 1]  # but it is not learned yet
 
 
 def test_pending_labels_round_trip_as_stored() -> None:
-    labels = [PendingLabel(0, T0, (1.5, 2.25)), PendingLabel(3, T0 + 9, (0.0,))]
+    labels = [PendingLabel(0, T0, (1.5, 2.25)), PendingLabel(3, T0 + 9 * 60_000, (0.0,), 1),
+              PendingLabel(1, T0 + 60_000, (), 0)]
     assert unpack_pending(pack_pending(labels)) == labels
     assert unpack_pending(b"") == []
 

@@ -24,6 +24,10 @@ def labelled(n: int, seed: int) -> list[tuple[tuple[float, float], int]]:
     return out
 
 
+def logs(features: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(math.log1p(v) for v in features)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_exact_auc_matches_scikit_learn_with_ties(seed: int) -> None:
     rng = random.Random(seed)
@@ -37,10 +41,10 @@ def test_learns_online_reports_insufficient_data_then_a_useful_model() -> None:
     learner = TagLearner(TAG, min_labels=300, min_per_class=30)
     data = labelled(6000, seed=1)
     for features, label in data[:200]:
-        learner.learn(features, label)
+        learner.learn(logs(features), label)
     assert not learner.ready and not learner.export().ready
     for features, label in data[200:]:
-        learner.learn(features, label)
+        learner.learn(logs(features), label)
     model = learner.export()
     assert model.ready and model.version == 2
     assert model.metrics["auc"] > 0.7 and model.metrics["labels"] == 6000

@@ -1,0 +1,72 @@
+"""One trainer at a time: the lease holder learns and publishes; the other processes follow."""
+
+from __future__ import annotations
+
+import json
+
+from stream.generator import encode, generate_events
+from stream.loop import Processor
+from stream.memory import InMemoryBroker, InMemoryModelStore, InMemoryStateStore
+from stream.settings import Settings
+from stream.wiring import Parts, build_processor, in_memory_parts
+
+# A 5-day horizon and daily labels, so tag labels arrive within a short simulated stream.
+TAGS = json.dumps([{"name": "soon", "kind": "predictive", "label": "purchase_within",
+                    "horizon_days": 5, "enter": 0.6, "exit": 0.4}])
+SETTINGS = Settings(max_batch_records=300, snapshot_every_samples=500, train_sample_permille=1000,
+                    tags=TAGS, label_every_days=1)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now_s = 1_000.0
+
+    def time_s(self) -> float:
+        return self.now_s
+
+
+def process(models: InMemoryModelStore, clock: FakeClock, broker: InMemoryBroker) -> Processor:
+    parts = in_memory_parts(SETTINGS, broker)
+    return build_processor(SETTINGS, Parts(parts.source, parts.sink, InMemoryStateStore(),
+                                           models), clock=clock)
+
+
+def feed(broker: InMemoryBroker, events: list[dict[str, object]]) -> None:
+    for event in events:
+        broker.append(SETTINGS.input_topic, *encode(event))
+
+
+def drain(processor: Processor) -> None:
+    while processor.run_once():
+        pass
+
+
+def test_one_process_trains_and_the_others_score_with_its_models_until_it_dies() -> None:
+    clock = FakeClock()
+    models = InMemoryModelStore(monotonic=clock.time_s)
+    first_broker, second_broker = InMemoryBroker(), InMemoryBroker()
+    first, second = process(models, clock, first_broker), process(models, clock, second_broker)
+    other_users = list(generate_events(80, seed=4, days=40))
+    feed(first_broker, list(generate_events(80, seed=3, days=40)))
+    feed(second_broker, other_users[:2000])
+
+    drain(first)  # takes the lease: trains and publishes
+    assert first.learning.leading and first.snapshot is not None
+    assert models.load_tags()["soon"].ready
+    clock.now_s += 11  # past a third of the lease: the second checks it again
+    drain(second)
+    assert not second.learning.leading
+    assert second.trainer is not None and second.trainer.samples == 0  # it never learned
+    assert second.snapshot == models.load_snapshot() == first.snapshot  # it follows
+    assert second.learning.tag_models == models.load_tags()
+
+    published = first.snapshot.version
+    saved_labels = models.load_tags()["soon"].metrics["labels"]
+    clock.now_s += 31  # the first process is gone: its lease expires
+    feed(second_broker, other_users[2000:])
+    drain(second)
+    assert second.learning.leading  # took over, from the published state
+    assert second.trainer is not None and second.trainer.version >= published
+    learner = next(iter(second.learning.learners.values()))
+    assert learner.labels > saved_labels  # resumed, not restarted
+    assert second.snapshot is not None and second.snapshot.version > published

@@ -1,0 +1,52 @@
+"""One behaviour suite for every ModelStore: in-memory and Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from operators.segments import SegmentSnapshot
+from operators.tags import TagModel
+from stream.memory import InMemoryModelStore
+from stream.ports import ModelStore
+from stream.redis_store import RedisModelStore
+from tests.support.servers import redis_client, unique
+
+SNAPSHOT = SegmentSnapshot(version=3, features=("frequency",), means=(1.0,), stds=(2.0,),
+                           centers=((0.5,), (-0.5,)), segment_ids=(4, 7), shares=(0.6, 0.4))
+TAG = TagModel("soon", 2, ("frequency",), (0.1,), (1.0,), (0.7,), -0.2, True, {"auc": 0.8})
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def store(request: pytest.FixtureRequest) -> Iterator[ModelStore]:
+    if request.param == "memory":
+        yield InMemoryModelStore()
+        return
+    client = redis_client()
+    prefix = unique("models")
+    yield RedisModelStore(client, prefix)
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+
+
+def test_models_and_trainer_state_are_read_back(store: ModelStore) -> None:
+    assert store.load() == (None, None) and store.load_snapshot() is None
+    assert store.load_tags() == {} and store.load_learners() is None
+    store.save(SNAPSHOT, b"trainer-state")
+    store.save_tags({"soon": TAG}, b"learners")
+    assert store.load() == (SNAPSHOT, b"trainer-state")
+    assert store.load_snapshot() == SNAPSHOT
+    assert store.load_tags() == {"soon": TAG} and store.load_learners() == b"learners"
+    store.save_tags({"soon": TAG})  # models alone leave the trainer state as it was
+    assert store.load_learners() == b"learners"
+
+
+def test_one_holder_of_the_trainer_lease_at_a_time(store: ModelStore) -> None:
+    assert store.hold_trainer_lease("a", 300)
+    assert not store.hold_trainer_lease("b", 300)
+    assert store.hold_trainer_lease("a", 300)  # renewed by its holder
+    time.sleep(0.4)  # not renewed: it expires
+    assert store.hold_trainer_lease("b", 300)
+    assert not store.hold_trainer_lease("a", 300)

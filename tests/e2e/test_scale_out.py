@@ -29,7 +29,8 @@ def assigned_partitions(log: str) -> set[int]:
 
 def test_a_surviving_consumer_takes_over_and_nothing_is_lost(tmp_path: Path) -> None:
     client: redis.Redis = redis_client()
-    svc = Service(tmp_path, SEGSTREAM_MAX_BATCH_RECORDS="50")
+    # A lease longer than the test: whoever takes it first keeps it.
+    svc = Service(tmp_path, SEGSTREAM_MAX_BATCH_RECORDS="50", SEGSTREAM_TRAINER_LEASE_S="600")
     first_log = tmp_path / "first.log"
     first = subprocess.Popen([sys.executable, "-m", "stream", "serve"], env=svc.env,
                              stdout=subprocess.DEVNULL, stderr=first_log.open("wb"))
@@ -61,6 +62,10 @@ def test_a_surviving_consumer_takes_over_and_nothing_is_lost(tmp_path: Path) -> 
         assert assigned_partitions(svc.log()) == {0, 1, 2, 3}
         got = {u: features_only(s) for u, s in svc.states(client).items()}
         assert got == {u: features_only(s) for u, s in expected_states(events).items()}
+        # Both consumers processed batches; exactly one of them trained.
+        trainers = [log for log in (first_log.read_text(), svc.log())
+                    if "took the trainer lease" in log]
+        assert len(trainers) == 1
         assert svc.terminate() == 0
     finally:
         if first.poll() is None:

@@ -31,6 +31,8 @@ class UserChanged:
     event_id: str
     event_time_ms: int
     features: tuple[tuple[str, float], ...]  # the features that placed the user
+    # Why: "segment" and each tag that moved, with the features that moved it, strongest first.
+    reason: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def tags_added(self) -> tuple[str, ...]:
@@ -45,6 +47,7 @@ def user_changed(
     *, user_id: str, seq: int, before: int, after: int, tags_before: tuple[str, ...],
     tags_after: tuple[str, ...], tag_scores: dict[str, float], model_version: int,
     event_id: str, event_time_ms: int, features: dict[str, float],
+    reason: dict[str, tuple[str, ...]] | None = None,
 ) -> UserChanged:
     segment_before = None if before == NO_SEGMENT else before
     segment_after = None if after == NO_SEGMENT else after
@@ -57,6 +60,7 @@ def user_changed(
         tag_scores=tuple((name, round(score, 6)) for name, score in tag_scores.items()),
         model_version=model_version, event_id=event_id, event_time_ms=event_time_ms,
         features=tuple((name, round(value, 6)) for name, value in features.items()),
+        reason=tuple((reason or {}).items()),
     )
 
 
@@ -80,6 +84,10 @@ def encode_change(change: UserChanged, emitted_at_ms: int) -> bytes:
             "event_time_ms": change.event_time_ms,
             "emitted_at_ms": emitted_at_ms,
             "features": dict(change.features),
+            "reason": {
+                "segment": list(dict(change.reason).get("segment", ())),
+                "tags": {name: list(why) for name, why in change.reason if name != "segment"},
+            },
         },
         separators=(",", ":"),
     ).encode()

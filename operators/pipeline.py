@@ -38,8 +38,21 @@ from operators.features import (
     update_features,
     user_digest,
 )
-from operators.segments import SegmentSnapshot, choose_segment, segment_distances
-from operators.tags import PendingLabel, TagDefinition, TagModel, half, holds, resolve
+from operators.segments import (
+    SegmentSnapshot,
+    choose_segment,
+    segment_distances,
+    segment_reason,
+)
+from operators.tags import (
+    PendingLabel,
+    TagDefinition,
+    TagModel,
+    half,
+    holds,
+    resolve,
+    tag_reason,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,11 +233,18 @@ class _Batch:
         if segment != state.segment or tag_bits != state.tags:
             seq += 1
             before_tags, after_tags = self._names(state.tags), self._names(tag_bits)
+            reason: dict[str, tuple[str, ...]] = {}
+            if segment != state.segment and self.snapshot is not None:
+                reason["segment"] = segment_reason(self.snapshot, features, state.segment, segment)
+            for index, tag in enumerate(config.tags):
+                was, now = bool(state.tags >> index & 1), bool(tag_bits >> index & 1)
+                if was != now:
+                    reason[tag.name] = tag_reason(tag, now, every, self.tag_models.get(tag.name))
             change = user_changed(
                 user_id=user_id, seq=seq, before=state.segment, after=segment,
                 tags_before=before_tags, tags_after=after_tags, tag_scores=scores,
                 model_version=self.snapshot.version if self.snapshot else 0, event_id=cause,
-                event_time_ms=at_ms, features=features)
+                event_time_ms=at_ms, features=features, reason=reason)
             out.changes.append(change)
             out.alerts += [(change, t) for t in change.tags_added if t in config.alert_tags]
         return rescored(state, segment=segment, pending_segment=pending, pending_streak=streak,

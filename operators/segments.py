@@ -80,6 +80,22 @@ def segment_distances(snapshot: SegmentSnapshot, features: Mapping[str, float]) 
             for segment, center in zip(snapshot.segment_ids, snapshot.centers, strict=True)}
 
 
+def segment_reason(
+    snapshot: SegmentSnapshot, features: Mapping[str, float], before: int, after: int,
+    top: int = 3,
+) -> tuple[str, ...]:
+    """The features that moved a user from segment ``before`` to ``after``, strongest first:
+    those whose standardized value lies nearer the new center than the old one."""
+    if before not in snapshot.segment_ids or after not in snapshot.segment_ids:
+        return ()
+    z = standardize(snapshot, features)
+    old = snapshot.centers[snapshot.segment_ids.index(before)]
+    new = snapshot.centers[snapshot.segment_ids.index(after)]
+    gains = {f: (v - o) ** 2 - (v - n) ** 2
+             for f, v, o, n in zip(snapshot.features, z, old, new, strict=True)}
+    return tuple(sorted((f for f, g in gains.items() if g > 0), key=lambda f: -gains[f]))[:top]
+
+
 def assign_segment(snapshot: SegmentSnapshot | None, features: Mapping[str, float]) -> int:
     """The nearest center's segment id, or ``NO_SEGMENT`` before any model exists."""
     if snapshot is None or not snapshot.centers:

@@ -186,6 +186,19 @@ def holds(tag: TagDefinition, had: bool, features: Mapping[str, float],
     return score >= tag.enter, score
 
 
+def tag_reason(tag: TagDefinition, entered: bool, features: Mapping[str, float],
+               model: TagModel | None, top: int = 3) -> tuple[str, ...]:
+    """The features that pushed a user into (``entered``) or out of a tag, strongest first."""
+    if tag.kind == "rule":
+        return (tag.feature,)
+    if model is None:
+        return ()
+    sign = 1.0 if entered else -1.0
+    pushes = {f: sign * c * (math.log1p(max(features[f], 0.0)) - m) for f, c, m in
+              zip(model.features, model.coefficients, model.means, strict=True)}
+    return tuple(sorted((f for f, p in pushes.items() if p > 0), key=lambda f: -pushes[f]))[:top]
+
+
 # -- delayed labels -------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,12 @@ import math
 import pytest
 
 from operators.features import NO_SEGMENT
-from operators.segments import SegmentSnapshot, choose_segment, segment_profiles
+from operators.segments import (
+    SegmentSnapshot,
+    choose_segment,
+    segment_profiles,
+    segment_reason,
+)
 
 
 def test_a_user_without_a_segment_takes_the_nearest_at_once() -> None:
@@ -48,3 +53,14 @@ def test_profiles_give_centroids_in_original_units_and_readable_names() -> None:
     assert first.centroid["recency_days"] == pytest.approx(math.expm1(math.log1p(30) - 1.0))
     assert first.name == "high spend, recent, frequent"
     assert second.name == "lapsed"
+
+
+def test_the_reason_names_the_features_that_moved_the_user() -> None:
+    # Standardized log features; segment 5 is "frequent", segment 9 "recent and frequent".
+    snapshot = SegmentSnapshot(
+        version=1, features=("recency_days", "frequency", "monetary"), means=(0.0, 0.0, 0.0),
+        stds=(1.0, 1.0, 1.0), centers=((2.0, 1.0, 0.0), (0.0, 1.0, 0.0)), segment_ids=(5, 9))
+    # Recency fell (log1p(0.2) ~ 0.18), frequency and monetary sit as close to both centers.
+    user = {"recency_days": 0.2, "frequency": math.e - 1, "monetary": 0.0}
+    assert segment_reason(snapshot, user, 5, 9) == ("recency_days",)
+    assert segment_reason(snapshot, user, NO_SEGMENT, 9) == ()  # a first assignment

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
 import pytest
 
+from operators.changes import encode_change
 from operators.events import Event
 from operators.features import DAY_MS, user_digest
 from operators.pipeline import PipelineConfig, process_events
@@ -18,6 +20,7 @@ from operators.tags import (
     pack_pending,
     parse_tags,
     resolve,
+    tag_reason,
     unpack_pending,
 )
 
@@ -68,6 +71,18 @@ def test_a_quiet_user_enters_churn_risk_by_re_scoring_and_raises_an_alert() -> N
     assert alerts[0][2].startswith("rescore:")  # no event from u1: the sweep found it
     change = out.alerts[0][0]
     assert dict(change.tag_scores)["churn_risk"] >= 0.7
+    assert dict(change.reason)["churn_risk"] == ("inactive_days",)  # what pushed the score up
+    published = json.loads(encode_change(change, 0))
+    assert published["reason"] == {"segment": [], "tags": {"churn_risk": ["inactive_days"]}}
+
+
+def test_the_reason_of_a_tag_names_the_features_that_pushed_the_score() -> None:
+    model = TagModel("churn_risk", 1, ("inactive_days", "frequency"), (1.0, 1.0), (1.0, 1.0),
+                     (2.0, -1.0), 0.0, True)
+    quiet_regular = {"inactive_days": 30.0, "frequency": 20.0}  # both above their means
+    assert tag_reason(CHURN, True, quiet_regular, model) == ("inactive_days",)
+    assert tag_reason(CHURN, False, quiet_regular, model) == ("frequency",)
+    assert tag_reason(VIP, True, quiet_regular, None) == ("monetary",)
 
 
 def test_labels_resolve_at_a_purchase_or_after_the_horizon() -> None:

@@ -90,7 +90,7 @@ class KafkaEventSource:
                            for m in messages)
         return records
 
-    def commit(self, next_offsets: Mapping[Partition, int]) -> None:
+    def commit(self, next_offsets: Mapping[Partition, int]) -> bool:
         offsets = {
             TopicPartition(p.topic, p.index): OffsetAndMetadata(offset, "", -1)
             for p, offset in next_offsets.items()
@@ -100,6 +100,8 @@ class KafkaEventSource:
         except KafkaError as exc:
             # Redis holds the offsets we resume from; the broker's copy only feeds lag tools.
             log.warning("kafka: offset commit failed (progress is safe in Redis): %s", exc)
+            return False
+        return True
 
     def lag(self) -> dict[Partition, int]:
         lags: dict[Partition, int] = {}

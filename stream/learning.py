@@ -12,9 +12,11 @@ expires and another process takes over from the last published state.
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 import uuid
 from collections.abc import Mapping
+from contextlib import suppress
 
 from operators.changes import lineage_events
 from operators.pipeline import Label
@@ -61,7 +63,10 @@ class Learning:
         for label in labels:
             learner = self.learners.get(label.tag)
             if learner is not None:
+                drifts = learner.drifts
                 learner.learn(label.logs, label.value)
+                if learner.drifts > drifts:
+                    self.metrics.drift_detections.labels(tag=learner.tag.name).inc()
                 self.metrics.labels_resolved.labels(
                     tag=learner.tag.name, value=str(label.value)).inc()
         self.labels_since_export += len(labels)
@@ -80,14 +85,31 @@ class Learning:
             self.sink.send(self.output_topic, key, value)
         self.sink.flush()
         self.model_store.save(snapshot, self.trainer.dump())
+        self._observe_shift(self.snapshot, snapshot)
         self.snapshot = snapshot
         self.metrics.model_snapshots.inc()
-        self.metrics.model_version.set(snapshot.version)
+        self.metrics.set_model_version(snapshot.version)
         log.info("published segment model v%d after %d samples (segments %s; created %s, "
                  "retired %s, merged %s)", snapshot.version, self.trainer.samples,
                  list(snapshot.segment_ids), list(lineage.created), list(lineage.retired),
                  list(lineage.merged))
         return True
+
+    def _observe_shift(self, before: SegmentSnapshot | None, after: SegmentSnapshot) -> None:
+        """How far each segment's center moved (log1p units); new segments moved 0."""
+        def centers(snapshot: SegmentSnapshot) -> dict[int, list[float]]:
+            return {segment: [m + s * z for m, s, z in zip(snapshot.means, snapshot.stds, center,
+                                                         strict=True)]
+                    for segment, center in zip(snapshot.segment_ids, snapshot.centers,
+                                               strict=True)}
+        old = centers(before) if before is not None and before.features == after.features else {}
+        new = centers(after)
+        for segment in set(old) - set(new):
+            with suppress(KeyError):
+                self.metrics.centroid_shift.remove(str(segment))
+        for segment, center in new.items():
+            shift = math.dist(center, old[segment]) if segment in old else 0.0
+            self.metrics.centroid_shift.labels(segment=str(segment)).set(shift)
 
     def _check_lease(self) -> bool:
         """Renew the lease (a third of its length apart); take over or follow. True when the
@@ -131,7 +153,7 @@ class Learning:
         if changed:
             self.snapshot = snapshot
             assert snapshot is not None
-            self.metrics.model_version.set(snapshot.version)
+            self.metrics.set_model_version(snapshot.version)
             log.info("scoring with segment model v%d, published by the trainer",
                      snapshot.version)
         self.tag_models = {name: model for name, model in self.model_store.load_tags().items()

@@ -83,8 +83,9 @@ class InMemoryEventSource:
             self._positions[partition] = position + len(taken)
         return batch
 
-    def commit(self, next_offsets: Mapping[Partition, int]) -> None:
+    def commit(self, next_offsets: Mapping[Partition, int]) -> bool:
         self.committed.update(next_offsets)
+        return True
 
     def lag(self) -> dict[Partition, int]:
         ends = self.broker.end_offsets(self.topic)

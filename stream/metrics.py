@@ -6,19 +6,77 @@ No label ever carries a user, event or session id. The README's "Metrics" table 
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from operators.events import EVENT_TYPES, REJECTION_REASONS
 
 _BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
+# End-to-end latency (now - record timestamp): the target is seconds, an incident is minutes.
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+_REDIS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+STAGES = ("poll", "decode", "load", "operators", "produce", "save", "commit", "train")
+REDIS_OPERATIONS = ("claim", "load", "load_pending", "due_users", "save", "watermark",
+                    "next_offset", "segment_sizes", "model_load", "model_save", "lease")
+INVALID_TYPE = "invalid"  # events_consumed's type for records that did not decode
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry, version: str) -> None:
+    def __init__(self, registry: CollectorRegistry, version: str, *, input_topic: str = "",
+                 output_topics: Sequence[str] = ()) -> None:
         self.registry = registry
+        self.version = version
         self.events_consumed = Counter(
-            "segstream_events_consumed", "Records read from the input topic.", ["topic"],
+            "segstream_events_consumed",
+            "Records read from the input topic, by event type ('invalid': did not decode).",
+            ["topic", "type"], registry=registry)
+        self.records_produced = Counter(
+            "segstream_records_produced",
+            "Records delivered (acknowledged) to an output topic: changes, alerts, dead letters.",
+            ["topic"], registry=registry)
+        self.events_in_progress = Gauge(
+            "segstream_events_in_progress", "Records of the batch being processed now.",
+            registry=registry)
+        self.errors = Counter(
+            "segstream_errors",
+            "Failed attempts of a stage (Kafka or Redis unavailable...), retried or fatal.",
+            ["stage", "reason"], registry=registry)
+        self.last_event_timestamp = Gauge(
+            "segstream_last_event_timestamp_seconds",
+            "Kafka timestamp of the last record processed, per input partition (freshness).",
+            ["partition"], registry=registry)
+        self.stage_duration = Histogram(
+            "segstream_stage_duration_seconds", "Time spent in each stage of a batch.",
+            ["stage"], buckets=_BATCH_BUCKETS, registry=registry)
+        self.end_to_end_latency = Histogram(
+            "segstream_end_to_end_latency_seconds",
+            "From a record's Kafka timestamp to its batch being saved and committed.",
+            buckets=_LATENCY_BUCKETS, registry=registry)
+        self.consumer_lag = Gauge(
+            "segstream_consumer_lag_records",
+            "Records between this consumer's position and the partition's end, per partition.",
+            ["partition"], registry=registry)
+        self.rebalances = Counter(
+            "segstream_rebalances", "Partition assignment changes (kind: assigned or revoked).",
+            ["kind"], registry=registry)
+        self.offset_commits = Counter(
+            "segstream_offset_commits", "Offset commits to Kafka (result: success or failure).",
+            ["result"], registry=registry)
+        self.redis_duration = Histogram(
+            "segstream_redis_operation_duration_seconds", "Latency of Redis operations.",
+            ["operation"], buckets=_REDIS_BUCKETS, registry=registry)
+        self.redis_errors = Counter(
+            "segstream_redis_errors", "Failed Redis operations.", ["operation"],
+            registry=registry)
+        self.centroid_shift = Gauge(
+            "segstream_segment_centroid_shift",
+            "Distance (log1p units) each segment's center moved at the last snapshot.",
+            ["segment"], registry=registry)
+        self.drift_detections = Counter(
+            "segstream_drift_detections",
+            "Changes in a predictive tag's error rate detected by ADWIN on its labels.", ["tag"],
             registry=registry)
         self.events_processed = Counter(
             "segstream_events_processed", "Valid events applied to user state, by event type.",
@@ -102,10 +160,36 @@ class Metrics:
         self.last_batch = Gauge(
             "segstream_last_batch_timestamp_seconds",
             "Wall-clock time the last batch finished (liveness).", registry=registry)
-        self.build_info = Info("segstream_build", "segstream version.", registry=registry)
-        self.build_info.info({"version": version})
+        self.build_info = Gauge(
+            "segstream_build_info", "Always 1: the version and the segment model version used.",
+            ["version", "model_version"], registry=registry)
+        self._model_version_label = "0"
+        self.build_info.labels(version=version, model_version="0").set(1)
         # Create every labelled child up front: series exist at 0 before the first event.
         for event_type in EVENT_TYPES:
             self.events_processed.labels(type=event_type)
+            if input_topic:
+                self.events_consumed.labels(topic=input_topic, type=event_type)
+        if input_topic:
+            self.events_consumed.labels(topic=input_topic, type=INVALID_TYPE)
+        for topic in output_topics:
+            self.records_produced.labels(topic=topic)
         for reason in REJECTION_REASONS:
             self.events_dead_lettered.labels(reason=reason)
+        for stage in STAGES:
+            self.stage_duration.labels(stage=stage)
+        for operation in REDIS_OPERATIONS:
+            self.redis_duration.labels(operation=operation)
+            self.redis_errors.labels(operation=operation)
+        for kind in ("assigned", "revoked"):
+            self.rebalances.labels(kind=kind)
+        for result in ("success", "failure"):
+            self.offset_commits.labels(result=result)
+
+    def set_model_version(self, version: int) -> None:
+        """The segment model in use: ``model_version`` and ``build_info``'s label."""
+        self.model_version.set(version)
+        if str(version) != self._model_version_label:
+            self.build_info.remove(self.version, self._model_version_label)
+            self._model_version_label = str(version)
+            self.build_info.labels(version=self.version, model_version=str(version)).set(1)

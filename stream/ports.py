@@ -45,7 +45,7 @@ class EventSource(Protocol):
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]: ...
 
-    def commit(self, next_offsets: Mapping[Partition, int]) -> None:
+    def commit(self, next_offsets: Mapping[Partition, int]) -> bool:
         """Record progress in the broker (for lag tools; Redis holds the offsets we trust)."""
 
     def lag(self) -> dict[Partition, int]:

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
-from river import linear_model, optim, preprocessing
+from river import drift, linear_model, optim, preprocessing
 
 from operators.tags import TagDefinition, TagModel
 
@@ -35,6 +35,9 @@ class TagLearner:
         self.recent: deque[tuple[float, int]] = deque(maxlen=window)
         self._scaler = preprocessing.StandardScaler()
         self._model = linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate))
+        # ADWIN on the prequential log-loss: a change in how well the tag predicts (drift).
+        self._drift = drift.ADWIN()
+        self.drifts = 0
 
     def learn(self, logs: Sequence[float], label: int) -> None:
         """Learn one outcome from ``log1p`` of the tag's features (a ``Label``'s ``logs``)."""
@@ -42,6 +45,9 @@ class TagLearner:
         if self.labels:
             score = self._model.predict_proba_one(self._scaler.transform_one(x)).get(True, 0.5)
             self.recent.append((float(score), label))
+            p = min(max(float(score), 1e-6), 1 - 1e-6)
+            self._drift.update(-math.log(p if label else 1 - p))
+            self.drifts += int(self._drift.drift_detected)
         self._scaler.learn_one(x)
         self._model.learn_one(self._scaler.transform_one(x), bool(label))
         self.labels += 1

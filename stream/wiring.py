@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from operators.features import DAY_MS
 from operators.pipeline import PipelineConfig
 from stream import __version__
+from stream.instrumented import MeteredModelStore, MeteredSink, MeteredStateStore
 from stream.kafka_io import KafkaEventSource, KafkaSink
 from stream.learning import Learning
 from stream.loop import LoopConfig, Processor
@@ -75,7 +76,15 @@ def build_processor(
     clock: Clock | None = None, **processor_options: object,
 ) -> Processor:
     """Connect the parts into a ``Processor`` subscribed to its source."""
-    metrics = Metrics(registry if registry is not None else CollectorRegistry(), __version__)
+    metrics = Metrics(
+        registry if registry is not None else CollectorRegistry(), __version__,
+        input_topic=settings.input_topic,
+        output_topics=(settings.output_topic, settings.dlq_topic, settings.late_topic,
+                       settings.alert_topic))
+    # Every call to the stores (Redis in production) and every delivery is measured.
+    parts = Parts(parts.source, MeteredSink(parts.sink, metrics),
+                  MeteredStateStore(parts.state_store, metrics),
+                  MeteredModelStore(parts.model_store, metrics))
     snapshot, trainer_state = parts.model_store.load()
     trainer = SegmentTrainer.restore(trainer_state)
     features = settings.segment_feature_names

@@ -21,7 +21,7 @@ def test_serves_metrics_and_health() -> None:
         base = f"http://127.0.0.1:{server.port}"
         body = urllib.request.urlopen(f"{base}/metrics").read().decode()
         assert 'segstream_events_dead_lettered_total{reason="not_json"} 3.0' in body
-        assert 'segstream_build_info{version="9.9"} 1.0' in body
+        assert 'segstream_build_info{model_version="0",version="9.9"} 1.0' in body
         assert urllib.request.urlopen(f"{base}/healthz").status == 200
         healthy[0] = False
         with pytest.raises(urllib.error.HTTPError) as stalled:

@@ -9,6 +9,7 @@ from collections.abc import Collection, Mapping
 import pytest
 from prometheus_client import CollectorRegistry
 
+from operators.events import EVENT_TYPES
 from operators.features import unpack_state
 from stream.errors import DependencyError
 from stream.generator import MALFORMED, encode, generate_events
@@ -216,3 +217,53 @@ def test_a_failed_claim_stops_the_consumer_instead_of_processing_unowned_partiti
         for _ in range(100):  # Kafka assigns within a few polls
             processor.run_once()
     source.close()
+
+
+def test_metrics_follow_the_flow_the_stages_and_the_stores() -> None:
+    broker = InMemoryBroker()
+    events = list(generate_events(40, seed=3, days=20))
+    clock_s = 2_000_000.0
+    for event in events:  # records stamped 5 s before the (fake) clock
+        broker.append(SETTINGS.input_topic, *encode(event), timestamp_ms=int((clock_s - 5) * 1000))
+    broker.append(SETTINGS.input_topic, b"u", MALFORMED[0], timestamp_ms=int(clock_s * 1000))
+
+    class Clock:
+        def time_s(self) -> float:
+            return clock_s
+
+    registry = CollectorRegistry()
+    processor = build_processor(SETTINGS, in_memory_parts(SETTINGS, broker), registry=registry,
+                                clock=Clock())
+    drain(processor)
+
+    def value(name: str, **labels: str) -> float:
+        found = registry.get_sample_value(name, labels)
+        assert found is not None, (name, labels)
+        return found
+
+    topic = SETTINGS.input_topic
+    consumed = sum(value("segstream_events_consumed_total", topic=topic, type=t)
+                   for t in EVENT_TYPES)
+    assert consumed == len(events)
+    assert value("segstream_events_consumed_total", topic=topic, type="invalid") == 1
+    assert value("segstream_records_produced_total", topic=SETTINGS.dlq_topic) == 1
+    assert value("segstream_records_produced_total", topic=SETTINGS.output_topic) == len(
+        broker.records(SETTINGS.output_topic))
+    assert value("segstream_end_to_end_latency_seconds_count") == len(events) + 1
+    assert 4 < value("segstream_end_to_end_latency_seconds_sum") / (len(events) + 1) <= 5
+    assert value("segstream_last_event_timestamp_seconds", partition="0") >= clock_s - 5
+    for stage in ("poll", "decode", "load", "operators", "produce", "save", "commit", "train"):
+        assert value("segstream_stage_duration_seconds_count", stage=stage) >= 1, stage
+    assert value("segstream_redis_operation_duration_seconds_count", operation="save") == \
+        value("segstream_batch_duration_seconds_count")
+    assert value("segstream_offset_commits_total", result="success") == \
+        value("segstream_batch_duration_seconds_count")
+    assert value("segstream_rebalances_total", kind="assigned") == 1
+    assert value("segstream_consumer_lag_records", partition="0") == 0
+    assert value("segstream_events_in_progress") == 0
+    assert value("segstream_trainer") == 1
+    version = str(int(value("segstream_model_version")))
+    assert value("segstream_build_info", version=processor.metrics.version,
+                 model_version=version) == 1
+    processor.revoked(list(processor.owned))
+    assert registry.get_sample_value("segstream_consumer_lag_records", {"partition": "0"}) is None

@@ -41,7 +41,7 @@ services-status:
 	@scripts/services.sh status
 
 check: install
-	$(BIN)/ruff check stream operators tests bench
+	$(BIN)/ruff check stream operators tests bench dashboards
 	$(BIN)/mypy
 
 test-unit: install

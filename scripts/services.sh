@@ -33,6 +33,16 @@ ensure_redis_binary() {
   DEBIAN_FRONTEND=noninteractive need_root_or_sudo apt-get install -y -qq redis-server >/dev/null
 }
 
+# Prometheus and promtool run the dashboards' queries and the alert rules' tests; the tests
+# start their own Prometheus, so this only installs it.
+ensure_prometheus_binary() {
+  command -v prometheus >/dev/null && command -v promtool >/dev/null && return
+  log "installing prometheus (and promtool) with apt-get"
+  need_root_or_sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive need_root_or_sudo apt-get install -y -qq --no-install-recommends \
+    prometheus >/dev/null
+}
+
 ensure_kafka_jars() {
   if ls "$lib"/kafka_2.13-*.jar >/dev/null 2>&1; then return; fi
   command -v java >/dev/null || { log "java 17+ is required for the Kafka broker"; exit 1; }
@@ -156,7 +166,7 @@ stop_pid() {
 }
 
 case "${1:-}" in
-  up) redis_up; kafka_up ;;
+  up) ensure_prometheus_binary; redis_up; kafka_up ;;
   down)
     stop_pid kafka "$dir/kafka.pid"
     stop_pid redis "$dir/redis.pid"

@@ -50,6 +50,13 @@ class Learning:
         self.tag_export_every = tag_export_every
         self.labels_since_export = 0
         self.lease_ms = lease_ms
+        for tag in tags:  # counters of every tag exist from the start, at 0
+            metrics.tag_transitions.labels(tag=tag.name, direction="enter")
+            metrics.tag_transitions.labels(tag=tag.name, direction="exit")
+            if tag.kind == "predictive":
+                metrics.drift_detections.labels(tag=tag.name)
+                for value in ("0", "1"):
+                    metrics.labels_resolved.labels(tag=tag.name, value=value)
         self.token = uuid.uuid4().hex
         self.leading = False
         self._next_check_s = float("-inf")

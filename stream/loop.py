@@ -109,6 +109,8 @@ class Processor:
         self.last_loop_s = clock.time_s()
         if learning.snapshot is not None:
             metrics.set_model_version(learning.snapshot.version)
+        for tag in config.pipeline.alert_tags:
+            metrics.alerts.labels(tag=tag)
 
     @property
     def snapshot(self) -> SegmentSnapshot | None:

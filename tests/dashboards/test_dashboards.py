@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -24,9 +25,21 @@ def _exported_series() -> set[str]:
         m.group(0) for m in _METRIC.finditer(text)}
 
 
-def test_there_is_an_overview_dashboard_with_a_fixed_uid() -> None:
-    docs = {json.loads(path.read_text())["uid"] for path in DASHBOARDS}
-    assert "segstream-overview" in docs
+def test_the_overview_model_and_business_dashboards_have_fixed_uids() -> None:
+    uids = {json.loads(path.read_text())["uid"] for path in DASHBOARDS}
+    assert uids == {"segstream-overview", "segstream-model", "segstream-business"}
+
+
+def test_the_json_files_are_what_the_generator_writes() -> None:
+    spec = importlib.util.spec_from_file_location("generate", DASHBOARDS[0].parent / "generate.py")
+    assert spec is not None and spec.loader is not None
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    for name, doc in generate.DASHBOARDS.items():
+        written = json.loads((DASHBOARDS[0].parent / name).read_text())
+        assert written == doc, f"{name} is stale: run dashboards/generate.py"
+        panels = [(p["gridPos"]["x"], p["gridPos"]["y"]) for p in written["panels"]]
+        assert len(set(panels)) == len(panels)  # no two panels on one spot
 
 
 def test_every_dashboard_query_uses_an_exported_metric() -> None:

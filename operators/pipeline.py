@@ -241,7 +241,7 @@ class _Batch:
             tag_bits = tag_bits | 1 << index if has else tag_bits & ~(1 << index)
             if score is not None:
                 scores[tag.name] = score
-        if sampled and any(t.kind == "predictive" for t in config.tags):
+        if sampled and self.label_features:  # there are predictive tags
             self._labels(user_id, digest, at_ms, purchase_ms, before)
         seq = state.seq
         if segment != state.segment or tag_bits != state.tags:

@@ -156,6 +156,14 @@ class TagModel:
                    metrics={str(k): float(v) for k, v in metrics.items()})
 
 
+def usable_models(models: Mapping[str, TagModel], tags: Sequence[TagDefinition],
+                  ) -> dict[str, TagModel]:
+    """The stored models of the tags defined now, on the features they are defined on."""
+    defined = {t.name: t.features for t in tags}
+    return {name: model for name, model in models.items()
+            if defined.get(name) == model.features}
+
+
 def predict(model: TagModel, features: Mapping[str, float]) -> float:
     """The probability of the tag's outcome for these (raw) features."""
     return predict_logged(model, {f: math.log1p(max(features[f], 0.0)) for f in model.features})

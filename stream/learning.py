@@ -21,7 +21,7 @@ from contextlib import suppress
 from operators.changes import lineage_events
 from operators.pipeline import Label
 from operators.segments import SegmentSnapshot
-from operators.tags import TagDefinition, TagModel
+from operators.tags import TagDefinition, TagModel, usable_models
 from stream.metrics import Metrics
 from stream.ports import Clock, ModelStore, Sink
 from stream.tag_trainer import TagLearner
@@ -50,13 +50,6 @@ class Learning:
         self.tag_export_every = tag_export_every
         self.labels_since_export = 0
         self.lease_ms = lease_ms
-        for tag in tags:  # counters of every tag exist from the start, at 0
-            metrics.tag_transitions.labels(tag=tag.name, direction="enter")
-            metrics.tag_transitions.labels(tag=tag.name, direction="exit")
-            if tag.kind == "predictive":
-                metrics.drift_detections.labels(tag=tag.name)
-                for value in ("0", "1"):
-                    metrics.labels_resolved.labels(tag=tag.name, value=value)
         self.token = uuid.uuid4().hex
         self.leading = False
         self._next_check_s = float("-inf")
@@ -163,9 +156,7 @@ class Learning:
             self.metrics.set_model_version(snapshot.version)
             log.info("scoring with segment model v%d, published by the trainer",
                      snapshot.version)
-        self.tag_models = {name: model for name, model in self.model_store.load_tags().items()
-                           if any(t.name == name and t.features == model.features
-                                  for t in self.tags)}
+        self.tag_models = usable_models(self.model_store.load_tags(), self.tags)
         return changed
 
     def _publish_tags(self) -> None:
@@ -175,9 +166,8 @@ class Learning:
         self.tag_models = models
         self.labels_since_export = 0
         for name, model in models.items():
-            for metric, value in model.metrics.items():
-                if metric in ("auc", "log_loss"):
-                    gauge = self.metrics.tag_auc if metric == "auc" else self.metrics.tag_log_loss
-                    gauge.labels(tag=name).set(value)
+            if "auc" in model.metrics:  # absent until both outcomes have been seen
+                self.metrics.tag_auc.labels(tag=name).set(model.metrics["auc"])
+                self.metrics.tag_log_loss.labels(tag=name).set(model.metrics["log_loss"])
             self.metrics.tag_ready.labels(tag=name).set(1 if model.ready else 0)
         log.info("published tag models: %s", {n: dict(m.metrics) for n, m in models.items()})

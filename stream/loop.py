@@ -26,8 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -109,8 +108,6 @@ class Processor:
         self.last_loop_s = clock.time_s()
         if learning.snapshot is not None:
             metrics.set_model_version(learning.snapshot.version)
-        for tag in config.pipeline.alert_tags:
-            metrics.alerts.labels(tag=tag)
 
     @property
     def snapshot(self) -> SegmentSnapshot | None:
@@ -127,20 +124,14 @@ class Processor:
         for partition in partitions:
             self.watermarks[partition] = self.state_store.watermark(partition)
         self.owned.update(partitions)
-        self.metrics.assigned_partitions.set(len(self.owned))
-        self.metrics.rebalances.labels(kind="assigned").inc()
+        self.metrics.rebalanced("assigned", partitions, len(self.owned))
         log.info("assigned %s, resuming at %s", sorted(map(str, partitions)),
                  {str(p): o for p, o in sorted(resume.items())})
         return resume
 
     def revoked(self, partitions: Collection[Partition]) -> None:
         self.owned.difference_update(partitions)
-        self.metrics.assigned_partitions.set(len(self.owned))
-        self.metrics.rebalances.labels(kind="revoked").inc()
-        for partition in partitions:  # no series for partitions this consumer no longer reads
-            for gauge in (self.metrics.consumer_lag, self.metrics.last_event_timestamp):
-                with suppress(KeyError):  # never set: no series to remove
-                    gauge.remove(str(partition.index))
+        self.metrics.rebalanced("revoked", partitions, len(self.owned))
         log.info("revoked %s", sorted(map(str, partitions)))
 
     # -- the loop ---------------------------------------------------------------------------
@@ -152,7 +143,7 @@ class Processor:
 
     def run_once(self) -> int:
         """Poll and fully process one batch; return how many records it held."""
-        with self._stage("poll"):
+        with self.metrics.stage("poll"):
             records = self._with_retries(
                 "poll", lambda: self.source.poll(self.config.max_batch_records,
                                                  self.config.poll_timeout_s))
@@ -165,11 +156,11 @@ class Processor:
         self.metrics.events_in_progress.set(len(records))
         vectors, labels = self._with_retries("process", lambda: self._process(records))
         self.metrics.events_in_progress.set(0)
-        with self._stage("train"):
+        with self.metrics.stage("train"):
             self._with_retries("train", lambda: self._train(vectors, labels))
         self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(records))
-        self._observe_lag()
+        self.metrics.lag(self.source.lag(), self.owned)
         self.last_loop_s = self.clock.time_s()
         self.metrics.last_batch.set(self.last_loop_s)
         return len(records)
@@ -195,7 +186,7 @@ class Processor:
                 events[record.partition].append(decoded)
                 sources[id(decoded)] = record
                 consumed[record.partition.topic, decoded.type] += 1
-        self._observe_stage("decode", decode_started)
+        self.metrics.stage_done("decode", decode_started)
         load_started = time.perf_counter()
 
         grace = self.config.pipeline.late_grace_ms
@@ -208,7 +199,7 @@ class Processor:
         users = {p: {e.user_id for e in events.get(p, [])} | set(due[p]) for p in next_offsets}
         stored = self.state_store.load(users)
         pending = self._load_pending(users)
-        self._observe_stage("load", load_started)
+        self.metrics.stage_done("load", load_started)
         operators_started = time.perf_counter()
         writes: dict[Partition, PartitionWrite] = {}
         training: list[dict[str, float]] = []
@@ -240,7 +231,7 @@ class Processor:
                 {u: pack_state(s) for u, s in outcome.states.items()},
                 outcome.watermark_ms, outcome.dues, deltas,
                 {u: pack_pending(p) for u, p in outcome.pending.items()})
-        self._observe_stage("operators", operators_started)
+        self.metrics.stage_done("operators", operators_started)
         produce_started = time.perf_counter()
         for record, rejected in dead_letters:
             self.sink.send(self.config.dlq_topic, record.key,
@@ -248,7 +239,7 @@ class Processor:
             self.metrics.events_dead_lettered.labels(reason=rejected.reason).inc()
             log.debug("dead-lettered %s@%d: %s", record.partition, record.offset, rejected.detail)
         self.sink.flush()
-        self._observe_stage("produce", produce_started)
+        self.metrics.stage_done("produce", produce_started)
         self.checkpoint("after_flush", self.batches)
 
         save_started = time.perf_counter()
@@ -262,46 +253,16 @@ class Processor:
                 next_offsets.pop(partition, None)
                 watermarks.pop(partition, None)
         self.watermarks.update(watermarks)
-        self._observe_stage("save", save_started)
+        self.metrics.stage_done("save", save_started)
         self.checkpoint("after_save", self.batches)
         for (topic, event_type), count in consumed.items():
             self.metrics.events_consumed.labels(topic=topic, type=event_type).inc(count)
-        with self._stage("commit"):
+        with self.metrics.stage("commit"):
             committed = self.source.commit(next_offsets)
         self.metrics.offset_commits.labels(result="success" if committed else "failure").inc()
         self.checkpoint("after_commit", self.batches)
-        self._observe_records(records, next_offsets)
+        self.metrics.saved(records, next_offsets, self.clock.time_s())
         return training, labels
-
-    def _observe_records(self, records: list[Record], saved: Mapping[Partition, int]) -> None:
-        """Freshness and end-to-end latency of the records whose batch is now saved."""
-        now_s = self.clock.time_s()
-        newest: dict[Partition, int] = {}
-        for record in records:
-            if record.partition in saved and record.timestamp_ms > 0:
-                newest[record.partition] = max(newest.get(record.partition, 0),
-                                               record.timestamp_ms)
-                self.metrics.end_to_end_latency.observe(max(now_s - record.timestamp_ms / 1000,
-                                                            0.0))
-        for partition, timestamp_ms in newest.items():
-            self.metrics.last_event_timestamp.labels(partition=str(partition.index)).set(
-                timestamp_ms / 1000)
-
-    def _observe_lag(self) -> None:
-        for partition, lag in self.source.lag().items():
-            if partition in self.owned:
-                self.metrics.consumer_lag.labels(partition=str(partition.index)).set(lag)
-
-    @contextmanager
-    def _stage(self, stage: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._observe_stage(stage, started)
-
-    def _observe_stage(self, stage: str, started: float) -> None:
-        self.metrics.stage_duration.labels(stage=stage).observe(time.perf_counter() - started)
 
     def sweep_until(self, at_ms: int) -> int:
         """Let event time pass to ``at_ms`` with no events: re-score every user due by then.
@@ -398,18 +359,10 @@ class Processor:
                 return action()
             except DependencyError as exc:
                 attempt += 1
-                self.metrics.errors.labels(stage=what, reason=_reason(exc)).inc()
+                self.metrics.failed(what, exc)
                 if attempt >= self.config.retry_attempts:
                     log.error("%s failed %d times, giving up: %s", what, attempt, exc)
                     raise
                 delay = min(0.5 * 2 ** (attempt - 1), 10.0)
                 log.warning("%s failed (%s); retry %d in %.1f s", what, exc, attempt, delay)
                 self.sleep(delay)
-
-
-
-def _reason(exc: DependencyError) -> str:
-    """A bounded label for a failure: the service that failed and the error's class."""
-    service = str(exc).split(":", 1)[0] if ":" in str(exc) else "unknown"
-    cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else type(exc).__name__
-    return f"{service if service in ('kafka', 'redis') else 'unknown'}:{cause}"

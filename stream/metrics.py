@@ -6,11 +6,15 @@ No label ever carries a user, event or session id. The README's "Metrics" table 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from operators.events import EVENT_TYPES, REJECTION_REASONS
+from stream.errors import DependencyError
+from stream.ports import Partition, Record
 
 _BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
@@ -25,7 +29,8 @@ INVALID_TYPE = "invalid"  # events_consumed's type for records that did not deco
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry, version: str, *, input_topic: str = "",
-                 output_topics: Sequence[str] = ()) -> None:
+                 output_topics: Sequence[str] = (), tags: Sequence[str] = (),
+                 predictive_tags: Sequence[str] = (), alert_tags: Sequence[str] = ()) -> None:
         self.registry = registry
         self.version = version
         self.events_consumed = Counter(
@@ -185,6 +190,15 @@ class Metrics:
             self.rebalances.labels(kind=kind)
         for result in ("success", "failure"):
             self.offset_commits.labels(result=result)
+        for tag in tags:
+            for direction in ("enter", "exit"):
+                self.tag_transitions.labels(tag=tag, direction=direction)
+        for tag in predictive_tags:
+            self.drift_detections.labels(tag=tag)
+            for value in ("0", "1"):
+                self.labels_resolved.labels(tag=tag, value=value)
+        for tag in alert_tags:
+            self.alerts.labels(tag=tag)
 
     def set_model_version(self, version: int) -> None:
         """The segment model in use: ``model_version`` and ``build_info``'s label."""
@@ -193,3 +207,53 @@ class Metrics:
             self.build_info.remove(self.version, self._model_version_label)
             self._model_version_label = str(version)
             self.build_info.labels(version=self.version, model_version=str(version)).set(1)
+
+    # -- observations the loop makes --------------------------------------------------------
+
+    @contextmanager
+    def stage(self, stage: str) -> Iterator[None]:
+        """Time a stage of the batch (``stage_duration``)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_done(stage, started)
+
+    def stage_done(self, stage: str, started: float) -> None:
+        """A stage that began at ``started`` (``time.perf_counter()``) has ended."""
+        self.stage_duration.labels(stage=stage).observe(time.perf_counter() - started)
+
+    def saved(self, records: Iterable[Record], partitions: Collection[Partition],
+              now_s: float) -> None:
+        """End-to-end latency and freshness of the records of ``partitions``, now saved."""
+        newest: dict[Partition, int] = {}
+        for record in records:
+            if record.partition in partitions and record.timestamp_ms > 0:
+                newest[record.partition] = max(newest.get(record.partition, 0),
+                                               record.timestamp_ms)
+                self.end_to_end_latency.observe(max(now_s - record.timestamp_ms / 1000, 0.0))
+        for partition, timestamp_ms in newest.items():
+            self.last_event_timestamp.labels(partition=str(partition.index)).set(
+                timestamp_ms / 1000)
+
+    def lag(self, lags: Mapping[Partition, int], owned: Collection[Partition]) -> None:
+        for partition, lag in lags.items():
+            if partition in owned:
+                self.consumer_lag.labels(partition=str(partition.index)).set(lag)
+
+    def rebalanced(self, kind: str, partitions: Collection[Partition], owned: int) -> None:
+        """Partitions were assigned or revoked; a revoked partition's series are dropped."""
+        self.assigned_partitions.set(owned)
+        self.rebalances.labels(kind=kind).inc()
+        if kind == "revoked":
+            for partition in partitions:
+                for gauge in (self.consumer_lag, self.last_event_timestamp):
+                    with suppress(KeyError):  # never set: no series to remove
+                        gauge.remove(str(partition.index))
+
+    def failed(self, stage: str, exc: DependencyError) -> None:
+        """A stage failed; the reason is bounded: the service and the error's class."""
+        service = str(exc).split(":", 1)[0]
+        cause = type(exc.__cause__ if exc.__cause__ is not None else exc).__name__
+        reason = f"{service if service in ('kafka', 'redis') else 'unknown'}:{cause}"
+        self.errors.labels(stage=stage, reason=reason).inc()

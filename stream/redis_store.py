@@ -227,67 +227,57 @@ return 0
 
 
 class RedisModelStore:
+    """The published models in one hash (``<prefix>:model:segments``): the segment snapshot
+    (JSON) and its trainer's state, the tag models (JSON) and their learners' state."""
+
     def __init__(self, client: redis.Redis, prefix: str = "segstream") -> None:
         self._client = client
         self._key = f"{prefix}:model:segments"
         self._lease_key = f"{prefix}:model:trainer"
         self._lease = client.register_script(_LEASE_SCRIPT)
 
-    def load_snapshot(self) -> SegmentSnapshot | None:
+    def _get(self, *fields: str) -> list[bytes | None]:
         try:
-            stored = self._client.hget(self._key, "snapshot")
+            return self._client.hmget(self._key, list(fields))  # type: ignore[return-value]
         except redis.RedisError as exc:
-            raise DependencyError(f"redis: loading the model failed: {exc}") from exc
-        return SegmentSnapshot.from_dict(json.loads(stored)) if stored else None
+            raise DependencyError(f"redis: loading {', '.join(fields)} failed: {exc}") from exc
+
+    def _set(self, mapping: Mapping[str, bytes | None]) -> None:
+        present = {k: v for k, v in mapping.items() if v is not None}
+        try:
+            self._client.hset(self._key, mapping=present)  # type: ignore[arg-type]
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: saving {', '.join(present)} failed: {exc}") from exc
+
+    def load(self) -> tuple[SegmentSnapshot | None, bytes | None]:
+        snapshot, trainer = self._get("snapshot", "trainer")
+        if snapshot is None:
+            return None, None
+        return SegmentSnapshot.from_dict(json.loads(snapshot)), trainer
+
+    def load_snapshot(self) -> SegmentSnapshot | None:
+        (snapshot,) = self._get("snapshot")
+        return SegmentSnapshot.from_dict(json.loads(snapshot)) if snapshot else None
+
+    def save(self, snapshot: SegmentSnapshot, trainer_state: bytes | None) -> None:
+        self._set({"snapshot": json.dumps(snapshot.to_dict()).encode(),
+                   "trainer": trainer_state})
+
+    def load_tags(self) -> dict[str, TagModel]:
+        (stored,) = self._get("tags")
+        return {doc["tag"]: TagModel.from_dict(doc) for doc in json.loads(stored)} \
+            if stored else {}
 
     def load_learners(self) -> bytes | None:
-        try:
-            stored = self._client.hget(self._key, "learners")
-        except redis.RedisError as exc:
-            raise DependencyError(f"redis: loading the tag trainer failed: {exc}") from exc
-        return stored if isinstance(stored, bytes) else None
+        (learners,) = self._get("learners")
+        return learners
+
+    def save_tags(self, models: Mapping[str, TagModel], learners: bytes | None = None) -> None:
+        self._set({"tags": json.dumps([m.to_dict() for m in models.values()]).encode(),
+                   "learners": learners})
 
     def hold_trainer_lease(self, token: str, lease_ms: int) -> bool:
         try:
             return bool(self._lease(keys=[self._lease_key], args=[token, lease_ms]))
         except redis.RedisError as exc:
             raise DependencyError(f"redis: the trainer lease failed: {exc}") from exc
-
-    def load(self) -> tuple[SegmentSnapshot | None, bytes | None]:
-        try:
-            stored: dict[bytes, bytes] = self._client.hgetall(self._key)  # type: ignore[assignment]
-        except redis.RedisError as exc:
-            raise DependencyError(f"redis: loading the model failed: {exc}") from exc
-        if b"snapshot" not in stored:
-            return None, None
-        snapshot = SegmentSnapshot.from_dict(json.loads(stored[b"snapshot"]))
-        return snapshot, stored.get(b"trainer")
-
-    def load_tags(self) -> dict[str, TagModel]:
-        try:
-            stored = self._client.hget(self._key, "tags")
-        except redis.RedisError as exc:
-            raise DependencyError(f"redis: loading the tag models failed: {exc}") from exc
-        if not stored:
-            return {}
-        docs = json.loads(stored)
-        return {doc["tag"]: TagModel.from_dict(doc) for doc in docs}
-
-    def save_tags(self, models: Mapping[str, TagModel], learners: bytes | None = None) -> None:
-        mapping: dict[str, bytes] = {
-            "tags": json.dumps([m.to_dict() for m in models.values()]).encode()}
-        if learners is not None:
-            mapping["learners"] = learners
-        try:
-            self._client.hset(self._key, mapping=mapping)  # type: ignore[arg-type]
-        except redis.RedisError as exc:
-            raise DependencyError(f"redis: saving the tag models failed: {exc}") from exc
-
-    def save(self, snapshot: SegmentSnapshot, trainer_state: bytes | None) -> None:
-        mapping: dict[str, bytes] = {"snapshot": json.dumps(snapshot.to_dict()).encode()}
-        if trainer_state is not None:
-            mapping["trainer"] = trainer_state
-        try:
-            self._client.hset(self._key, mapping=mapping)  # type: ignore[arg-type]
-        except redis.RedisError as exc:
-            raise DependencyError(f"redis: saving the model failed: {exc}") from exc

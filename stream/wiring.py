@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from operators.features import DAY_MS
 from operators.pipeline import PipelineConfig
+from operators.tags import usable_models
 from stream import __version__
 from stream.instrumented import MeteredModelStore, MeteredSink, MeteredStateStore
 from stream.kafka_io import KafkaEventSource, KafkaSink
@@ -80,7 +81,10 @@ def build_processor(
         registry if registry is not None else CollectorRegistry(), __version__,
         input_topic=settings.input_topic,
         output_topics=(settings.output_topic, settings.dlq_topic, settings.late_topic,
-                       settings.alert_topic))
+                       settings.alert_topic),
+        tags=[t.name for t in settings.tag_definitions],
+        predictive_tags=[t.name for t in settings.tag_definitions if t.kind == "predictive"],
+        alert_tags=settings.alert_tag_names)
     # Every call to the stores (Redis in production) and every delivery is measured.
     parts = Parts(parts.source, MeteredSink(parts.sink, metrics),
                   MeteredStateStore(parts.state_store, metrics),
@@ -120,10 +124,7 @@ def build_processor(
             label_every_ms=settings.label_every_days * DAY_MS),
     )
     clock = clock or SystemClock()
-    # Only models of the tags defined now, with the features they are defined on, are used.
-    tag_models = {name: model for name, model in parts.model_store.load_tags().items()
-                  if any(t.name == name and t.features == model.features
-                         for t in settings.tag_definitions)}
+    tag_models = usable_models(parts.model_store.load_tags(), settings.tag_definitions)
     learning = Learning(
         trainer=trainer, tags=settings.tag_definitions, model_store=parts.model_store,
         sink=parts.sink, metrics=metrics, clock=clock, output_topic=settings.output_topic,

@@ -90,13 +90,17 @@ def score_snapshots(
         store = at.parts.state_store
         assert isinstance(store, InMemoryStateStore)
         states = [(u, unpack_state(b)) for u, b in sorted(store.users().items())]
-        buyers = [(u, s) for u, s in states if s.count("purchase")]
-        for index, learner in at.processor.learning.learners.items():
-            tag = learner.tag
-            model = learner.model()
-            out = rows.setdefault(index, TagSnapshotRows(tag))
-            for user, state in buyers:
-                every = features_at(state, snapshot_ms, tag.features)
+        learners = at.processor.learning.learners
+        models = {index: learner.model() for index, learner in learners.items()}
+        names = tuple(dict.fromkeys(
+            f for learner in learners.values() for f in learner.tag.features))
+        for user, state in states:
+            if not state.count("purchase"):
+                continue
+            every = features_at(state, snapshot_ms, names)  # once for every tag
+            for index, learner in learners.items():
+                tag, model = learner.tag, models[index]
+                out = rows.setdefault(index, TagSnapshotRows(tag))
                 out.users.append(user)
                 out.snapshots.append(snapshot_ms)
                 out.features.append(tuple(every[f] for f in tag.features))

@@ -145,3 +145,15 @@ def lineage_events(
             doc["centroid"] = {k: round(v, 6) for k, v in profile.centroid.items()}
         out.append((f"segment:{segment}".encode(), json.dumps(doc, separators=(",", ":")).encode()))
     return out
+
+
+def republished_event(snapshot: SegmentSnapshot, lost_version: int, emitted_at_ms: int) -> bytes:
+    """Lineage: the state store lost the model, and its trainer published it again, unchanged
+    but for a higher version (versions never go backwards; segment ids keep their meaning)."""
+    return json.dumps({
+        "kind": "model_republished",
+        "change_id": hashlib.blake2b(f"republished\x1f{snapshot.version}".encode(),
+                                     digest_size=16).hexdigest(),
+        "model_version": snapshot.version, "republishes_version": lost_version,
+        "segments": list(snapshot.segment_ids), "emitted_at_ms": emitted_at_ms,
+    }, separators=(",", ":")).encode()

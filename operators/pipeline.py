@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
+from typing import TypeVar
 
 from operators.changes import UserChanged, user_changed
 from operators.events import Event
@@ -89,6 +90,8 @@ class BatchOutcome:
     labels: list[Label] = field(default_factory=list)
     pending: dict[str, list[PendingLabel]] = field(default_factory=dict)  # changed users only
     late: list[tuple[Event, int]] = field(default_factory=list)  # (event, watermark it missed)
+    failed: list[tuple[Event, str]] = field(default_factory=list)  # (event, exception class)
+    failed_rescorings: list[tuple[str, str]] = field(default_factory=list)  # (user, class)
     dues: dict[str, int] = field(default_factory=dict)  # next re-scoring time; 0: none
     watermark_ms: int = 0
     processed_by_type: Counter[str] = field(default_factory=Counter)
@@ -127,25 +130,12 @@ def process_events(
         if event.ts_ms < out.watermark_ms:
             out.late.append((event, out.watermark_ms))
             continue
-        out.watermark_ms = max(out.watermark_ms, event.ts_ms - config.late_grace_ms)
-        before = out.states.get(event.user_id) or states.get(event.user_id)
-        digest = event_digest(event.event_id)
-        if before is not None and digest in before.recent_event_ids:
-            out.duplicates += 1  # a redelivery or a producer retry
-            continue
-        if before is not None:
-            before = batch.catch_up(event.user_id, before, event.ts_ms)
-        state = update_features(before, event, digest)
-        # The training sample is of users, not events (heavy users would dominate), chosen by a
-        # stable digest of the user id; a sampled user offers a vector at most once a day.
-        first_today = before is None or before.last_seen_ms // DAY_MS < event.ts_ms // DAY_MS
-        state = batch.score(
-            event.user_id, state, event.ts_ms, event.event_id, before=before, train=first_today,
-            next_due_ms=state.last_seen_ms + config.rescore_interval_ms,
-            purchase_ms=event.ts_ms if event.type == "purchase" else None)
-        out.states[event.user_id] = state
-        out.dues[event.user_id] = state.next_due_ms
-        out.processed_by_type[event.type] += 1
+        mark = batch.mark(event.user_id)
+        try:
+            batch.apply(event, states.get(event.user_id))
+        except Exception as exc:  # one event's bug must not stop the stream: dead-letter it
+            batch.rollback(mark)
+            out.failed.append((event, type(exc).__name__))
     # Users whose re-scoring fell due by the new watermark: those the store indexed, and those
     # this batch touched (their due times were set or moved here).
     for user_id in dict.fromkeys([*due_users, *out.states]):
@@ -154,7 +144,14 @@ def process_events(
             out.dues[user_id] = 0  # expired or erased: drop it from the index
             continue
         if stored.next_due_ms and stored.next_due_ms <= out.watermark_ms:
-            stored = out.states[user_id] = batch.catch_up(user_id, stored, out.watermark_ms)
+            mark = batch.mark(user_id)
+            try:
+                stored = out.states[user_id] = batch.catch_up(user_id, stored, out.watermark_ms)
+            except Exception as exc:  # left as it was, and out of the index until its next event
+                batch.rollback(mark)
+                out.failed_rescorings.append((user_id, type(exc).__name__))
+                out.dues[user_id] = 0
+                continue
         out.dues[user_id] = stored.next_due_ms  # the index follows the record, always
     return out
 
@@ -178,6 +175,30 @@ def _scored_features(config: PipelineConfig) -> tuple[str, ...]:
 _MINUTE = 60_000
 
 
+V = TypeVar("V")
+
+
+def _restore(mapping: dict[str, V], key: str, value: V | None) -> None:
+    if value is None:
+        mapping.pop(key, None)
+    else:
+        mapping[key] = value
+
+
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    user_id: str
+    state: UserState | None
+    pending: list[PendingLabel] | None
+    due: int | None
+    changes: int
+    alerts: int
+    vectors: int
+    labels: int
+    watermark_ms: int
+    rescored: int
+
+
 @dataclass(slots=True)
 class _Batch:
     snapshot: SegmentSnapshot | None
@@ -199,6 +220,46 @@ class _Batch:
         if found is None:
             found = self.digests[user_id] = user_digest(user_id)
         return found
+
+    def apply(self, event: Event, stored: UserState | None) -> None:
+        """One event that is not late: dedupe, catch up, update features, score."""
+        config, out = self.config, self.out
+        out.watermark_ms = max(out.watermark_ms, event.ts_ms - config.late_grace_ms)
+        before = out.states.get(event.user_id) or stored
+        digest = event_digest(event.event_id)
+        if before is not None and digest in before.recent_event_ids:
+            out.duplicates += 1  # a redelivery or a producer retry
+            return
+        if before is not None:
+            before = self.catch_up(event.user_id, before, event.ts_ms)
+        state = update_features(before, event, digest)
+        # The training sample is of users, not events (heavy users would dominate), chosen by a
+        # stable digest of the user id; a sampled user offers a vector at most once a day.
+        first_today = before is None or before.last_seen_ms // DAY_MS < event.ts_ms // DAY_MS
+        state = self.score(
+            event.user_id, state, event.ts_ms, event.event_id, before=before, train=first_today,
+            next_due_ms=state.last_seen_ms + config.rescore_interval_ms,
+            purchase_ms=event.ts_ms if event.type == "purchase" else None)
+        out.states[event.user_id] = state
+        out.dues[event.user_id] = state.next_due_ms
+        out.processed_by_type[event.type] += 1
+
+    def mark(self, user_id: str) -> _Mark:
+        """What ``rollback`` needs to undo everything one user's step adds to the outcome."""
+        out = self.out
+        return _Mark(user_id, out.states.get(user_id), out.pending.get(user_id),
+                     out.dues.get(user_id), len(out.changes), len(out.alerts),
+                     len(out.training_vectors), len(out.labels), out.watermark_ms,
+                     out.rescored)
+
+    def rollback(self, mark: _Mark) -> None:
+        out = self.out
+        _restore(out.states, mark.user_id, mark.state)
+        _restore(out.pending, mark.user_id, mark.pending)
+        _restore(out.dues, mark.user_id, mark.due)
+        del out.changes[mark.changes:], out.alerts[mark.alerts:]
+        del out.training_vectors[mark.vectors:], out.labels[mark.labels:]
+        out.watermark_ms, out.rescored = mark.watermark_ms, mark.rescored
 
     def catch_up(self, user_id: str, state: UserState, until_ms: int) -> UserState:
         """Run the user's re-scorings due at or before ``until_ms``, each at its due time."""

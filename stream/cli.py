@@ -165,7 +165,7 @@ def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT; the batch in hand is finished before exiting."""
     from prometheus_client import CollectorRegistry
 
-    from stream.errors import AssignmentFailed, DependencyError
+    from stream.errors import AssignmentFailed, DependencyError, StateLost
     from stream.failpoints import checkpoint_from_env
     from stream.http import HttpServer
     from stream.wiring import build_processor, kafka_redis_parts
@@ -189,7 +189,7 @@ def serve(settings: Settings) -> int:
     stale_after_s = max(30.0, 10 * settings.poll_timeout_s)
     http = HttpServer(
         settings.http_host, settings.http_port, registry,
-        healthy=lambda: processor.clock.time_s() - processor.last_loop_s < stale_after_s)
+        healthy=lambda: processor.healthy(stale_after_s))
     http.start()
     log.info("segstream %s serving: %s -> %s (dlq %s), metrics on :%d", __version__,
              settings.input_topic, settings.output_topic, settings.dlq_topic, http.port)
@@ -199,6 +199,8 @@ def serve(settings: Settings) -> int:
     except (DependencyError, AssignmentFailed) as exc:
         log.error("giving up: %s", exc)
         code = 69
+    except StateLost:
+        code = 75  # EX_TEMPFAIL: restart us; we rebuild the lost partitions from the log
     finally:
         http.close()
         for close in (parts.source.close, parts.sink.close, parts.state_store.close):

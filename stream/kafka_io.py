@@ -90,6 +90,9 @@ class KafkaEventSource:
                            for m in messages)
         return records
 
+    def pause(self, partitions: Collection[Partition]) -> None:
+        self._consumer.pause(*(TopicPartition(p.topic, p.index) for p in partitions))
+
     def commit(self, next_offsets: Mapping[Partition, int]) -> bool:
         offsets = {
             TopicPartition(p.topic, p.index): OffsetAndMetadata(offset, "", -1)

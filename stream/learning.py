@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
 import uuid
 from collections.abc import Mapping
 from contextlib import suppress
+from dataclasses import replace
 
-from operators.changes import lineage_events
+from operators.changes import lineage_events, republished_event
 from operators.pipeline import Label
 from operators.segments import SegmentSnapshot
 from operators.tags import TagDefinition, TagModel, usable_models
+from stream.errors import DependencyError
 from stream.metrics import Metrics
 from stream.ports import Clock, ModelStore, Sink
-from stream.tag_trainer import TagLearner
+from stream.tag_trainer import TagLearner, dump_learners, restore_learners
 from stream.trainer import SegmentTrainer
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class Learning:
         self, *, trainer: SegmentTrainer | None, tags: tuple[TagDefinition, ...],
         model_store: ModelStore, sink: Sink, metrics: Metrics, clock: Clock, output_topic: str,
         snapshot: SegmentSnapshot | None, tag_models: Mapping[str, TagModel],
-        tag_export_every: int = 500, lease_ms: int = 30_000,
+        tag_export_every: int = 500, lease_ms: int = 30_000, training: bool = True,
     ) -> None:
         self.trainer = trainer
         self.tags = tags
@@ -50,6 +51,7 @@ class Learning:
         self.tag_export_every = tag_export_every
         self.labels_since_export = 0
         self.lease_ms = lease_ms
+        self.training = training  # False: the published models are frozen; only follow them
         self.token = uuid.uuid4().hex
         self.leading = False
         self._next_check_s = float("-inf")
@@ -118,12 +120,47 @@ class Learning:
         if now < self._next_check_s:
             return False
         self._next_check_s = now + self.lease_ms / 3000
-        leading = self.model_store.hold_trainer_lease(self.token, self.lease_ms)
+        leading = self.training and self.model_store.hold_trainer_lease(self.token, self.lease_ms)
         if leading and not self.leading:
             self._take_over()
         self.leading = leading
         self.metrics.trainer.set(1 if leading else 0)
-        return False if leading else self._follow()
+        if leading:
+            self._republish_if_lost()
+            return False
+        return self._follow()
+
+    def keep_model(self) -> None:
+        """The state store lost data: if it lost the model too, publish ours again, best effort
+        (the process is about to exit; its successor must not start from version 0)."""
+        try:
+            if self.leading or (self.training and
+                                self.model_store.hold_trainer_lease(self.token, self.lease_ms)):
+                self.leading = True
+                self._republish_if_lost()
+        except DependencyError as exc:
+            log.error("could not republish the segment model: %s", exc)
+
+    def _republish_if_lost(self) -> None:
+        """Versions never go backwards: a model the store lost is republished one higher."""
+        if self.snapshot is None or self.model_store.load_snapshot() is not None:
+            return
+        lost = self.snapshot
+        version = max(lost.version, self.trainer.version if self.trainer else 0) + 1
+        again = replace(lost, version=version)
+        now_ms = int(self.clock.time_s() * 1000)
+        self.sink.send(self.output_topic, b"model", republished_event(again, lost.version, now_ms))
+        self.sink.flush()
+        if self.trainer is not None:
+            self.trainer.version, self.trainer.previous = version, again
+        self.model_store.save(again, self.trainer.dump() if self.trainer else None)
+        if self.learners:
+            self._publish_tags()
+        self.snapshot = again
+        self.metrics.model_snapshots.inc()
+        self.metrics.set_model_version(version)
+        log.warning("the state store had lost the segment model: republished v%d as v%d",
+                    lost.version, version)
 
     def _take_over(self) -> None:
         """Resume training from the state published with the last models."""
@@ -133,9 +170,7 @@ class Learning:
                 (restored.n_segments, restored.features) == \
                 (self.trainer.n_segments, self.trainer.features):
             self.trainer = restored
-        blob = self.model_store.load_learners()
-        # Written by our own trainer, like the segment trainer state beside it.
-        saved: dict[str, TagLearner] = pickle.loads(blob) if blob else {}
+        saved = restore_learners(self.model_store.load_learners())
         for index, learner in self.learners.items():
             previous = saved.get(learner.tag.name)
             if previous is not None and previous.tag == learner.tag:
@@ -161,8 +196,7 @@ class Learning:
 
     def _publish_tags(self) -> None:
         models = {learner.tag.name: learner.export() for learner in self.learners.values()}
-        self.model_store.save_tags(
-            models, pickle.dumps({learner.tag.name: learner for learner in self.learners.values()}))
+        self.model_store.save_tags(models, dump_learners(self.learners.values()))
         self.tag_models = models
         self.labels_since_export = 0
         for name, model in models.items():

@@ -4,20 +4,27 @@ For each batch:
   1. poll records from the input topic;
   2. decode and validate them (``operators.events``); rejects become dead letters;
   3. find the users whose re-scoring falls due by the partition's new watermark, and load them
-     with the batch's users from the state store;
+     with the batch's users from the state store, in the round trip that checks we still own
+     each partition (a partition lost to a rebalance is dropped and paused; one whose claim
+     vanished means the store lost data: nothing more is published and the process exits);
   4. run the pure transition (``operators.pipeline.process_events``) per partition: events,
      then due re-scorings (users who went quiet), late events set aside;
-  5. send change events, dead letters and late events, then flush: every output is acknowledged;
+  5. send change events, dead letters and late events, then flush: every output is acknowledged
+     (an event whose processing raised is dead-lettered as ``processing_error``, its user left
+     as before it);
   6. save each partition's users, due index, watermark and next offset in one atomic, fenced
      write;
-  7. commit the offsets to Kafka (only for lag tools: step 6's offsets are the ones we trust);
+  7. count the batch in the metrics, then commit the offsets to Kafka (only for lag tools: step
+     6's offsets are the ones we trust);
   8. feed the trainer its sample and publish a model snapshot when one is due.
 
 Guarantee: on (re)assignment a partition resumes from the offset saved in step 6, so a crash
 anywhere redoes at most the unsaved batch: each event changes user state exactly once, and
 outputs are at-least-once with deterministic ids (a redone batch re-sends the same
-``change_id``s). A save refuses a batch the stored offset is already past (a retry after a
-partial save), and one from a consumer that lost the partition (fencing by owner token).
+``change_id``s). Each step that talks to Kafka or Redis is retried on its own with the same
+inputs, so a retried save writes what was published and counts once. A save refuses a batch
+the stored offset is already past (a retry after a partial save), and one from a consumer that
+lost the partition (fencing by owner token).
 ``tests/e2e/test_crash.py`` kills the service at each step and checks the final state.
 """
 
@@ -27,25 +34,18 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
-from operators.changes import encode_alert, encode_change
-from operators.events import Event, Rejected, decode_event
+from operators.events import Event, EventLimits, Rejected, decode_event
 from operators.features import pack_state, unpack_state
-from operators.pipeline import (
-    BatchOutcome,
-    Label,
-    PipelineConfig,
-    advance_watermark,
-    process_events,
-)
+from operators.pipeline import Label, PipelineConfig, advance_watermark, process_events
 from operators.segments import SegmentSnapshot
 from operators.tags import PendingLabel, pack_pending, unpack_pending
-from stream.dead_letters import encode_dead_letter
-from stream.errors import DependencyError, PartitionLost
+from stream.errors import DependencyError, PartitionLost, StateLost
 from stream.learning import Learning
 from stream.metrics import INVALID_TYPE, Metrics
+from stream.outputs import Outputs, Topics
 from stream.ports import (
     Clock,
     EventSource,
@@ -64,16 +64,26 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class LoopConfig:
-    output_topic: str
-    dlq_topic: str
-    late_topic: str
-    alert_topic: str
+    topics: Topics
     max_batch_records: int
     sweep_batch_users: int
     poll_timeout_s: float
-    max_message_bytes: int
+    limits: EventLimits
     retry_attempts: int
     pipeline: PipelineConfig
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One pass of the loop over some partitions: a polled batch, or a sweep of due users."""
+
+    now_ms: int
+    first_offsets: dict[Partition, int] = field(default_factory=dict)
+    next_offsets: dict[Partition, int] = field(default_factory=dict)
+    events: defaultdict[Partition, list[Event]] = field(default_factory=lambda: defaultdict(list))
+    sources: dict[int, Record] = field(default_factory=dict)  # id(event) -> its record
+    outputs: dict[Partition, Outputs] = field(default_factory=dict)
+    until_ms: dict[Partition, int] = field(default_factory=dict)  # forced watermark (a sweep)
 
 
 def _no_checkpoint(stage: str, batch: int) -> None:
@@ -101,6 +111,7 @@ class Processor:
         self.checkpoint = checkpoint  # test hook: the crash tests kill the process at a stage
         self.sleep = sleep
         self.owned: set[Partition] = set()
+        self.unsaveable: set[Partition] = set()  # owned, but their state can no longer be saved
         self.watermarks: dict[Partition, int] = {}
         self.moves: Counter[int] = Counter()  # segment enters + exits since the last snapshot
         self._labelled_segments: set[int] = set()
@@ -117,6 +128,10 @@ class Processor:
     def trainer(self) -> SegmentTrainer | None:
         return self.learning.trainer
 
+    def healthy(self, stale_after_s: float) -> bool:
+        """Polling recently, and able to save every partition it owns (``/healthz``)."""
+        return not self.unsaveable and self.clock.time_s() - self.last_loop_s < stale_after_s
+
     # -- assignment listener ----------------------------------------------------------------
 
     def assigned(self, partitions: Collection[Partition]) -> dict[Partition, int | None]:
@@ -124,6 +139,7 @@ class Processor:
         for partition in partitions:
             self.watermarks[partition] = self.state_store.watermark(partition)
         self.owned.update(partitions)
+        self.unsaveable.difference_update(partitions)
         self.metrics.rebalanced("assigned", partitions, len(self.owned))
         log.info("assigned %s, resuming at %s", sorted(map(str, partitions)),
                  {str(p): o for p, o in sorted(resume.items())})
@@ -131,8 +147,26 @@ class Processor:
 
     def revoked(self, partitions: Collection[Partition]) -> None:
         self.owned.difference_update(partitions)
+        self.unsaveable.difference_update(partitions)
         self.metrics.rebalanced("revoked", partitions, len(self.owned))
         log.info("revoked %s", sorted(map(str, partitions)))
+
+    def _fenced(self, partitions: Collection[Partition]) -> None:
+        """Another consumer claimed these: stop reading them until the rebalance tells us."""
+        log.warning("fenced: %s now belong to another consumer; pausing them",
+                    sorted(map(str, partitions)))
+        self.metrics.partitions_lost.inc(len(partitions))
+        self.source.pause(partitions)
+        self.revoked(partitions)
+
+    def _state_lost(self, lost: StateLost) -> None:
+        """The store lost data: publish nothing more from it, keep the model, and stop."""
+        log.error("STATE LOST: %s. Nothing more is published for them; exiting so the restart "
+                  "rebuilds them from the log (docs/operations.md, 'After a Redis loss')", lost)
+        self.metrics.state_lost.inc(len(lost.partitions))
+        self.unsaveable.update(lost.partitions & self.owned)
+        self.learning.keep_model()
+        raise lost
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -154,8 +188,10 @@ class Processor:
         self.checkpoint("after_poll", self.batches)
         started = time.perf_counter()
         self.metrics.events_in_progress.set(len(records))
-        vectors, labels = self._with_retries("process", lambda: self._process(records))
+        batch = self._decode(records)
+        vectors, labels = self._run(batch)
         self.metrics.events_in_progress.set(0)
+        self.metrics.saved(records, batch.next_offsets, self.clock.time_s())
         with self.metrics.stage("train"):
             self._with_retries("train", lambda: self._train(vectors, labels))
         self.metrics.batch_duration.observe(time.perf_counter() - started)
@@ -165,136 +201,141 @@ class Processor:
         self.metrics.last_batch.set(self.last_loop_s)
         return len(records)
 
-    def _process(self, records: list[Record]) -> tuple[list[dict[str, float]], list[Label]]:
-        """Steps 2-7 for one batch; safe to call again for the same records after a failure."""
-        now_ms = int(self.clock.time_s() * 1000)
-        events: dict[Partition, list[Event]] = defaultdict(list)
-        first_offsets: dict[Partition, int] = {}
-        next_offsets: dict[Partition, int] = {}
-        dead_letters: list[tuple[Record, Rejected]] = []
-        sources: dict[int, Record] = {}  # decoded event -> its record, for the late topic
-        consumed: Counter[tuple[str, str]] = Counter()
-        decode_started = time.perf_counter()
+    def _decode(self, records: list[Record]) -> _Batch:
+        """Step 2: events per partition; rejects become dead letters."""
+        started = time.perf_counter()
+        batch = _Batch(int(self.clock.time_s() * 1000))
         for record in records:
-            first_offsets.setdefault(record.partition, record.offset)
-            next_offsets[record.partition] = record.offset + 1
-            decoded = decode_event(record.key, record.value, self.config.max_message_bytes)
+            partition = record.partition
+            batch.first_offsets.setdefault(partition, record.offset)
+            batch.next_offsets[partition] = record.offset + 1
+            outputs = batch.outputs.get(partition)
+            if outputs is None:
+                outputs = batch.outputs[partition] = Outputs(self.config.topics, batch.now_ms)
+            # An event may not be ahead of when it was produced, nor of our own clock.
+            received_ms = min(record.timestamp_ms, batch.now_ms) if record.timestamp_ms > 0 \
+                else None
+            decoded = decode_event(record.key, record.value, self.config.limits, received_ms)
             if isinstance(decoded, Rejected):
-                dead_letters.append((record, decoded))
-                consumed[record.partition.topic, INVALID_TYPE] += 1
+                outputs.dead_letter(record, decoded)
+                outputs.tally.consumed[partition.topic, INVALID_TYPE] += 1
             else:
-                events[record.partition].append(decoded)
-                sources[id(decoded)] = record
-                consumed[record.partition.topic, decoded.type] += 1
-        self.metrics.stage_done("decode", decode_started)
-        load_started = time.perf_counter()
+                batch.events[partition].append(decoded)
+                batch.sources[id(decoded)] = record
+                outputs.tally.consumed[partition.topic, decoded.type] += 1
+        self.metrics.stage_done("decode", started)
+        return batch
 
-        grace = self.config.pipeline.late_grace_ms
-        due: dict[Partition, list[str]] = {}
-        for partition in next_offsets:
-            until = advance_watermark(
-                self.watermarks.get(partition, 0), events.get(partition, []), grace)
-            due[partition] = self.state_store.due_users(
-                partition, until, self.config.sweep_batch_users)
-        users = {p: {e.user_id for e in events.get(p, [])} | set(due[p]) for p in next_offsets}
-        stored = self.state_store.load(users)
-        pending = self._load_pending(users)
-        self.metrics.stage_done("load", load_started)
-        operators_started = time.perf_counter()
+    def _run(self, batch: _Batch) -> tuple[list[dict[str, float]], list[Label]]:
+        """Steps 3-7 for the batch's partitions; returns the training sample and labels."""
+        with self.metrics.stage("load"):
+            dues, stored, pending = self._with_retries("load", lambda: self._load(batch))
+        started = time.perf_counter()
         writes: dict[Partition, PartitionWrite] = {}
         training: list[dict[str, float]] = []
         labels: list[Label] = []
-        watermarks: dict[Partition, int] = {}
-        for partition, next_offset in next_offsets.items():
+        for partition in list(batch.next_offsets):
             states = {u: unpack_state(b) for u, b in stored.get(partition, {}).items()}
+            # A sweep moves time without events: to its forced watermark.
+            watermark = max(self.watermarks.get(partition, 0), batch.until_ms.get(partition, 0))
             outcome = process_events(
-                states, events.get(partition, []), self.snapshot, self.config.pipeline,
-                self.watermarks.get(partition, 0), due[partition], self.learning.tag_models,
-                pending.get(partition, {}))
-            deltas = self._publish_changes(outcome, now_ms)
-            for event, watermark in outcome.late:
-                record = sources[id(event)]
-                late = Rejected("late", f"event time {event.ts_ms} is before the partition's "
-                                f"watermark {watermark}")
-                self.sink.send(self.config.late_topic, record.key,
-                               encode_dead_letter(record, late, now_ms))
-            self.metrics.events_late.inc(len(outcome.late))
-            self.metrics.users_rescored.inc(outcome.rescored)
-            for event_type, count in outcome.processed_by_type.items():
-                self.metrics.events_processed.labels(type=event_type).inc(count)
-            self.metrics.events_duplicate.inc(outcome.duplicates)
+                states, batch.events.get(partition, []), self.snapshot, self.config.pipeline,
+                watermark, dues[partition], self.learning.tag_models, pending.get(partition, {}))
+            outputs = batch.outputs.setdefault(partition, Outputs(self.config.topics,
+                                                                  batch.now_ms))
+            outputs.outcome(outcome, batch.sources)
             training.extend(outcome.training_vectors)
             labels.extend(outcome.labels)
-            watermarks[partition] = outcome.watermark_ms
             writes[partition] = PartitionWrite(
-                first_offsets[partition], next_offset,
+                batch.first_offsets[partition], batch.next_offsets[partition],
                 {u: pack_state(s) for u, s in outcome.states.items()},
-                outcome.watermark_ms, outcome.dues, deltas,
+                outcome.watermark_ms, outcome.dues, outputs.segment_deltas(),
                 {u: pack_pending(p) for u, p in outcome.pending.items()})
-        self.metrics.stage_done("operators", operators_started)
-        produce_started = time.perf_counter()
-        for record, rejected in dead_letters:
-            self.sink.send(self.config.dlq_topic, record.key,
-                           encode_dead_letter(record, rejected, now_ms))
-            self.metrics.events_dead_lettered.labels(reason=rejected.reason).inc()
-            log.debug("dead-lettered %s@%d: %s", record.partition, record.offset, rejected.detail)
-        self.sink.flush()
-        self.metrics.stage_done("produce", produce_started)
+        self.metrics.stage_done("operators", started)
+        with self.metrics.stage("produce"):
+            self._with_retries("produce", lambda: self._send(batch.outputs.values()))
         self.checkpoint("after_flush", self.batches)
+        with self.metrics.stage("save"):
+            saved = self._with_retries("save", lambda: self._save(writes))
+        self.checkpoint("after_save", self.batches)
+        for partition in saved:
+            self.watermarks[partition] = writes[partition].watermark_ms
+            tally = batch.outputs[partition].tally
+            self.metrics.count(tally)
+            self.moves.update(tally.segment_touches)
+        offsets = {p: o for p, o in batch.next_offsets.items() if p in saved}
+        batch.next_offsets = offsets
+        if batch.events or not batch.until_ms:  # a sweep has no new offsets to commit
+            with self.metrics.stage("commit"):
+                committed = self.source.commit(offsets)
+            self.metrics.offset_commits.labels(
+                result="success" if committed else "failure").inc()
+        self.checkpoint("after_commit", self.batches)
+        return training, labels
 
-        save_started = time.perf_counter()
+    def _load(self, batch: _Batch) -> tuple[
+            dict[Partition, list[str]], dict[Partition, dict[str, bytes]],
+            dict[Partition, dict[str, list[PendingLabel]]]]:
+        """Step 3: due users, their records and open labels, with the ownership check."""
+        while True:
+            dues: dict[Partition, list[str]] = {}
+            for partition in batch.next_offsets:
+                until = batch.until_ms.get(partition) or advance_watermark(
+                    self.watermarks.get(partition, 0), batch.events.get(partition, []),
+                    self.config.pipeline.late_grace_ms)
+                dues[partition] = self.state_store.due_users(
+                    partition, until, self.config.sweep_batch_users)
+            users = {p: {e.user_id for e in batch.events.get(p, [])} | set(dues[p])
+                     for p in batch.next_offsets}
+            try:
+                stored = self.state_store.load(users)
+            except StateLost as lost:
+                self._state_lost(lost)
+            except PartitionLost as taken:
+                self._fenced(taken.partitions)
+                for partition in taken.partitions:  # left to the new owner
+                    batch.next_offsets.pop(partition, None)
+                    batch.outputs.pop(partition, None)
+                continue
+            return dues, stored, self._load_pending(users)
+
+    def _send(self, outputs: Collection[Outputs]) -> None:
+        for output in outputs:
+            for topic, key, value in output.records:
+                self.sink.send(topic, key, value)
+        self.sink.flush()
+
+    def _save(self, writes: Mapping[Partition, PartitionWrite]) -> set[Partition]:
+        """Step 6; returns the partitions saved (or found saved before by a retried call)."""
+        saved = set(writes)
         try:
             self.state_store.save(writes)
-        except PartitionLost as lost:
-            self.metrics.partitions_lost.inc(len(lost.partitions))
-            log.warning("%s; their batches are left to the new owner", lost)
-            self.owned.difference_update(lost.partitions)
-            for partition in lost.partitions:
-                next_offsets.pop(partition, None)
-                watermarks.pop(partition, None)
-        self.watermarks.update(watermarks)
-        self.metrics.stage_done("save", save_started)
-        self.checkpoint("after_save", self.batches)
-        for (topic, event_type), count in consumed.items():
-            self.metrics.events_consumed.labels(topic=topic, type=event_type).inc(count)
-        with self.metrics.stage("commit"):
-            committed = self.source.commit(next_offsets)
-        self.metrics.offset_commits.labels(result="success" if committed else "failure").inc()
-        self.checkpoint("after_commit", self.batches)
-        self.metrics.saved(records, next_offsets, self.clock.time_s())
-        return training, labels
+        except StateLost as lost:
+            self._state_lost(lost)
+        except PartitionLost as taken:
+            self._fenced(taken.partitions)
+            saved -= taken.partitions
+        return saved
 
     def sweep_until(self, at_ms: int) -> int:
         """Let event time pass to ``at_ms`` with no events: re-score every user due by then.
 
         For replays and evaluations, whose input ends while users are still due; the live loop
-        only moves time with events. Returns the number of re-scorings.
+        only moves time with events. The same path as a batch, with no records. Returns the
+        number of re-scorings.
         """
-        now_ms = int(self.clock.time_s() * 1000)
         rescored = 0
         for partition in sorted(self.owned, key=str):
             offset = self.state_store.next_offset(partition)
             if offset is None:
                 continue
-            watermark = max(self.watermarks.get(partition, 0), at_ms)
-            while due := self.state_store.due_users(
-                    partition, watermark, self.config.sweep_batch_users):
-                stored = self.state_store.load({partition: due}).get(partition, {})
-                states = {u: unpack_state(b) for u, b in stored.items()}
-                outcome = process_events(
-                    states, [], self.snapshot, self.config.pipeline, watermark, due,
-                    self.learning.tag_models,
-                    self._load_pending({partition: due}).get(partition, {}))
-                deltas = self._publish_changes(outcome, now_ms)
-                self.sink.flush()
-                self.state_store.save({partition: PartitionWrite(
-                    offset, offset, {u: pack_state(s) for u, s in outcome.states.items()},
-                    watermark, outcome.dues, deltas,
-                    {u: pack_pending(p) for u, p in outcome.pending.items()})})
-                self.watermarks[partition] = watermark
-                self.metrics.users_rescored.inc(outcome.rescored)
-                rescored += outcome.rescored
-                self._train(outcome.training_vectors, outcome.labels)
+            until = max(self.watermarks.get(partition, 0), at_ms)
+            while partition in self.owned and self.state_store.due_users(partition, until, 1):
+                batch = _Batch(int(self.clock.time_s() * 1000), {partition: offset},
+                               {partition: offset}, until_ms={partition: until})
+                vectors, labels = self._run(batch)
+                self._train(vectors, labels)
+                rescored += sum(o.tally.rescored for o in batch.outputs.values())
         return rescored
 
     def _load_pending(
@@ -305,34 +346,6 @@ class Processor:
             return {}
         loaded = self.state_store.load_pending(users)
         return {p: {u: unpack_pending(b) for u, b in found.items()} for p, found in loaded.items()}
-
-    def _publish_changes(self, outcome: BatchOutcome, now_ms: int) -> dict[int, int]:
-        """Send change events and alerts; count transitions; return segment size changes."""
-        for change, tag in outcome.alerts:
-            self.sink.send(self.config.alert_topic, change.user_id.encode(),
-                           encode_alert(change, tag, now_ms))
-            self.metrics.alerts.labels(tag=tag).inc()
-        changes = outcome.changes
-        deltas: Counter[int] = Counter()
-        for change in changes:
-            self.sink.send(self.config.output_topic, change.user_id.encode(),
-                           encode_change(change, now_ms))
-            for tag in change.tags_added:
-                self.metrics.tag_transitions.labels(tag=tag, direction="enter").inc()
-            for tag in change.tags_removed:
-                self.metrics.tag_transitions.labels(tag=tag, direction="exit").inc()
-            before, after = change.segment_before, change.segment_after
-            if before == after:
-                continue
-            self.metrics.segment_transitions.labels(
-                **{"from": "none" if before is None else str(before),
-                   "to": "none" if after is None else str(after)}).inc()
-            for segment, step in ((before, -1), (after, 1)):
-                if segment is not None:
-                    deltas[segment] += step
-                    self.moves[segment] += 1
-        self.metrics.segment_changes.inc(len(changes))
-        return {s: d for s, d in deltas.items() if d}
 
     def _publish_segment_figures(self, snapshot: SegmentSnapshot) -> None:
         """Users per segment and volatility over the window since the previous snapshot."""

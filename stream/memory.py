@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from operators.segments import SegmentSnapshot
 from operators.tags import TagModel
-from stream.errors import AssignmentFailed, PartitionLost
+from stream.errors import AssignmentFailed, PartitionLost, StateLost
 from stream.ports import AssignmentListener, Partition, PartitionWrite, Record
 
 
@@ -53,6 +53,7 @@ class InMemoryEventSource:
         self.topic = topic
         self.committed: dict[Partition, int] = {}
         self._positions: dict[Partition, int] = {}
+        self._paused: set[Partition] = set()
         self._listener: AssignmentListener | None = None
 
     def subscribe(self, listener: AssignmentListener) -> None:
@@ -77,11 +78,16 @@ class InMemoryEventSource:
         batch: list[Record] = []
         share = -(-max_records // max(len(self._positions), 1))
         for partition, position in sorted(self._positions.items()):
+            if partition in self._paused:
+                continue
             room = min(share, max_records - len(batch))
             taken = self.broker.logs[partition][position:position + room]
             batch.extend(taken)
             self._positions[partition] = position + len(taken)
         return batch
+
+    def pause(self, partitions: Collection[Partition]) -> None:
+        self._paused.update(partitions)
 
     def commit(self, next_offsets: Mapping[Partition, int]) -> bool:
         self.committed.update(next_offsets)
@@ -131,6 +137,7 @@ class InMemoryStateStore:
     def __init__(self, shared: dict[Partition, _PartitionData] | None = None) -> None:
         self._data: dict[Partition, _PartitionData] = {} if shared is None else shared
         self._tokens: dict[Partition, str] = {}
+        self._has_offset: set[Partition] = set()
 
     def handle(self) -> InMemoryStateStore:
         """Another client of the same store: a second consumer in tests."""
@@ -141,23 +148,47 @@ class InMemoryStateStore:
         data = self._data.setdefault(partition, _PartitionData())
         data.owner = token
         self._tokens[partition] = token
+        if data.next_offset is None:
+            self._has_offset.discard(partition)
+        else:
+            self._has_offset.add(partition)
         return data.next_offset
+
+    def lose_everything(self) -> None:
+        """What a Redis restart without persistence does, for tests."""
+        self._data.clear()
+
+    def _check(self, partition: Partition) -> str | None:
+        """None if we own the partition; else "lost" (our claim vanished) or "taken"."""
+        if partition not in self._tokens:
+            return "taken"  # never claimed by us
+        data = self._data.get(partition)
+        if data is None or not data.owner or (
+                data.next_offset is None and partition in self._has_offset):
+            return "lost"
+        return None if data.owner == self._tokens.get(partition) else "taken"
 
     def load(self, users: Mapping[Partition, Collection[str]]) -> dict[Partition, dict[str, bytes]]:
         found: dict[Partition, dict[str, bytes]] = {}
+        checks = {p: self._check(p) for p in users}
+        if lost := [p for p, check in checks.items() if check == "lost"]:
+            raise StateLost(lost)
+        if taken := [p for p, check in checks.items() if check == "taken"]:
+            raise PartitionLost(taken)
         for partition, names in users.items():
             stored = self._data.get(partition, _PartitionData()).users
             found[partition] = {u: stored[u] for u in names if u in stored}
         return found
 
     def save(self, writes: Mapping[Partition, PartitionWrite]) -> None:
-        lost = []
+        lost: list[Partition] = []
+        taken: list[Partition] = []
         for partition, write in writes.items():
-            data = self._data.setdefault(partition, _PartitionData())
-            token = self._tokens.get(partition)
-            if token is None or data.owner != token:
-                lost.append(partition)
+            check = self._check(partition)
+            if check is not None:
+                (lost if check == "lost" else taken).append(partition)
                 continue
+            data = self._data[partition]
             if data.next_offset is not None and data.next_offset > write.first_offset:
                 continue  # applied before: a retry after a partial save
             data.users.update(write.users)
@@ -175,8 +206,11 @@ class InMemoryStateStore:
             for segment, delta in write.segment_deltas.items():
                 data.segment_sizes[segment] = data.segment_sizes.get(segment, 0) + delta
             data.next_offset = write.next_offset
+            self._has_offset.add(partition)
         if lost:
-            raise PartitionLost(lost)
+            raise StateLost(lost)
+        if taken:
+            raise PartitionLost(taken)
 
     def next_offset(self, partition: Partition) -> int | None:
         return self._data.get(partition, _PartitionData()).next_offset

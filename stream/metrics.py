@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from operators.events import EVENT_TYPES, REJECTION_REASONS
 from stream.errors import DependencyError
+from stream.outputs import Tally
 from stream.ports import Partition, Record
 
 _BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -150,6 +151,10 @@ class Metrics:
             "segstream_partitions_fenced",
             "Partition batches dropped because another consumer took the partition.",
             registry=registry)
+        self.state_lost = Counter(
+            "segstream_state_lost",
+            "Partitions whose owner token or offset vanished from Redis (the state store lost "
+            "data): the process exits and rebuilds them from the log.", registry=registry)
         self.assigned_partitions = Gauge(
             "segstream_assigned_partitions", "Input partitions this consumer owns.",
             registry=registry)
@@ -250,6 +255,28 @@ class Metrics:
                 for gauge in (self.consumer_lag, self.last_event_timestamp):
                     with suppress(KeyError):  # never set: no series to remove
                         gauge.remove(str(partition.index))
+
+    def count(self, tally: Tally) -> None:
+        """A saved batch's per-event figures (never before the save: a retry counts once)."""
+        for (topic, event_type), n in tally.consumed.items():
+            self.events_consumed.labels(topic=topic, type=event_type).inc(n)
+        for event_type, n in tally.processed.items():
+            self.events_processed.labels(type=event_type).inc(n)
+        for reason, n in tally.dead_lettered.items():
+            self.events_dead_lettered.labels(reason=reason).inc(n)
+        for (before, after), n in tally.segment_moves.items():
+            self.segment_transitions.labels(**{"from": before, "to": after}).inc(n)
+        for (tag, direction), n in tally.tag_moves.items():
+            self.tag_transitions.labels(tag=tag, direction=direction).inc(n)
+        for tag, n in tally.alerts.items():
+            self.alerts.labels(tag=tag).inc(n)
+        self.events_duplicate.inc(tally.duplicates)
+        self.events_late.inc(tally.late)
+        self.users_rescored.inc(tally.rescored)
+        self.segment_changes.inc(tally.changes)
+        if tally.rescoring_errors:
+            self.errors.labels(stage="operators", reason="rescoring_error").inc(
+                tally.rescoring_errors)
 
     def failed(self, stage: str, exc: DependencyError) -> None:
         """A stage failed; the reason is bounded: the service and the error's class."""

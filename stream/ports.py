@@ -45,6 +45,10 @@ class EventSource(Protocol):
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]: ...
 
+    def pause(self, partitions: Collection[Partition]) -> None:
+        """Stop fetching these partitions until they are assigned again (lost to a rebalance
+        we have not been told of yet)."""
+
     def commit(self, next_offsets: Mapping[Partition, int]) -> bool:
         """Record progress in the broker (for lag tools; Redis holds the offsets we trust)."""
 
@@ -81,7 +85,12 @@ class StateStore(Protocol):
         """Become the partition's only writer; return its stored next offset, if any."""
 
     def load(self, users: Mapping[Partition, Collection[str]]) -> dict[Partition, dict[str, bytes]]:
-        """The stored records of these users (absent users are left out), in one round trip."""
+        """The stored records of these users (absent users are left out), in one round trip
+        that also checks we still own each partition, before anything is published.
+
+        Raises StateLost if a partition's owner token (or its offset, once one was stored)
+        vanished, else PartitionLost naming the partitions another consumer claimed since.
+        """
 
     def watermark(self, partition: Partition) -> int:
         """The partition's saved event-time watermark (0 if none)."""
@@ -104,7 +113,8 @@ class StateStore(Protocol):
 
         A write whose ``first_offset`` the stored offset is already past was applied before (a
         retry after a partial save): it is skipped. Partitions we no longer own are not written;
-        PartitionLost names them after the others are saved.
+        StateLost (token or offset vanished) or else PartitionLost (another owner) names them
+        after the others are saved.
         """
 
     def next_offset(self, partition: Partition) -> int | None: ...

@@ -25,7 +25,7 @@ import redis
 
 from operators.segments import SegmentSnapshot
 from operators.tags import TagModel
-from stream.errors import DependencyError, PartitionLost
+from stream.errors import DependencyError, PartitionLost, StateLost
 from stream.ports import Partition, PartitionWrite
 
 # Writes a partition's users, due index, watermark and next offset in one atomic step, only for
@@ -34,12 +34,20 @@ from stream.ports import Partition, PartitionWrite
 # KEYS: owner, offset, watermark, due, segments, labels, user keys...
 # ARGV: token, first offset, next offset, ttl seconds (0: none), watermark, number of dues,
 #       number of segment deltas, number of label entries, (user, due) pairs...,
-#       (segment, delta) pairs..., (user, labels) pairs..., user values...
+#       (segment, delta) pairs..., (user, labels) pairs..., user values..., and last "1" if an
+#       offset was stored before (its absence then means the store lost data).
 _SAVE_SCRIPT = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+local owner = redis.call('GET', KEYS[1])
+if owner == false then
+  return redis.error_reply('LOST the owner token vanished')
+end
+if owner ~= ARGV[1] then
   return redis.error_reply('FENCED partition has another owner')
 end
 local stored = redis.call('GET', KEYS[2])
+if stored == false and ARGV[#ARGV] == '1' then
+  return redis.error_reply('LOST the saved offset vanished')
+end
 if stored and tonumber(stored) > tonumber(ARGV[2]) then
   return -1
 end
@@ -86,6 +94,7 @@ class RedisStateStore:
         self._prefix = prefix
         self._ttl_s = ttl_s
         self._tokens: dict[Partition, str] = {}
+        self._has_offset: set[Partition] = set()  # an offset was stored: it must not vanish
         self._save = client.register_script(_SAVE_SCRIPT)
 
     @classmethod
@@ -108,20 +117,38 @@ class RedisStateStore:
         except redis.RedisError as exc:
             raise DependencyError(f"redis: claiming {partition} failed: {exc}") from exc
         self._tokens[partition] = token
-        return None if stored is None else int(stored)
+        if stored is None:
+            self._has_offset.discard(partition)
+            return None
+        self._has_offset.add(partition)
+        return int(stored)
 
     def load(self, users: Mapping[Partition, Collection[str]]) -> dict[Partition, dict[str, bytes]]:
-        order = [(p, list(names)) for p, names in users.items() if names]
+        order = [(p, list(names)) for p, names in users.items()]
         try:
             pipe = self._client.pipeline(transaction=False)
             for partition, names in order:
-                pipe.mget([self.user_key(partition, u) for u in names])
-            replies: list[list[bytes | None]] = pipe.execute()
+                pipe.get(self._key(partition, "owner"))
+                pipe.get(self._key(partition, "offset"))
+                pipe.mget([self.user_key(partition, u) for u in names] or ["-"])
+            replies: list[Any] = pipe.execute()
         except redis.RedisError as exc:
             raise DependencyError(f"redis: loading user state failed: {exc}") from exc
-        found: dict[Partition, dict[str, bytes]] = {p: {} for p in users}
-        for (partition, names), values in zip(order, replies, strict=True):
-            found[partition] = {u: v for u, v in zip(names, values, strict=True) if v is not None}
+        found: dict[Partition, dict[str, bytes]] = {}
+        lost: list[Partition] = []
+        taken: list[Partition] = []
+        for i, (partition, names) in enumerate(order):
+            owner, offset, values = replies[3 * i:3 * i + 3]
+            if owner is None or (offset is None and partition in self._has_offset):
+                lost.append(partition)
+            elif owner.decode() != self._tokens.get(partition):
+                taken.append(partition)
+            found[partition] = {u: v for u, v in zip(names, values, strict=False)
+                                if v is not None}
+        if lost:
+            raise StateLost(lost)
+        if taken:
+            raise PartitionLost(taken)
         return found
 
     def save(self, writes: Mapping[Partition, PartitionWrite]) -> None:
@@ -145,17 +172,23 @@ class RedisStateStore:
                 for user, packed in write.pending.items():
                     args += [user, packed]
                 args += list(write.users.values())
+                args.append("1" if partition in self._has_offset else "0")
                 self._save(keys=keys, args=args, client=pipe)
             replies = pipe.execute(raise_on_error=False)
         except redis.RedisError as exc:
             raise DependencyError(f"redis: saving state failed: {exc}") from exc
+        vanished: list[Partition] = []
         for (partition, _), reply in zip(order, replies, strict=True):
             if isinstance(reply, redis.ResponseError):
-                if str(reply).startswith("FENCED"):
-                    lost.append(partition)
+                if str(reply).startswith(("FENCED", "LOST")):
+                    (lost if str(reply).startswith("FENCED") else vanished).append(partition)
                     self._tokens.pop(partition, None)
                 else:
                     raise DependencyError(f"redis: saving {partition} failed: {reply}")
+            else:
+                self._has_offset.add(partition)
+        if vanished:
+            raise StateLost(vanished)
         if lost:
             raise PartitionLost(lost)
 

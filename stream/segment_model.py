@@ -32,6 +32,7 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -185,6 +186,44 @@ class StreamSegmentModel:
         self._set_centers([self.unstandardize(c) for c in centers])
         scale = sum(self.counts) / max(len(points), 1)
         self.counts = [max(n * scale, 1e-9) for n in sizes]
+
+    # -- state as data ----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything the model learned, as JSON-ready numbers (never a pickle)."""
+        version, internal, gauss = self._rng.getstate()
+        return {
+            "features": list(self.features), "n_segments": self.n_segments,
+            "chunk_size": self.chunk_size, "warmup": self.warmup, "memory": self.memory,
+            "reservoir_size": self.reservoir_size, "lloyd_iterations": self.lloyd_iterations,
+            "samples": self.samples, "chunks": self.chunks, "counts": self.counts,
+            "rng": [version, list(internal), gauss], "ready": self._ready,
+            "scaler": {"counts": dict(self._scaler.counts), "means": dict(self._scaler.means),
+                       "vars": dict(self._scaler.vars)},
+            "centers": [[self._kmeans.centers[i][f] for f in self.features]
+                        for i in range(self.n_segments)] if self._ready else [],
+            "reservoir": [list(p) for p in self._reservoir],
+            "chunk": [list(p) for p in self._chunk],
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> StreamSegmentModel:
+        model = cls(doc["features"], int(doc["n_segments"]), chunk_size=int(doc["chunk_size"]),
+                    warmup=int(doc["warmup"]), memory=int(doc["memory"]),
+                    reservoir_size=int(doc["reservoir_size"]),
+                    lloyd_iterations=int(doc["lloyd_iterations"]))
+        model.samples, model.chunks = int(doc["samples"]), int(doc["chunks"])
+        model.counts = [float(c) for c in doc["counts"]]
+        version, internal, gauss = doc["rng"]
+        model._rng.setstate((int(version), tuple(int(i) for i in internal), gauss))
+        for name in ("counts", "means", "vars"):
+            getattr(model._scaler, name).update(doc["scaler"][name])
+        model._reservoir = [tuple(float(v) for v in p) for p in doc["reservoir"]]
+        model._chunk = [tuple(float(v) for v in p) for p in doc["chunk"]]
+        model._ready = bool(doc["ready"])
+        if model._ready:
+            model._set_centers([tuple(float(v) for v in c) for c in doc["centers"]])
+        return model
 
     # -- reading ----------------------------------------------------------------------------
 

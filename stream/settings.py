@@ -10,6 +10,7 @@ import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,18 @@ class Settings:
         "Kafka group session timeout: how soon a dead consumer's partitions move")
     max_message_bytes: int = _setting(
         65_536, "SEGSTREAM_MAX_MESSAGE_BYTES", "Larger messages are dead-lettered as oversized")
+    dlq_max_bytes: int = _setting(
+        1_000_000, "SEGSTREAM_DLQ_MAX_BYTES",
+        "Largest dead letter sent whole; past it, the original is described (size, SHA-256, "
+        "first KiB, topic/partition/offset) instead of copied")
+    min_event_time: str = _setting(
+        "1980-01-01", "SEGSTREAM_MIN_EVENT_TIME",
+        "Earliest accepted event time (ISO date, UTC); earlier events are dead-lettered as "
+        "bad_timestamp")
+    max_future_s: int = _setting(
+        300, "SEGSTREAM_MAX_FUTURE_S",
+        "Events dated more than this after their Kafka timestamp (or our clock) are "
+        "dead-lettered as future_timestamp")
     user_ttl_s: int = _setting(
         180 * 86_400, "SEGSTREAM_USER_TTL_S",
         "Idle users' state expires after this long (wall-clock), 0 keeps it forever")
@@ -88,6 +101,9 @@ class Settings:
         10_000, "SEGSTREAM_SNAPSHOT_EVERY_SAMPLES",
         "Publish a new frozen model snapshot after this many training samples")
     model_seed: int = _setting(42, "SEGSTREAM_MODEL_SEED", "Random seed of the segment model")
+    training: bool = _setting(
+        True, "SEGSTREAM_TRAINING",
+        "false freezes the published models: no process trains or takes the trainer lease")
     late_grace_s: int = _setting(
         3600, "SEGSTREAM_LATE_GRACE_S",
         "Watermark = latest event time seen in a partition minus this; older events are late")
@@ -122,7 +138,7 @@ class Settings:
             raise ValueError(f"unknown settings in {config_path}: {', '.join(sorted(unknown))}")
         values: dict[str, Any] = {}
         for f in fields(cls):
-            kind: Any = type(f.default)
+            kind: Any = _boolean if isinstance(f.default, bool) else type(f.default)
             raw = environ.get(f.metadata["env"], file_values.get(f.name))
             if raw is None:
                 continue
@@ -130,7 +146,7 @@ class Settings:
                 values[f.name] = kind(raw)
             except ValueError:
                 raise ValueError(
-                    f"{f.metadata['env']}={raw!r} is not a valid {kind.__name__}"
+                    f"{f.metadata['env']}={raw!r} is not a valid {type(f.default).__name__}"
                 ) from None
         settings = cls(**values)
         settings.validate()
@@ -145,6 +161,9 @@ class Settings:
                 raise ValueError(f"{name} must be at least 1")
         if not 0 <= self.train_sample_permille <= 1000:
             raise ValueError("train_sample_permille must be between 0 and 1000")
+        if self.max_future_s < 0 or self.dlq_max_bytes < 4096:
+            raise ValueError("max_future_s must not be negative; dlq_max_bytes at least 4096")
+        self.min_event_ms  # noqa: B018 - parsing validates the date
         if self.poll_timeout_s <= 0 or self.switch_margin < 0 or self.late_grace_s < 0:
             raise ValueError("poll_timeout_s must be positive; switch_margin and late_grace_s "
                              "not negative")
@@ -154,6 +173,15 @@ class Settings:
             raise ValueError(
                 f"segment_features: unknown {', '.join(sorted(unknown)) or 'empty list'}; "
                 f"known: {', '.join(FEATURES)}")
+
+    @property
+    def min_event_ms(self) -> int:
+        try:
+            day = date.fromisoformat(self.min_event_time)
+        except ValueError:
+            raise ValueError(f"min_event_time {self.min_event_time!r} is not an ISO date "
+                             "(YYYY-MM-DD)") from None
+        return int(datetime.combine(day, time(), UTC).timestamp() * 1000)
 
     @property
     def tag_definitions(self) -> tuple[TagDefinition, ...]:
@@ -168,6 +196,16 @@ class Settings:
         return tuple(name.strip() for name in self.segment_features.split(",") if name.strip())
 
 
+def _boolean(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ValueError(f"{raw!r} is not a boolean")
+    return text in ("true", "1", "yes", "on")
+
+
 def describe_settings() -> list[tuple[str, str, str]]:
     """(env var, default, description) for every setting: for --help and the README."""
-    return [(f.metadata["env"], str(f.default), f.metadata["doc"]) for f in fields(Settings)]
+    return [(f.metadata["env"], str(f.default).lower() if isinstance(f.default, bool)
+             else str(f.default), f.metadata["doc"]) for f in fields(Settings)]

@@ -12,14 +12,20 @@ insufficient data. Frozen models are exported as :class:`TagModel` data.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 from river import drift, linear_model, optim, preprocessing
 
 from operators.tags import TagDefinition, TagModel
+
+log = logging.getLogger(__name__)
 
 
 class TagLearner:
@@ -29,6 +35,7 @@ class TagLearner:
         self.window = window
         self.min_labels = min_labels
         self.min_per_class = min_per_class
+        self.learning_rate = learning_rate
         self.labels = 0
         self.positives = 0
         self.version = 0
@@ -45,13 +52,48 @@ class TagLearner:
         if self.labels:
             score = self._model.predict_proba_one(self._scaler.transform_one(x)).get(True, 0.5)
             self.recent.append((float(score), label))
-            p = min(max(float(score), 1e-6), 1 - 1e-6)
-            self._drift.update(-math.log(p if label else 1 - p))
+            self._drift.update(_loss(float(score), label))
             self.drifts += int(self._drift.drift_detected)
         self._scaler.learn_one(x)
         self._model.learn_one(self._scaler.transform_one(x), bool(label))
         self.labels += 1
         self.positives += label
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tag": {k: list(v) if isinstance(v, tuple) else v
+                    for k, v in asdict(self.tag).items()},
+            "window": self.window, "min_labels": self.min_labels,
+            "min_per_class": self.min_per_class, "learning_rate": self.learning_rate,
+            "labels": self.labels, "positives": self.positives, "version": self.version,
+            "drifts": self.drifts, "recent": [list(pair) for pair in self.recent],
+            "scaler": {"counts": dict(self._scaler.counts), "means": dict(self._scaler.means),
+                       "vars": dict(self._scaler.vars)},
+            "weights": dict(self._model._weights), "intercept": self._model.intercept,
+            "iterations": self._model.optimizer.n_iterations,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> TagLearner:
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in doc["tag"].items()}
+        learner = cls(TagDefinition(**fields), window=int(doc["window"]),
+                      min_labels=int(doc["min_labels"]),
+                      min_per_class=int(doc["min_per_class"]),
+                      learning_rate=float(doc["learning_rate"]))
+        learner.labels, learner.positives = int(doc["labels"]), int(doc["positives"])
+        learner.version, learner.drifts = int(doc["version"]), int(doc["drifts"])
+        for name in ("counts", "means", "vars"):
+            getattr(learner._scaler, name).update(doc["scaler"][name])
+        for feature, weight in doc["weights"].items():
+            learner._model._weights[feature] = float(weight)
+        learner._model.intercept = float(doc["intercept"])
+        learner._model.optimizer.n_iterations = int(doc["iterations"])
+        for score, label in doc["recent"]:
+            learner.recent.append((float(score), int(label)))
+            # ADWIN's buckets are not stored: it is rebuilt from the recent prequential losses.
+            learner._drift.update(_loss(float(score), int(label)))
+        return learner
 
     @property
     def ready(self) -> bool:
@@ -87,6 +129,35 @@ class TagLearner:
                         ready=self.ready, metrics=self.metrics())
 
 
+STATE_FORMAT = "segstream.tag-learners"
+STATE_VERSION = 1
+
+
+def dump_learners(learners: Iterable[TagLearner]) -> bytes:
+    """The learners' state as versioned JSON: numbers and names, never a pickle."""
+    return json.dumps({"format": STATE_FORMAT, "version": STATE_VERSION,
+                       "learners": [learner.to_dict() for learner in learners]},
+                      separators=(",", ":")).encode()
+
+
+def restore_learners(blob: bytes | None) -> dict[str, TagLearner]:
+    """The learners ``dump_learners`` saved, by tag name; {} (with a warning) if unreadable."""
+    if not blob:
+        return {}
+    try:
+        doc = json.loads(blob)
+        if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
+            raise ValueError("not a segstream tag-learner state (an old pickle?)")
+        if doc.get("version") != STATE_VERSION:
+            raise ValueError(f"state version {doc.get('version')!r}, this release reads "
+                             f"{STATE_VERSION}")
+        learners = [TagLearner.from_dict(d) for d in doc["learners"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("tag learner state unreadable (%s); the tags start learning anew", exc)
+        return {}
+    return {learner.tag.name: learner for learner in learners}
+
+
 def exact_auc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
     """ROC AUC by ranks (ties share their average rank); None without both classes."""
     y = np.asarray(labels)
@@ -105,6 +176,11 @@ def exact_auc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
         ranks[order[start:end]] = (start + end + 1) / 2
     return float((ranks[y == 1].sum() - positives * (positives + 1) / 2)
                  / (positives * negatives))
+
+
+def _loss(score: float, label: int) -> float:
+    p = min(max(score, 1e-6), 1 - 1e-6)
+    return -math.log(p if label else 1 - p)
 
 
 def log_loss(scores: Sequence[float], labels: Sequence[int]) -> float:

@@ -9,8 +9,8 @@ snapshot's segments (``operators.matching``) so segment ids stay stable; the res
 
 from __future__ import annotations
 
+import json
 import logging
-import pickle
 from collections.abc import Mapping, Sequence
 
 from operators.matching import Lineage, match_segments
@@ -19,6 +19,8 @@ from stream.segment_model import StreamSegmentModel
 
 log = logging.getLogger(__name__)
 
+STATE_FORMAT = "segstream.segment-trainer"
+STATE_VERSION = 1
 # Two centers closer than this (standardized units) are the same segment across snapshots.
 MATCH_CAP = 1.0
 
@@ -74,19 +76,40 @@ class SegmentTrainer:
         return snapshot, lineage
 
     def dump(self) -> bytes:
-        """The trainer itself, so a restart continues learning (same River version only)."""
-        return pickle.dumps(self)
+        """The trainer's state as versioned JSON, so a restart or another process continues
+        learning. Plain numbers only: loading it never runs code, whatever Redis holds."""
+        return json.dumps({
+            "format": STATE_FORMAT, "version": STATE_VERSION,
+            "snapshot_every": self.snapshot_every, "model_version": self.version,
+            "samples_at_snapshot": self.samples_at_snapshot,
+            "previous": None if self.previous is None else self.previous.to_dict(),
+            "model": self.model.to_dict(),
+        }, separators=(",", ":")).encode()
 
     @staticmethod
     def restore(blob: bytes | None) -> SegmentTrainer | None:
+        """The trainer ``dump`` saved, or None (with a warning) if it cannot be read."""
         if blob is None:
             return None
         try:
-            trainer = pickle.loads(blob)
-        except Exception as exc:  # a River upgrade can make old pickles unreadable
-            log.warning("trainer state unreadable (%s); starting a new trainer", exc)
+            doc = json.loads(blob)
+            if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
+                raise ValueError("not a segstream segment-trainer state (an old pickle?)")
+            if doc.get("version") != STATE_VERSION:
+                raise ValueError(f"state version {doc.get('version')!r}, this release reads "
+                                 f"{STATE_VERSION}")
+            model = StreamSegmentModel.from_dict(doc["model"])
+            trainer = SegmentTrainer(model.features, model.n_segments,
+                                     snapshot_every=int(doc["snapshot_every"]))
+            trainer.model = model
+            trainer.version = int(doc["model_version"])
+            trainer.samples_at_snapshot = int(doc["samples_at_snapshot"])
+            previous = doc["previous"]
+            trainer.previous = None if previous is None else SegmentSnapshot.from_dict(previous)
+        except (ValueError, KeyError, TypeError, IndexError, AssertionError) as exc:
+            log.warning("segment trainer state unreadable (%s); starting a new trainer", exc)
             return None
-        return trainer if isinstance(trainer, SegmentTrainer) else None
+        return trainer
 
 
 def _restandardize(

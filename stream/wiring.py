@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import redis
 from prometheus_client import CollectorRegistry
 
+from operators.events import EventLimits
 from operators.features import DAY_MS
 from operators.pipeline import PipelineConfig
 from operators.tags import usable_models
@@ -29,6 +30,7 @@ from stream.memory import (
     InMemoryStateStore,
 )
 from stream.metrics import Metrics
+from stream.outputs import Topics
 from stream.ports import Clock, EventSource, ModelStore, Sink, StateStore
 from stream.redis_store import RedisModelStore, RedisStateStore
 from stream.settings import Settings
@@ -106,14 +108,13 @@ def build_processor(
     if snapshot is not None:
         log.info("scoring with stored segment model v%d", snapshot.version)
     config = LoopConfig(
-        output_topic=settings.output_topic,
-        dlq_topic=settings.dlq_topic,
-        late_topic=settings.late_topic,
-        alert_topic=settings.alert_topic,
+        topics=Topics(settings.output_topic, settings.dlq_topic, settings.late_topic,
+                      settings.alert_topic, settings.dlq_max_bytes),
         sweep_batch_users=settings.sweep_batch_users,
         max_batch_records=settings.max_batch_records,
         poll_timeout_s=settings.poll_timeout_s,
-        max_message_bytes=settings.max_message_bytes,
+        limits=EventLimits(settings.max_message_bytes, settings.min_event_ms,
+                           settings.max_future_s * 1000),
         retry_attempts=settings.retry_attempts,
         pipeline=PipelineConfig(
             features, settings.train_sample_permille, settings.switch_margin,
@@ -128,7 +129,8 @@ def build_processor(
     learning = Learning(
         trainer=trainer, tags=settings.tag_definitions, model_store=parts.model_store,
         sink=parts.sink, metrics=metrics, clock=clock, output_topic=settings.output_topic,
-        snapshot=snapshot, tag_models=tag_models, lease_ms=settings.trainer_lease_s * 1000)
+        snapshot=snapshot, tag_models=tag_models, lease_ms=settings.trainer_lease_s * 1000,
+        training=settings.training)
     processor = Processor(
         source=parts.source, sink=parts.sink, state_store=parts.state_store,
         model_store=parts.model_store, learning=learning, metrics=metrics,

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from operators.events import Event, Rejected, decode_event
+from operators.events import Event, EventLimits, Rejected, decode_event
 
 BASE = {"event_id": "e1", "user_id": "u1", "type": "purchase", "ts": 1767225600000,
         "amount": 19.99, "currency": "EUR", "item_id": "i9", "quantity": 2}
@@ -78,5 +78,6 @@ def test_rejects_a_key_that_is_not_the_user_id(key: bytes | None) -> None:
 
 
 def test_rejects_messages_over_the_size_limit() -> None:
-    rejected = decode_event(b"u1", json.dumps({**BASE, "pad": "x" * 100}).encode(), max_bytes=100)
+    rejected = decode_event(b"u1", json.dumps({**BASE, "pad": "x" * 100}).encode(),
+                            EventLimits(max_bytes=100))
     assert isinstance(rejected, Rejected) and rejected.reason == "oversized"

@@ -3,11 +3,12 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from dataclasses import replace
 
 import pytest
 
 from operators import features as features_module
-from operators.events import Event
+from operators.events import EVENT_TYPES, Event
 from operators.features import (
     DAY_MS,
     FEATURES,
@@ -100,22 +101,56 @@ def test_categories_count_distinct_values_approximately() -> None:
     assert features_at(apply([ev(1, "view", 0)]), T0)["categories"] == 0
 
 
-def test_recent_event_ids_detect_redeliveries() -> None:
-    state = apply([ev(n, "view", n) for n in range(1, 6)])
-    assert is_duplicate(state, ev(5, "view", 5))
-    assert is_duplicate(state, ev(4, "view", 4))
-    assert not is_duplicate(state, ev(3, "view", 3))  # only the last two are remembered
+def test_recent_event_ids_detect_redeliveries_among_the_last_four() -> None:
+    state = apply([ev(n, "view", n) for n in range(1, 7)])
+    for n in (6, 5, 4, 3):
+        assert is_duplicate(state, ev(n, "view", n))
+    assert not is_duplicate(state, ev(2, "view", 2))  # only the last four are remembered
     assert not is_duplicate(None, ev(1, "view", 1))
+
+
+def test_a_non_adjacent_repeat_counts_once() -> None:
+    a, b, c = ev(1, "purchase", 0, 5.0), ev(2, "view", 0.1), ev(3, "view", 0.2)
+    state = apply([a, b, c])
+    assert is_duplicate(state, a)  # a, b, c, a: the second a is a redelivery
 
 
 def test_packed_state_round_trips_and_fits_the_redis_budget() -> None:
     state = apply([ev(1, "view", 0), ev(2, "purchase", 1, 12.34),
                    Event("e3", "u1", "view", T0 + 5, category="toys")])
     packed = pack_state(state)
-    # 141 bytes; values up to 156 bytes share one allocator class, within which MEMORY USAGE
+    # 155 bytes; values up to 156 bytes share one allocator class, within which MEMORY USAGE
     # stays under 256 bytes per user for short keys (tests/stream/test_redis_memory.py).
     assert len(packed) == STATE_SIZE_BYTES <= 156
     assert unpack_state(packed) == state
+
+
+@pytest.mark.parametrize("segment", [127, 128, 255, 40_000, 2**31 - 1])
+def test_segment_ids_past_a_byte_pack_exactly(segment: int) -> None:
+    state = replace(apply([ev(1, "view", 0)]), segment=segment, pending_segment=segment - 1)
+    again = unpack_state(pack_state(state))
+    assert (again.segment, again.pending_segment) == (segment, segment - 1)
+
+
+def test_counters_saturate_at_their_limits_instead_of_failing() -> None:
+    state = replace(apply([ev(1, "view", 0)]), counts=(2**40,) * len(EVENT_TYPES),
+                    spend_cents=2**70, seq=2**33, pending_streak=1000, segment=2**40)
+    again = unpack_state(pack_state(state))
+    assert again.counts == (2**32 - 1,) * len(EVENT_TYPES)
+    assert (again.spend_cents, again.seq, again.pending_streak) == (2**63 - 1, 2**32 - 1, 255)
+    assert again.segment == -1  # no such segment can exist: unassigned, re-scored next time
+
+
+def test_version_2_records_are_still_read() -> None:
+    state = apply([ev(1, "view", 0), ev(2, "purchase", 1, 12.34)])
+    ids = [d | 0xABCD << 48 for d in state.recent_event_ids[:2]]  # v2 kept 64-bit digests
+    v2 = features_module._LAYOUT_V2.pack(
+        2, state.first_seen_ms, state.last_seen_ms, state.last_purchase_ms, state.next_due_ms,
+        *state.counts, state.spend_cents, *state.windows, *ids, state.category_bits,
+        3, -1, 0, 1, 7)
+    again = unpack_state(v2)
+    assert again == replace(state, segment=3, tags=1, seq=7)
+    assert is_duplicate(again, ev(2, "purchase", 1, 12.34))
 
 
 def test_unpacking_an_unknown_format_version_fails_loudly() -> None:

@@ -222,7 +222,7 @@ def test_a_failed_claim_stops_the_consumer_instead_of_processing_unowned_partiti
 def test_metrics_follow_the_flow_the_stages_and_the_stores() -> None:
     broker = InMemoryBroker()
     events = list(generate_events(40, seed=3, days=20))
-    clock_s = 2_000_000.0
+    clock_s = 1_800_000_000.0  # 2027: after the simulated events, as a live clock is
     for event in events:  # records stamped 5 s before the (fake) clock
         broker.append(SETTINGS.input_topic, *encode(event), timestamp_ms=int((clock_s - 5) * 1000))
     broker.append(SETTINGS.input_topic, b"u", MALFORMED[0], timestamp_ms=int(clock_s * 1000))

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from stream.errors import PartitionLost
+from stream.errors import PartitionLost, StateLost
 from stream.memory import InMemoryStateStore
 from stream.ports import Partition, PartitionWrite, StateStore
 from stream.redis_store import RedisStateStore
@@ -110,6 +110,60 @@ def test_segment_sizes_follow_the_saved_deltas(new_store: Callable[[], StateStor
 def test_writing_without_a_claim_is_refused(new_store: Callable[[], StateStore]) -> None:
     with pytest.raises(PartitionLost):
         new_store().save({P0: PartitionWrite(0, 1, {"a": b"x"})})
+
+
+def test_a_load_checks_ownership_before_anything_is_published(
+    new_store: Callable[[], StateStore],
+) -> None:
+    first, second = new_store(), new_store()
+    first.claim(P0)
+    first.claim(P1)
+    second.claim(P1)  # a rebalance gave P1 to another consumer
+    with pytest.raises(PartitionLost) as taken:
+        first.load({P0: ["a"], P1: ["b"]})
+    assert taken.value.partitions == {P1}
+    assert first.load({P0: ["a"]}) == {P0: {}}
+
+
+def lose(store: StateStore, only_offset: bool = False) -> None:
+    """What a Redis restart without persistence does (or a lost offset key alone)."""
+    if isinstance(store, InMemoryStateStore):
+        if only_offset:
+            store._data[P0].next_offset = None
+        else:
+            store.lose_everything()
+        return
+    assert isinstance(store, RedisStateStore)
+    pattern = store._key(P0, "offset") if only_offset else f"{store._prefix}:*"
+    for key in store._client.scan_iter(pattern):
+        store._client.delete(key)
+
+
+@pytest.mark.parametrize("saved_before", [False, True])
+def test_a_vanished_claim_is_lost_state_not_a_rebalance(
+    new_store: Callable[[], StateStore], saved_before: bool,
+) -> None:
+    store = new_store()
+    store.claim(P0)
+    if saved_before:
+        store.save({P0: PartitionWrite(0, 3, {"a": b"x"})})
+    lose(store)
+    with pytest.raises(StateLost):
+        store.load({P0: ["a"]})
+    with pytest.raises(StateLost):
+        store.save({P0: PartitionWrite(3, 4, {"a": b"y"})})
+    assert new_store().claim(P0) is None  # a restart rebuilds from the start of the log
+
+
+def test_a_vanished_offset_is_lost_state(new_store: Callable[[], StateStore]) -> None:
+    store = new_store()
+    store.claim(P0)
+    store.save({P0: PartitionWrite(0, 3, {"a": b"x"})})
+    lose(store, only_offset=True)
+    with pytest.raises(StateLost):
+        store.load({P0: ["a"]})
+    with pytest.raises(StateLost):
+        store.save({P0: PartitionWrite(3, 4, {"a": b"y"})})
 
 
 @pytest.mark.redis

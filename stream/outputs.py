@@ -1,0 +1,108 @@
+"""What one partition's batch sends, and what it counts once it is saved.
+
+The loop collects every record a batch publishes (change events, alerts, dead letters, late
+events) in :class:`Outputs`, sends them all and flushes (a retry re-sends all of them: outputs
+are at-least-once with deterministic ids), and only after the batch is saved adds its
+:class:`Tally` to the metrics, so a retried or fenced batch is never counted twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from operators.changes import encode_alert, encode_change
+from operators.events import PROCESSING_ERROR, Rejected
+from operators.pipeline import BatchOutcome
+from stream.dead_letters import encode_dead_letter
+from stream.ports import Record, Sink
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    output: str
+    dlq: str
+    late: str
+    alert: str
+    dead_letter_max_bytes: int = 1_000_000
+
+
+@dataclass(slots=True)
+class Tally:
+    """The per-event metrics of one partition's batch."""
+
+    consumed: Counter[tuple[str, str]] = field(default_factory=Counter)  # (topic, type)
+    processed: Counter[str] = field(default_factory=Counter)  # event type
+    dead_lettered: Counter[str] = field(default_factory=Counter)  # reason
+    duplicates: int = 0
+    late: int = 0
+    rescored: int = 0
+    rescoring_errors: int = 0
+    changes: int = 0
+    segment_moves: Counter[tuple[str, str]] = field(default_factory=Counter)  # (from, to)
+    tag_moves: Counter[tuple[str, str]] = field(default_factory=Counter)  # (tag, direction)
+    alerts: Counter[str] = field(default_factory=Counter)  # tag
+    segment_deltas: Counter[int] = field(default_factory=Counter)  # users in, minus users out
+    segment_touches: Counter[int] = field(default_factory=Counter)  # enters + exits
+
+
+@dataclass(slots=True)
+class Outputs:
+    topics: Topics
+    now_ms: int
+    records: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)
+
+    def dead_letter(self, record: Record, rejected: Rejected) -> None:
+        self.records.append((self.topics.dlq, record.key, encode_dead_letter(
+            record, rejected, self.now_ms, self.topics.dead_letter_max_bytes)))
+        self.tally.dead_lettered[rejected.reason] += 1
+
+    def outcome(self, outcome: BatchOutcome, sources: dict[int, Record]) -> None:
+        """The changes, alerts, late and failed events of one partition's transition."""
+        tally = self.tally
+        for change, tag in outcome.alerts:
+            self.records.append((self.topics.alert, change.user_id.encode(),
+                                 encode_alert(change, tag, self.now_ms)))
+            tally.alerts[tag] += 1
+        for change in outcome.changes:
+            self.records.append((self.topics.output, change.user_id.encode(),
+                                 encode_change(change, self.now_ms)))
+            for tag in change.tags_added:
+                tally.tag_moves[tag, "enter"] += 1
+            for tag in change.tags_removed:
+                tally.tag_moves[tag, "exit"] += 1
+            before, after = change.segment_before, change.segment_after
+            if before == after:
+                continue
+            tally.segment_moves["none" if before is None else str(before),
+                                "none" if after is None else str(after)] += 1
+            for segment, step in ((before, -1), (after, 1)):
+                if segment is not None:
+                    tally.segment_deltas[segment] += step
+                    tally.segment_touches[segment] += 1
+        tally.changes += len(outcome.changes)
+        for event, watermark in outcome.late:
+            record = sources[id(event)]
+            late = Rejected("late", f"event time {event.ts_ms} is before the partition's "
+                            f"watermark {watermark}")
+            self.records.append((self.topics.late, record.key, encode_dead_letter(
+                record, late, self.now_ms, self.topics.dead_letter_max_bytes)))
+        for event, error in outcome.failed:
+            self.dead_letter(sources[id(event)], Rejected(
+                PROCESSING_ERROR, f"{error} while applying event {event.event_id!r} of user "
+                f"{event.user_id!r}; the user's state is as before it"))
+        tally.late += len(outcome.late)
+        tally.rescored += outcome.rescored
+        tally.rescoring_errors += len(outcome.failed_rescorings)
+        tally.processed.update(outcome.processed_by_type)
+        tally.duplicates += outcome.duplicates
+
+    def send(self, sink: Sink) -> None:
+        """Send everything and wait for the acknowledgements (all again on a retry)."""
+        for topic, key, value in self.records:
+            sink.send(topic, key, value)
+        sink.flush()
+
+    def segment_deltas(self) -> dict[int, int]:
+        return {s: d for s, d in self.tally.segment_deltas.items() if d}

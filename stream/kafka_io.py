@@ -14,6 +14,7 @@ from stream.errors import AssignmentFailed, DependencyError
 from stream.ports import AssignmentListener, Partition, Record
 
 log = logging.getLogger(__name__)
+_FETCH_MAX_BYTES = 16 * 1024 * 1024
 
 
 class _Rebalance(kafka.ConsumerRebalanceListener):  # type: ignore[misc]
@@ -65,6 +66,12 @@ class KafkaEventSource:
                 session_timeout_ms=session_timeout_ms,
                 heartbeat_interval_ms=max(session_timeout_ms // 3, 100),
                 max_poll_records=max_poll_records,
+                # A fetch response may be as large as fetch_max_bytes (and one record batch past
+                # any limit is still returned whole): the frame limit must exceed it, or a 1 MB
+                # message logs "Invalid frame length" and is fetched again and again.
+                fetch_max_bytes=_FETCH_MAX_BYTES,
+                max_partition_fetch_bytes=2 * 1024 * 1024,
+                receive_message_max_bytes=_FETCH_MAX_BYTES + 2 * 1024 * 1024,
                 **consumer_options,
             )
         except KafkaError as exc:

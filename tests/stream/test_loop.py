@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import struct
+from collections import Counter
 from collections.abc import Collection, Mapping
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from operators.events import EVENT_TYPES
-from operators.features import unpack_state
-from stream.errors import DependencyError
+from operators import pipeline
+from operators.events import EVENT_TYPES, Event
+from operators.features import UserState, unpack_state
+from stream.errors import DependencyError, StateLost
 from stream.generator import MALFORMED, encode, generate_events
 from stream.loop import Processor
-from stream.memory import InMemoryBroker, InMemoryStateStore
+from stream.memory import InMemoryBroker, InMemoryModelStore, InMemoryStateStore
 from stream.ports import Partition, PartitionWrite
 from stream.settings import Settings
 from stream.wiring import Parts, build_processor, in_memory_parts
@@ -267,3 +271,109 @@ def test_metrics_follow_the_flow_the_stages_and_the_stores() -> None:
                  model_version=version) == 1
     processor.revoked(list(processor.owned))
     assert registry.get_sample_value("segstream_consumer_lag_records", {"partition": "0"}) is None
+
+
+def test_a_retried_save_counts_every_event_once() -> None:
+    broker = InMemoryBroker()
+    events = feed(broker)
+    parts = in_memory_parts(SETTINGS, broker)
+    parts = Parts(parts.source, parts.sink, FlakyStore(failures=2), parts.model_store)
+    registry = CollectorRegistry()
+    drain(build_processor(SETTINGS, parts, registry=registry, sleep=lambda s: None))
+    processed = sum(registry.get_sample_value("segstream_events_processed_total", {"type": t})
+                    or 0 for t in EVENT_TYPES)
+    consumed = sum(registry.get_sample_value(
+        "segstream_events_consumed_total", {"topic": SETTINGS.input_topic, "type": t}) or 0
+        for t in EVENT_TYPES)
+    assert processed == consumed == len(events)
+
+
+def test_an_event_whose_processing_raises_is_dead_lettered_and_the_rest_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broker = InMemoryBroker()
+    events = feed(broker)
+    poison = events[len(events) // 2]
+    real_update = pipeline.update_features
+
+    def update(state: UserState | None, event: Event, digest: int | None = None) -> UserState:
+        if event.event_id == poison["event_id"]:
+            raise struct.error("simulated bug")
+        return real_update(state, event, digest)
+
+    monkeypatch.setattr(pipeline, "update_features", update)
+    parts = in_memory_parts(SETTINGS, broker)
+    drain(build_processor(SETTINGS, parts))
+    dead = [json.loads(r.value) for r in broker.records(SETTINGS.dlq_topic)]
+    assert [(d["reason"], d["detail"].split()[0]) for d in dead] == [("processing_error",
+                                                                      "error")]
+    assert json.loads(base64.b64decode(dead[0]["value_base64"])) == poison
+    others = [e for e in events if e is not poison]
+    got = {u: features_only(unpack_state(b)) for u, b in stored_users(parts).items()}
+    assert got == {u: features_only(s) for u, s in expected_states(others).items()}
+
+
+def test_a_dead_letter_too_big_for_its_topic_describes_the_original() -> None:
+    settings = Settings(max_message_bytes=1000, dlq_max_bytes=4096)
+    broker = InMemoryBroker()
+    huge = b'{"pad":"' + b"x" * 20_000 + b'"}'
+    broker.append(settings.input_topic, b"u1", huge)
+    drain(build_processor(settings, in_memory_parts(settings, broker)))
+    (record,) = broker.records(settings.dlq_topic)
+    assert len(record.value) <= 4096
+    dead = json.loads(record.value)
+    assert dead["reason"] == "oversized" and dead["value_base64"] is None
+    assert dead["value_bytes"] == len(huge)
+    assert dead["value_sha256"] == hashlib.sha256(huge).hexdigest()
+    assert huge.startswith(base64.b64decode(dead["value_prefix_base64"]))
+    assert (dead["topic"], dead["offset"]) == (settings.input_topic, 0)
+
+
+def test_a_runaway_clock_is_dead_lettered_and_moves_no_watermark() -> None:
+    broker = InMemoryBroker()
+    now_ms = 1_800_000_000_000
+    early = {"event_id": "a1", "user_id": "alice", "type": "view", "ts": now_ms - 60_000}
+    runaway = {"event_id": "b1", "user_id": "bob", "type": "view", "ts": 4_000_000_000_000}
+    later = {"event_id": "c1", "user_id": "carol", "type": "view", "ts": now_ms - 30_000}
+    for event in (early, runaway, later):
+        broker.append(SETTINGS.input_topic, *encode(event), timestamp_ms=now_ms)
+
+    class Clock:
+        def time_s(self) -> float:
+            return now_ms / 1000
+
+    parts = in_memory_parts(SETTINGS, broker)
+    drain(build_processor(SETTINGS, parts, clock=Clock()))
+    (dead,) = [json.loads(r.value) for r in broker.records(SETTINGS.dlq_topic)]
+    assert dead["reason"] == "future_timestamp"
+    assert set(stored_users(parts)) == {"alice", "carol"}
+    assert broker.records(SETTINGS.late_topic) == []
+
+
+def test_lost_state_publishes_nothing_keeps_the_model_and_stops() -> None:
+    broker = InMemoryBroker()
+    feed(broker)
+    parts = in_memory_parts(SETTINGS, broker)
+    processor = build_processor(SETTINGS, parts)
+    processor.run_once()
+    while processor.snapshot is None:
+        assert processor.run_once()
+    version = processor.snapshot.version
+    def kinds() -> Counter[str]:
+        return Counter(json.loads(r.value)["kind"] for r in broker.records(SETTINGS.output_topic))
+
+    published = kinds()
+    assert isinstance(parts.state_store, InMemoryStateStore)
+    parts.state_store.lose_everything()
+    assert isinstance(parts.model_store, InMemoryModelStore)
+    parts.model_store._snapshot = None  # Redis held the model too
+    for event in generate_events(5, seed=11, days=2):
+        broker.append(SETTINGS.input_topic, *encode(event))
+    with pytest.raises(StateLost):
+        drain(processor)
+    assert not processor.healthy(stale_after_s=60)
+    # Nothing from the empty state, only the model, republished under a higher version.
+    assert kinds() - published == Counter({"model_republished": 1})
+    stored = parts.model_store.load_snapshot()
+    assert stored is not None and stored.version == version + 1
+    assert stored.centers == processor.snapshot.centers

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 import random
 
@@ -7,7 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from operators.tags import NO_PURCHASE_WITHIN, TagDefinition, predict
-from stream.tag_trainer import TagLearner, exact_auc, log_loss
+from stream.tag_trainer import TagLearner, dump_learners, exact_auc, log_loss, restore_learners
 
 TAG = TagDefinition("churn_risk", "predictive", label=NO_PURCHASE_WITHIN, horizon_days=90,
                     features=("inactive_days", "frequency"))
@@ -54,3 +55,19 @@ def test_learns_online_reports_insufficient_data_then_a_useful_model() -> None:
     truth = [y for _, y in held_out]
     assert roc_auc_score(truth, scores) == pytest.approx(model.metrics["auc"], abs=0.05)
     assert log_loss(scores, truth) < 0.69  # better than a coin
+
+
+def test_learners_are_stored_as_data_and_learn_on_as_before() -> None:
+    learner = TagLearner(TAG, min_labels=300, min_per_class=30)
+    data = labelled(3000, seed=3)
+    for features, label in data[:1500]:
+        learner.learn(logs(features), label)
+    blob = dump_learners([learner])
+    assert json.loads(blob)["format"] == "segstream.tag-learners"
+    restored = restore_learners(blob)[TAG.name]
+    assert restored.model() == learner.model()
+    for features, label in data[1500:]:
+        learner.learn(logs(features), label)
+        restored.learn(logs(features), label)
+    assert restored.model() == learner.model()
+    assert restore_learners(b"\x80\x04 an old pickle") == {}

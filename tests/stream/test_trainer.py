@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+import pickle
+
 import itertools
 import json
 import math
@@ -157,3 +160,31 @@ def test_the_trainer_survives_a_dump_and_restore_and_rejects_garbage() -> None:
     assert restored.snapshot() == trainer.snapshot()
     assert SegmentTrainer.restore(b"not a pickle") is None
     assert SegmentTrainer.restore(None) is None
+
+
+def test_a_restored_trainer_learns_on_exactly_as_the_original() -> None:
+    trainer = SegmentTrainer(FEATURES, 4, snapshot_every=100, seed=1, warmup=200)
+    vectors = sample_vectors(900)
+    for vector in vectors[:450]:
+        trainer.learn(vector)
+    restored = SegmentTrainer.restore(trainer.dump())
+    assert restored is not None
+    for vector in vectors[450:]:
+        trainer.learn(vector)
+        restored.learn(vector)
+    assert restored.snapshot() == trainer.snapshot()
+
+
+class _Exploit:
+    ran = False
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (setattr, (_Exploit, "ran", True))
+
+
+def test_trainer_state_is_data_never_unpickled() -> None:
+    assert json.loads(SegmentTrainer(FEATURES, 4).dump())["format"] == "segstream.segment-trainer"
+    assert SegmentTrainer.restore(pickle.dumps(_Exploit())) is None
+    assert not _Exploit.ran
+    newer = json.loads(SegmentTrainer(FEATURES, 4).dump()) | {"version": 99}
+    assert SegmentTrainer.restore(json.dumps(newer).encode()) is None  # a clear warning

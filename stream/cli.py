@@ -1,4 +1,4 @@
-"""The ``segstream`` command: serve, demo, replay, evaluate, produce, create-topics."""
+"""The ``segstream`` command: serve, demo, replay, evaluate, inspect, produce, create-topics."""
 
 from __future__ import annotations
 
@@ -55,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     produce.add_argument("--days", type=float, default=60.0)
     produce.add_argument("--seed", type=int, default=7)
     produce.add_argument("--malformed", type=int, default=0, help="also send N malformed messages")
+    inspect = commands.add_parser(
+        "inspect", help="print a user's segment, tags, seq and features (JSON) from Redis")
+    inspect.add_argument("user_id")
     topics = commands.add_parser(
         "create-topics", help="create the input, output, DLQ, late and alert topics")
     topics.add_argument("--partitions", type=int, default=4)
@@ -86,6 +89,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("replay", "evaluate"):
         logging.getLogger().setLevel(logging.WARNING)  # the progress bar tells the story
         return _history_command(args, settings)
+    if args.command == "inspect":
+        import json
+
+        from stream.inspect import inspect_user
+
+        doc = inspect_user(settings, args.user_id)
+        if doc is None:
+            print(f"segstream: no state for user {args.user_id!r}", file=sys.stderr)
+            return 1
+        print(json.dumps(doc, indent=2))
+        return 0
     if args.command == "produce":
         from stream.tools import produce_simulated
 
@@ -140,13 +154,19 @@ def _history_command(args: argparse.Namespace, settings: Settings) -> int:
         print(f"segstream: no events in {args.input}", file=sys.stderr)
         return 2
     if args.command == "evaluate":
-        from stream.evaluation.run import evaluate
+        from stream.evaluation.run import EvaluationError, evaluate
 
-        report = evaluate(events, args.out, k=args.k, seeds=args.seeds,
-                          segment_features=args.segment_features.split(","), tags=settings.tags)
+        try:
+            report = evaluate(events, args.out, k=args.k, seeds=args.seeds,
+                              segment_features=args.segment_features.split(","),
+                              tags=settings.tags)
+        except EvaluationError as exc:
+            print(f"segstream: {exc}", file=sys.stderr)
+            return 2
         print((args.out / "report.md").read_text())
         print(f"cost ratio median {report['cost_ratio']['median']:.3f}, "
-              f"ARI median {report['ari']['median']:.3f}; files in {args.out}")
+              f"ARI median {report['ari']['median']:.3f}; files in {args.out}; "
+              f"dead-lettered: {_by_reason(report['dead_lettered'])}")
         return 0
     from operators.features import DAY_MS
     from stream.replay import progress_bar, replay_events
@@ -155,10 +175,22 @@ def _history_command(args: argparse.Namespace, settings: Settings) -> int:
     replayed = replay_events(settings, events, until_ms=end_ms, kafka=args.kafka,
                              progress=progress_bar())
     snapshot = replayed.processor.snapshot
-    print(f"replayed {replayed.events:,} events from {args.input}; segment model "
+    dead = replayed.processor.metrics.dead_lettered()
+    applied = replayed.events - sum(dead.values())
+    print(f"replayed {replayed.events:,} events from {args.input}: {applied:,} valid, "
+          f"{sum(dead.values()):,} dead-lettered ({_by_reason(dead)}); segment model "
           f"v{snapshot.version if snapshot else 0}; changes on {settings.output_topic}"
           + ("" if args.kafka else " (in memory)"))
+    if applied == 0:
+        print("segstream: every event was dead-lettered; see the reasons above (an old "
+              "history? set SEGSTREAM_MIN_EVENT_TIME)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _by_reason(counts: dict[str, int]) -> str:
+    return ", ".join(f"{reason}: {n:,}" for reason, n in sorted(
+        counts.items(), key=lambda item: -item[1])) or "none"
 
 
 def serve(settings: Settings) -> int:

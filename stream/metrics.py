@@ -256,6 +256,12 @@ class Metrics:
                     with suppress(KeyError):  # never set: no series to remove
                         gauge.remove(str(partition.index))
 
+    def dead_lettered(self) -> dict[str, int]:
+        """Records dead-lettered so far, by reason (those with any)."""
+        counts = {r: self.registry.get_sample_value("segstream_events_dead_lettered_total",
+                                                    {"reason": r}) or 0 for r in REJECTION_REASONS}
+        return {r: int(n) for r, n in counts.items() if n}
+
     def count(self, tally: Tally) -> None:
         """A saved batch's per-event figures (never before the save: a retry counts once)."""
         for (topic, event_type), n in tally.consumed.items():

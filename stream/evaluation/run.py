@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import os
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from operators.events import EventLimits, Rejected, decode_event
 from operators.features import DAY_MS, features_at, unpack_state
 from operators.segments import SegmentSnapshot, assign_segment, segment_profiles
 from stream.evaluation.segments import (
@@ -28,6 +30,7 @@ from stream.evaluation.segments import (
     stationary_population,
 )
 from stream.evaluation.tags import evaluate_tags
+from stream.generator import encode
 from stream.memory import InMemoryStateStore
 from stream.replay import progress_bar, replay_events
 from stream.settings import Settings
@@ -54,6 +57,13 @@ def evaluate(
 
     ``tags``: the tag definitions (JSON, as ``SEGSTREAM_TAGS``); the defaults if None.
     """
+    buyers, rejected = screen(events)
+    if buyers < max(10 * k, 50):
+        raise EvaluationError(
+            f"only {buyers:,} users with a valid purchase remain, too few to judge {k} "
+            f"segments; {sum(rejected.values()):,} of {len(events):,} events would be "
+            f"dead-lettered ({_reasons(rejected)}). Fix the input (or, for old histories, "
+            "set SEGSTREAM_MIN_EVENT_TIME) and run again.")
     out_dir.mkdir(parents=True, exist_ok=True)
     at_ms = max(int(e["ts"]) for e in events) + DAY_MS
     jobs = [(events, k, tuple(segment_features), seed, at_ms, out_dir if seed == 0 else None,
@@ -85,8 +95,32 @@ def evaluate(
     }
     from stream.evaluation.report import write_report
 
+    report["dead_lettered"] = dict(rejected)
     write_report(out_dir, report)
     return report
+
+
+class EvaluationError(Exception):
+    """The input cannot be evaluated; the message says why and what to do."""
+
+
+def screen(events: Sequence[dict[str, Any]],
+           limits: EventLimits | None = None) -> tuple[int, Counter[str]]:
+    """(users with a valid purchase, events the decoder would reject by reason)."""
+    limits = limits or EventLimits(min_ts_ms=Settings.from_env(os.environ).min_event_ms)
+    buyers: set[str] = set()
+    rejected: Counter[str] = Counter()
+    for raw in events:
+        decoded = decode_event(*encode(raw), limits)
+        if isinstance(decoded, Rejected):
+            rejected[decoded.reason] += 1
+        elif decoded.type == "purchase":
+            buyers.add(decoded.user_id)
+    return len(buyers), rejected
+
+
+def _reasons(counts: Counter[str]) -> str:
+    return ", ".join(f"{reason}: {n:,}" for reason, n in counts.most_common())
 
 
 def _run_seed(

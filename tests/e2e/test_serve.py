@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 import redis
 
 from operators.events import Rejected, decode_event
+from operators.features import FEATURES
 from stream.generator import MALFORMED, encode, generate_events
 from tests.support.events import expected_states, features_only
 from tests.support.servers import (
@@ -95,6 +98,20 @@ def test_serve_processes_every_event_once_and_dead_letters_the_rest(
     for doc in docs:
         last_seq[doc["user_id"]] = max(last_seq.get(doc["user_id"], 0), doc["seq"])
     assert all(got[u].seq == seq for u, seq in last_seq.items())
+
+    # `segstream inspect` reads a user's state back as operators see it.
+    user = max(got, key=lambda u: got[u].seq)
+    shown = subprocess.run([sys.executable, "-m", "stream", "inspect", user], env=service.env,
+                           capture_output=True, check=True, text=True).stdout
+    doc = json.loads(shown)
+    assert (doc["user_id"], doc["seq"], doc["last_event_ms"]) == (
+        user, got[user].seq, got[user].last_seen_ms)
+    assert doc["features"]["events"] == got[user].events_total
+    assert doc["segment"] is None or doc["segment"]["id"] == got[user].segment
+    assert len(doc["features"]) == len(FEATURES)
+    missing = subprocess.run([sys.executable, "-m", "stream", "inspect", "nobody"],
+                             env=service.env, capture_output=True)
+    assert missing.returncode == 1
 
     # Metrics and health, then a clean stop on SIGTERM.
     port = service.http_port()

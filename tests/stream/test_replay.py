@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +56,38 @@ def test_replays_into_kafka_and_redis(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         for key in client.scan_iter(f"{prefix}:*"):
             client.delete(key)
+
+
+def history(path: Path, year: int, users: int = 80) -> Path:
+    rows = ["customer,when,amount"]
+    for n in range(users * 5):
+        rows.append(f"c{n % users},{year}-0{1 + n % 9}-1{n % 10} 10:00:00,{5 + n % 40}.50")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_a_history_from_the_1990s_replays_and_the_dead_letters_are_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    mapping = ["--user-column", "customer", "--time-column", "when", "--amount-column",
+               "amount"]
+    code = main(["replay", str(history(tmp_path / "old.csv", 1994)), *mapping])
+    out = capsys.readouterr().out
+    assert code == 0 and "400 valid, 0 dead-lettered (none)" in out
+    code = main(["replay", str(history(tmp_path / "older.csv", 1975)), *mapping])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "0 valid, 400 dead-lettered (bad_timestamp: 400)" in captured.out
+    assert "SEGSTREAM_MIN_EVENT_TIME" in captured.err
+
+
+def test_evaluate_explains_why_too_few_users_remain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["evaluate", "--input", str(history(tmp_path / "older.csv", 1975)),
+                 "--user-column", "customer", "--time-column", "when", "--amount-column",
+                 "amount", "--out", str(tmp_path / "eval")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "only 0 users with a valid purchase remain" in err
+    assert "bad_timestamp: 400" in err and "Traceback" not in err

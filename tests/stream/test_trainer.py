@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-import json
-import pickle
-
 import itertools
 import json
 import math
 import os
+import pickle
 import random
 import subprocess
 import sys

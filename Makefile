@@ -9,7 +9,7 @@ export KAFKA_PORT REDIS_PORT
 export SEGSTREAM_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(KAFKA_PORT)
 export SEGSTREAM_REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
 
-.PHONY: help install demo test test-unit check services-up services-down services-status bench clean
+.PHONY: help install demo test test-unit check services-up services-down services-status bench chaos clean
 
 help:
 	@echo "make demo           run the pipeline in-process on simulated shoppers (no servers)"
@@ -18,6 +18,7 @@ help:
 	@echo "make services-up    start Kafka (127.0.0.1:$(KAFKA_PORT)) and Redis (127.0.0.1:$(REDIS_PORT))"
 	@echo "make services-down  stop them and delete their data"
 	@echo "make bench          throughput benchmark against the real servers"
+	@echo "make chaos          the chaos suite at full size (100,000 malformed messages...)"
 
 install: $(VENV)/.installed
 
@@ -51,6 +52,11 @@ test-unit: install
 test: check services-up
 	@status=0; $(BIN)/pytest -q -p no:cacheprovider || status=$$?; \
 	  scripts/services.sh down; exit $$status
+
+# The chaos suite at full size; `make test` runs it reduced.
+chaos: services-up
+	@status=0; SEGSTREAM_CHAOS_MESSAGES=100000 $(BIN)/pytest -q -s -p no:cacheprovider \
+	  tests/chaos || status=$$?; scripts/services.sh down; exit $$status
 
 bench: services-up
 	$(BIN)/python bench/throughput.py

@@ -66,7 +66,8 @@ def create_topics(*names: str, partitions: int = 4) -> None:
 
 def read_topic(topic: str) -> list[tuple[bytes | None, bytes]]:
     """Every record of ``topic`` from the start to its current end, as (key, value)."""
-    consumer = KafkaConsumer(bootstrap_servers=KAFKA_BOOTSTRAP, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=KAFKA_BOOTSTRAP, enable_auto_commit=False,
+                             fetch_max_bytes=16 << 20, receive_message_max_bytes=20 << 20)
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
         consumer.assign(partitions)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cache
 from typing import TypeVar
 
@@ -39,6 +39,7 @@ from operators.features import (
     update_features,
     user_digest,
 )
+from operators.labels import Label, settle_labels
 from operators.segments import (
     SegmentSnapshot,
     choose_segment,
@@ -49,9 +50,7 @@ from operators.tags import (
     PendingLabel,
     TagDefinition,
     TagModel,
-    half,
     holds,
-    resolve,
     tag_reason,
 )
 
@@ -68,17 +67,6 @@ class PipelineConfig:
     tags: tuple[TagDefinition, ...] = ()
     alert_tags: tuple[str, ...] = ("churn_risk",)  # entering one of these raises an alert
     label_every_ms: int = 7 * DAY_MS  # a sampled user opens a tag's label at most this often
-
-
-@dataclass(frozen=True, slots=True)
-class Label:
-    """A resolved outcome of a predictive tag, with the features it was predicted from."""
-
-    tag: int  # index in PipelineConfig.tags
-    at_ms: int  # the moment the features describe; the horizon starts there
-    learned_ms: int  # the event time of the scoring that released it, past the horizon
-    logs: tuple[float, ...]  # log1p of the tag's features at ``at_ms``, half precision
-    value: int  # 1: the tag's outcome happened
 
 
 @dataclass(slots=True)
@@ -172,7 +160,6 @@ def _scored_features(config: PipelineConfig) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-_MINUTE = 60_000
 
 
 V = TypeVar("V")
@@ -303,7 +290,13 @@ class _Batch:
             if score is not None:
                 scores[tag.name] = score
         if sampled and self.label_features:  # there are predictive tags
-            self._labels(user_id, digest, at_ms, purchase_ms, before)
+            current = out.pending.get(user_id)
+            if current is None:
+                current = list(self.pending_in.get(user_id, ()))
+            kept = settle_labels(config.tags, config.label_every_ms, self.label_features,
+                                 current, out.labels, digest, at_ms, purchase_ms, before)
+            if kept != current:
+                out.pending[user_id] = kept
         seq = state.seq
         if segment != state.segment or tag_bits != state.tags:
             seq += 1
@@ -327,47 +320,3 @@ class _Batch:
 
     def _names(self, bits: int) -> tuple[str, ...]:
         return tuple(t.name for i, t in enumerate(self.config.tags) if bits >> i & 1)
-
-    def _labels(self, user_id: str, digest: int, at_ms: int, purchase_ms: int | None,
-                 before: UserState | None) -> None:
-        """Settle what this scoring tells the user's pending labels; release and open labels.
-
-        Labels describe the user at grid times (every ``label_every_ms``, at a phase of its own
-        per user), not at the scorings that open them, so each sampled user is seen the way
-        users are scored: at any moment, quiet or not. A label is opened from the state before
-        this scoring's event, only if nothing happened between the grid time and now.
-
-        A label is learned only once its horizon has passed, even when its outcome is known
-        earlier: learning early outcomes at once (a purchase settles ``churn_risk`` the day it
-        happens, a churn takes the whole horizon) would teach the model from a sample skewed
-        toward them. On the UCI file that skew cost 0.08 of pooled AUC.
-        """
-        tags, out = self.config.tags, self.out
-        current = out.pending.get(user_id)
-        if current is None:
-            current = list(self.pending_in.get(user_id, ()))
-        kept: list[PendingLabel] = []
-        for label in current:
-            tag = tags[label.tag]
-            value = resolve(tag, label, purchase_ms, at_ms)
-            if value is not None and at_ms > label.at_ms + tag.horizon_ms:
-                out.labels.append(Label(label.tag, label.at_ms, at_ms, label.logs, value))
-            else:
-                kept.append(label if value == label.value else replace(label, value=value))
-        every = self.config.label_every_ms
-        grid = at_ms - (at_ms - digest % (every // _MINUTE) * _MINUTE) % every
-        if before is not None and grid >= before.last_seen_ms:
-            taken = {(label.tag, label.at_ms) for label in kept}
-            logs: dict[str, float] | None = None
-            for index, tag in enumerate(tags):
-                # A grid time whose horizon already passed was settled (or can be no more).
-                if tag.kind != "predictive" or (index, grid) in taken or \
-                        at_ms > grid + tag.horizon_ms:
-                    continue
-                if logs is None:
-                    values = features_at(before, grid, self.label_features)
-                    logs = {f: half(math.log1p(max(v, 0.0))) for f, v in values.items()}
-                label = PendingLabel(index, grid, tuple(logs[f] for f in tag.features))
-                kept.append(replace(label, value=resolve(tag, label, purchase_ms, at_ms)))
-        if kept != current:
-            out.pending[user_id] = kept

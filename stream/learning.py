@@ -19,7 +19,7 @@ from contextlib import suppress
 from dataclasses import replace
 
 from operators.changes import lineage_events, republished_event
-from operators.pipeline import Label
+from operators.labels import Label
 from operators.segments import SegmentSnapshot
 from operators.tags import TagDefinition, TagModel, usable_models
 from stream.errors import DependencyError

@@ -32,19 +32,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
-from operators.events import Event, EventLimits, Rejected, decode_event
+from operators.events import EventLimits
 from operators.features import pack_state, unpack_state
-from operators.pipeline import Label, PipelineConfig, advance_watermark, process_events
+from operators.labels import Label
+from operators.pipeline import PipelineConfig, advance_watermark, process_events
 from operators.segments import SegmentSnapshot
 from operators.tags import PendingLabel, pack_pending, unpack_pending
-from stream.errors import DependencyError, PartitionLost, StateLost
+from stream.batch import Batch, decode_records
+from stream.errors import PartitionLost, StateLost
 from stream.learning import Learning
-from stream.metrics import INVALID_TYPE, Metrics
+from stream.metrics import Metrics
 from stream.outputs import Outputs, Topics
 from stream.ports import (
     Clock,
@@ -52,10 +54,10 @@ from stream.ports import (
     ModelStore,
     Partition,
     PartitionWrite,
-    Record,
     Sink,
     StateStore,
 )
+from stream.retry import with_retries
 from stream.trainer import SegmentTrainer
 
 log = logging.getLogger(__name__)
@@ -71,19 +73,6 @@ class LoopConfig:
     limits: EventLimits
     retry_attempts: int
     pipeline: PipelineConfig
-
-
-@dataclass(slots=True)
-class _Batch:
-    """One pass of the loop over some partitions: a polled batch, or a sweep of due users."""
-
-    now_ms: int
-    first_offsets: dict[Partition, int] = field(default_factory=dict)
-    next_offsets: dict[Partition, int] = field(default_factory=dict)
-    events: defaultdict[Partition, list[Event]] = field(default_factory=lambda: defaultdict(list))
-    sources: dict[int, Record] = field(default_factory=dict)  # id(event) -> its record
-    outputs: dict[Partition, Outputs] = field(default_factory=dict)
-    until_ms: dict[Partition, int] = field(default_factory=dict)  # forced watermark (a sweep)
 
 
 def _no_checkpoint(stage: str, batch: int) -> None:
@@ -114,7 +103,6 @@ class Processor:
         self.unsaveable: set[Partition] = set()  # owned, but their state can no longer be saved
         self.watermarks: dict[Partition, int] = {}
         self.moves: Counter[int] = Counter()  # segment enters + exits since the last snapshot
-        self._labelled_segments: set[int] = set()
         self.batches = 0
         self.last_loop_s = clock.time_s()
         if learning.snapshot is not None:
@@ -188,7 +176,9 @@ class Processor:
         self.checkpoint("after_poll", self.batches)
         started = time.perf_counter()
         self.metrics.events_in_progress.set(len(records))
-        batch = self._decode(records)
+        with self.metrics.stage("decode"):
+            batch = decode_records(records, self.config.limits, self.config.topics,
+                                   int(self.clock.time_s() * 1000))
         vectors, labels = self._run(batch)
         self.metrics.events_in_progress.set(0)
         self.metrics.saved(records, batch.next_offsets, self.clock.time_s())
@@ -201,32 +191,7 @@ class Processor:
         self.metrics.last_batch.set(self.last_loop_s)
         return len(records)
 
-    def _decode(self, records: list[Record]) -> _Batch:
-        """Step 2: events per partition; rejects become dead letters."""
-        started = time.perf_counter()
-        batch = _Batch(int(self.clock.time_s() * 1000))
-        for record in records:
-            partition = record.partition
-            batch.first_offsets.setdefault(partition, record.offset)
-            batch.next_offsets[partition] = record.offset + 1
-            outputs = batch.outputs.get(partition)
-            if outputs is None:
-                outputs = batch.outputs[partition] = Outputs(self.config.topics, batch.now_ms)
-            # An event may not be ahead of when it was produced, nor of our own clock.
-            received_ms = min(record.timestamp_ms, batch.now_ms) if record.timestamp_ms > 0 \
-                else None
-            decoded = decode_event(record.key, record.value, self.config.limits, received_ms)
-            if isinstance(decoded, Rejected):
-                outputs.dead_letter(record, decoded)
-                outputs.tally.consumed[partition.topic, INVALID_TYPE] += 1
-            else:
-                batch.events[partition].append(decoded)
-                batch.sources[id(decoded)] = record
-                outputs.tally.consumed[partition.topic, decoded.type] += 1
-        self.metrics.stage_done("decode", started)
-        return batch
-
-    def _run(self, batch: _Batch) -> tuple[list[dict[str, float]], list[Label]]:
+    def _run(self, batch: Batch) -> tuple[list[dict[str, float]], list[Label]]:
         """Steps 3-7 for the batch's partitions; returns the training sample and labels."""
         with self.metrics.stage("load"):
             dues, stored, pending = self._with_retries("load", lambda: self._load(batch))
@@ -273,7 +238,7 @@ class Processor:
         self.checkpoint("after_commit", self.batches)
         return training, labels
 
-    def _load(self, batch: _Batch) -> tuple[
+    def _load(self, batch: Batch) -> tuple[
             dict[Partition, list[str]], dict[Partition, dict[str, bytes]],
             dict[Partition, dict[str, list[PendingLabel]]]]:
         """Step 3: due users, their records and open labels, with the ownership check."""
@@ -331,7 +296,7 @@ class Processor:
                 continue
             until = max(self.watermarks.get(partition, 0), at_ms)
             while partition in self.owned and self.state_store.due_users(partition, until, 1):
-                batch = _Batch(int(self.clock.time_s() * 1000), {partition: offset},
+                batch = Batch(int(self.clock.time_s() * 1000), {partition: offset},
                                {partition: offset}, until_ms={partition: until})
                 vectors, labels = self._run(batch)
                 self._train(vectors, labels)
@@ -347,35 +312,11 @@ class Processor:
         loaded = self.state_store.load_pending(users)
         return {p: {u: unpack_pending(b) for u, b in found.items()} for p, found in loaded.items()}
 
-    def _publish_segment_figures(self, snapshot: SegmentSnapshot) -> None:
-        """Users per segment and volatility over the window since the previous snapshot."""
-        sizes = self.state_store.segment_sizes(self.owned)
-        for segment in self._labelled_segments - set(snapshot.segment_ids):
-            self.metrics.segment_users.remove(str(segment))  # retired: drop its series
-            self.metrics.segment_volatility.remove(str(segment))
-        for segment in snapshot.segment_ids:
-            size = sizes.get(segment, 0)
-            self.metrics.segment_users.labels(segment=str(segment)).set(size)
-            self.metrics.segment_volatility.labels(segment=str(segment)).set(
-                self.moves.get(segment, 0) / size if size else 0.0)
-        self._labelled_segments = set(snapshot.segment_ids)
-        self.moves.clear()
-
     def _train(self, vectors: list[dict[str, float]], labels: list[Label]) -> None:
         if self.learning.learn(vectors, labels) and self.snapshot is not None:
-            self._publish_segment_figures(self.snapshot)
+            sizes = self.state_store.segment_sizes(self.owned)
+            self.metrics.segment_figures(self.snapshot.segment_ids, sizes, self.moves)
+            self.moves.clear()
 
     def _with_retries(self, what: str, action: Callable[[], T]) -> T:
-        attempt = 0
-        while True:
-            try:
-                return action()
-            except DependencyError as exc:
-                attempt += 1
-                self.metrics.failed(what, exc)
-                if attempt >= self.config.retry_attempts:
-                    log.error("%s failed %d times, giving up: %s", what, attempt, exc)
-                    raise
-                delay = min(0.5 * 2 ** (attempt - 1), 10.0)
-                log.warning("%s failed (%s); retry %d in %.1f s", what, exc, attempt, delay)
-                self.sleep(delay)
+        return with_retries(what, action, self.config.retry_attempts, self.metrics, self.sleep)

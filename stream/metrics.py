@@ -174,6 +174,7 @@ class Metrics:
             "segstream_build_info", "Always 1: the version and the segment model version used.",
             ["version", "model_version"], registry=registry)
         self._model_version_label = "0"
+        self._segments: set[int] = set()  # segments with users/volatility series
         self.build_info.labels(version=version, model_version="0").set(1)
         # Create every labelled child up front: series exist at 0 before the first event.
         for event_type in EVENT_TYPES:
@@ -255,6 +256,20 @@ class Metrics:
                 for gauge in (self.consumer_lag, self.last_event_timestamp):
                     with suppress(KeyError):  # never set: no series to remove
                         gauge.remove(str(partition.index))
+
+    def segment_figures(self, segments: Sequence[int], sizes: Mapping[int, int],
+                        moves: Mapping[int, int]) -> None:
+        """Users per segment and volatility (enters + exits per user) at a new snapshot; a
+        retired segment's series are dropped."""
+        for segment in self._segments - set(segments):
+            self.segment_users.remove(str(segment))
+            self.segment_volatility.remove(str(segment))
+        for segment in segments:
+            size = sizes.get(segment, 0)
+            self.segment_users.labels(segment=str(segment)).set(size)
+            self.segment_volatility.labels(segment=str(segment)).set(
+                moves.get(segment, 0) / size if size else 0.0)
+        self._segments = set(segments)
 
     def dead_lettered(self) -> dict[str, int]:
         """Records dead-lettered so far, by reason (those with any)."""

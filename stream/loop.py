@@ -230,7 +230,7 @@ class Processor:
             self.moves.update(tally.segment_touches)
         offsets = {p: o for p, o in batch.next_offsets.items() if p in saved}
         batch.next_offsets = offsets
-        if batch.events or not batch.until_ms:  # a sweep has no new offsets to commit
+        if not batch.until_ms:  # a sweep has no new offsets to commit
             with self.metrics.stage("commit"):
                 committed = self.source.commit(offsets)
             self.metrics.offset_commits.labels(

@@ -130,20 +130,24 @@ class RedisStateStore:
             for partition, names in order:
                 pipe.get(self._key(partition, "owner"))
                 pipe.get(self._key(partition, "offset"))
-                pipe.mget([self.user_key(partition, u) for u in names] or ["-"])
+                if names:
+                    pipe.mget([self.user_key(partition, u) for u in names])
             replies: list[Any] = pipe.execute()
         except redis.RedisError as exc:
             raise DependencyError(f"redis: loading user state failed: {exc}") from exc
         found: dict[Partition, dict[str, bytes]] = {}
         lost: list[Partition] = []
         taken: list[Partition] = []
-        for i, (partition, names) in enumerate(order):
-            owner, offset, values = replies[3 * i:3 * i + 3]
+        at = 0
+        for partition, names in order:
+            owner, offset = replies[at:at + 2]
+            values = replies[at + 2] if names else []
+            at += 3 if names else 2
             if owner is None or (offset is None and partition in self._has_offset):
                 lost.append(partition)
             elif owner.decode() != self._tokens.get(partition):
                 taken.append(partition)
-            found[partition] = {u: v for u, v in zip(names, values, strict=False)
+            found[partition] = {u: v for u, v in zip(names, values, strict=True)
                                 if v is not None}
         if lost:
             raise StateLost(lost)

@@ -38,6 +38,8 @@ import numpy as np
 import numpy.typing as npt
 from river import cluster, preprocessing
 
+from stream.state_codec import scaler_from_dict, scaler_to_dict
+
 Point = tuple[float, ...]
 
 
@@ -198,8 +200,7 @@ class StreamSegmentModel:
             "reservoir_size": self.reservoir_size, "lloyd_iterations": self.lloyd_iterations,
             "samples": self.samples, "chunks": self.chunks, "counts": self.counts,
             "rng": [version, list(internal), gauss], "ready": self._ready,
-            "scaler": {"counts": dict(self._scaler.counts), "means": dict(self._scaler.means),
-                       "vars": dict(self._scaler.vars)},
+            "scaler": scaler_to_dict(self._scaler),
             "centers": [[self._kmeans.centers[i][f] for f in self.features]
                         for i in range(self.n_segments)] if self._ready else [],
             "reservoir": [list(p) for p in self._reservoir],
@@ -216,8 +217,7 @@ class StreamSegmentModel:
         model.counts = [float(c) for c in doc["counts"]]
         version, internal, gauss = doc["rng"]
         model._rng.setstate((int(version), tuple(int(i) for i in internal), gauss))
-        for name in ("counts", "means", "vars"):
-            getattr(model._scaler, name).update(doc["scaler"][name])
+        model._scaler = scaler_from_dict(doc["scaler"])
         model._reservoir = [tuple(float(v) for v in p) for p in doc["reservoir"]]
         model._chunk = [tuple(float(v) for v in p) for p in doc["chunk"]]
         model._ready = bool(doc["ready"])

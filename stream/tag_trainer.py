@@ -12,7 +12,6 @@ insufficient data. Frozen models are exported as :class:`TagModel` data.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections import deque
@@ -24,6 +23,7 @@ import numpy as np
 from river import drift, linear_model, optim, preprocessing
 
 from operators.tags import TagDefinition, TagModel
+from stream.state_codec import dump_state, load_state, scaler_from_dict, scaler_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,7 @@ class TagLearner:
             "min_per_class": self.min_per_class, "learning_rate": self.learning_rate,
             "labels": self.labels, "positives": self.positives, "version": self.version,
             "drifts": self.drifts, "recent": [list(pair) for pair in self.recent],
-            "scaler": {"counts": dict(self._scaler.counts), "means": dict(self._scaler.means),
-                       "vars": dict(self._scaler.vars)},
+            "scaler": scaler_to_dict(self._scaler),
             "weights": dict(self._model._weights), "intercept": self._model.intercept,
             "iterations": self._model.optimizer.n_iterations,
         }
@@ -83,8 +82,7 @@ class TagLearner:
                       learning_rate=float(doc["learning_rate"]))
         learner.labels, learner.positives = int(doc["labels"]), int(doc["positives"])
         learner.version, learner.drifts = int(doc["version"]), int(doc["drifts"])
-        for name in ("counts", "means", "vars"):
-            getattr(learner._scaler, name).update(doc["scaler"][name])
+        learner._scaler = scaler_from_dict(doc["scaler"])
         for feature, weight in doc["weights"].items():
             learner._model._weights[feature] = float(weight)
         learner._model.intercept = float(doc["intercept"])
@@ -135,9 +133,8 @@ STATE_VERSION = 1
 
 def dump_learners(learners: Iterable[TagLearner]) -> bytes:
     """The learners' state as versioned JSON: numbers and names, never a pickle."""
-    return json.dumps({"format": STATE_FORMAT, "version": STATE_VERSION,
-                       "learners": [learner.to_dict() for learner in learners]},
-                      separators=(",", ":")).encode()
+    return dump_state(STATE_FORMAT, STATE_VERSION,
+                      {"learners": [learner.to_dict() for learner in learners]})
 
 
 def restore_learners(blob: bytes | None) -> dict[str, TagLearner]:
@@ -145,12 +142,7 @@ def restore_learners(blob: bytes | None) -> dict[str, TagLearner]:
     if not blob:
         return {}
     try:
-        doc = json.loads(blob)
-        if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
-            raise ValueError("not a segstream tag-learner state (an old pickle?)")
-        if doc.get("version") != STATE_VERSION:
-            raise ValueError(f"state version {doc.get('version')!r}, this release reads "
-                             f"{STATE_VERSION}")
+        doc = load_state(blob, STATE_FORMAT, STATE_VERSION)
         learners = [TagLearner.from_dict(d) for d in doc["learners"]]
     except (ValueError, KeyError, TypeError) as exc:
         log.warning("tag learner state unreadable (%s); the tags start learning anew", exc)

@@ -9,13 +9,13 @@ snapshot's segments (``operators.matching``) so segment ids stay stable; the res
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 
 from operators.matching import Lineage, match_segments
 from operators.segments import SegmentSnapshot
 from stream.segment_model import StreamSegmentModel
+from stream.state_codec import dump_state, load_state
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +78,12 @@ class SegmentTrainer:
     def dump(self) -> bytes:
         """The trainer's state as versioned JSON, so a restart or another process continues
         learning. Plain numbers only: loading it never runs code, whatever Redis holds."""
-        return json.dumps({
-            "format": STATE_FORMAT, "version": STATE_VERSION,
+        return dump_state(STATE_FORMAT, STATE_VERSION, {
             "snapshot_every": self.snapshot_every, "model_version": self.version,
             "samples_at_snapshot": self.samples_at_snapshot,
             "previous": None if self.previous is None else self.previous.to_dict(),
             "model": self.model.to_dict(),
-        }, separators=(",", ":")).encode()
+        })
 
     @staticmethod
     def restore(blob: bytes | None) -> SegmentTrainer | None:
@@ -92,12 +91,7 @@ class SegmentTrainer:
         if blob is None:
             return None
         try:
-            doc = json.loads(blob)
-            if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
-                raise ValueError("not a segstream segment-trainer state (an old pickle?)")
-            if doc.get("version") != STATE_VERSION:
-                raise ValueError(f"state version {doc.get('version')!r}, this release reads "
-                                 f"{STATE_VERSION}")
+            doc = load_state(blob, STATE_FORMAT, STATE_VERSION)
             model = StreamSegmentModel.from_dict(doc["model"])
             trainer = SegmentTrainer(model.features, model.n_segments,
                                      snapshot_every=int(doc["snapshot_every"]))

@@ -18,7 +18,7 @@ help:
 	@echo "make services-up    start Kafka (127.0.0.1:$(KAFKA_PORT)) and Redis (127.0.0.1:$(REDIS_PORT))"
 	@echo "make services-down  stop them and delete their data"
 	@echo "make bench          throughput benchmark against the real servers"
-	@echo "make chaos          the chaos suite at full size (100,000 malformed messages...)"
+	@echo "make chaos          the chaos suite at full size (100,000 malformed messages, 200,000 events...)"
 
 install: $(VENV)/.installed
 
@@ -55,7 +55,8 @@ test: check services-up
 
 # The chaos suite at full size; `make test` runs it reduced.
 chaos: services-up
-	@status=0; SEGSTREAM_CHAOS_MESSAGES=100000 $(BIN)/pytest -q -s -p no:cacheprovider \
+	@status=0; SEGSTREAM_CHAOS_MESSAGES=100000 SEGSTREAM_CHAOS_EVENTS=200000 \
+	  SEGSTREAM_CHAOS_KILLS=10 $(BIN)/pytest -q -s -p no:cacheprovider \
 	  tests/chaos || status=$$?; scripts/services.sh down; exit $$status
 
 bench: services-up

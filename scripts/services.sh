@@ -3,7 +3,10 @@
 # (KRaft combined mode, jars from Maven Central, Java 17+) and Redis (Debian's redis-server).
 # No Docker. Idempotent: `up` leaves running servers alone, `down` leaves nothing behind.
 #
-#   scripts/services.sh up|down|status
+#   scripts/services.sh up|down|status|restart-kafka
+#
+# restart-kafka stops the broker and starts it again on the same data (the chaos suite's broker
+# restart).
 #
 # Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), REDIS_PORT (6379),
 # SERVICES_DIR (.services: data, pids and logs/), KAFKA_HEAP (512m).
@@ -172,8 +175,9 @@ case "${1:-}" in
     stop_pid redis "$dir/redis.pid"
     # Data is disposable: the next `up` starts from empty servers.
     rm -rf "$dir/kafka" "$dir/redis" ;;
+  restart-kafka) stop_pid kafka "$dir/kafka.pid"; kafka_up ;;
   status)
     alive "$dir/redis.pid" && echo "redis: running on 127.0.0.1:$redis_port" || echo "redis: stopped"
     alive "$dir/kafka.pid" && echo "kafka: running on 127.0.0.1:$kafka_port" || echo "kafka: stopped" ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|restart-kafka" >&2; exit 2 ;;
 esac

@@ -58,6 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     inspect = commands.add_parser(
         "inspect", help="print a user's segment, tags, seq and features (JSON) from Redis")
     inspect.add_argument("user_id")
+    model = commands.add_parser(
+        "model", help="export or import the published models (JSON), e.g. to freeze one")
+    model_commands = model.add_subparsers(dest="model_command", required=True)
+    export = model_commands.add_parser("export", help="write the published models as JSON")
+    export.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    imported = model_commands.add_parser(
+        "import", help="publish models from a file written by `model export`")
+    imported.add_argument("file", type=Path)
     topics = commands.add_parser(
         "create-topics", help="create the input, output, DLQ, late and alert topics")
     topics.add_argument("--partitions", type=int, default=4)
@@ -100,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(json.dumps(doc, indent=2))
         return 0
+    if args.command == "model":
+        return _model_command(args, settings)
     if args.command == "produce":
         from stream.tools import produce_simulated
 
@@ -185,6 +195,34 @@ def _history_command(args: argparse.Namespace, settings: Settings) -> int:
         print("segstream: every event was dead-lettered; see the reasons above (an old "
               "history? set SEGSTREAM_MIN_EVENT_TIME)", file=sys.stderr)
         return 1
+    return 0
+
+
+def _model_command(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    import redis
+
+    from stream.errors import DependencyError
+    from stream.model_file import ModelFileError, export_model, import_model
+    from stream.redis_store import RedisModelStore
+
+    store = RedisModelStore(redis.Redis.from_url(settings.redis_url, socket_timeout=10),
+                            settings.key_prefix)
+    try:
+        if args.model_command == "export":
+            text = json.dumps(export_model(store), indent=1) + "\n"
+            if args.out is None:
+                sys.stdout.write(text)
+            else:
+                args.out.write_text(text)
+            return 0
+        version = import_model(store, json.loads(args.file.read_text()))
+    except (ModelFileError, DependencyError, OSError, ValueError) as exc:
+        print(f"segstream: {exc}", file=sys.stderr)
+        return 2
+    print(f"published segment model v{version} from {args.file} under "
+          f"{settings.key_prefix!r}; serving processes pick it up within a lease period")
     return 0
 
 

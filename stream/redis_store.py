@@ -313,6 +313,20 @@ class RedisModelStore:
         self._set({"tags": json.dumps([m.to_dict() for m in models.values()]).encode(),
                    "learners": learners})
 
+    def replace(self, snapshot: SegmentSnapshot, trainer_state: bytes | None,
+                tags: Mapping[str, TagModel], learners: bytes | None) -> None:
+        """Publish all of it at once, dropping state the new models do not come with."""
+        mapping = {"snapshot": json.dumps(snapshot.to_dict()).encode(),
+                   "tags": json.dumps([m.to_dict() for m in tags.values()]).encode(),
+                   "trainer": trainer_state, "learners": learners}
+        try:
+            with self._client.pipeline(transaction=True) as pipe:
+                pipe.delete(self._key)
+                pipe.hset(self._key, mapping={k: v for k, v in mapping.items() if v is not None})
+                pipe.execute()
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: publishing the models failed: {exc}") from exc
+
     def hold_trainer_lease(self, token: str, lease_ms: int) -> bool:
         try:
             return bool(self._lease(keys=[self._lease_key], args=[token, lease_ms]))

@@ -23,37 +23,10 @@ from tests.support.events import expected_states, features_only
 from tests.support.poison import poison
 from tests.support.servers import KAFKA_BOOTSTRAP, end_offsets, read_topic, redis_client
 from tests.support.service import Service
+from tests.support.supervisor import Supervisor
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 MESSAGES = int(os.environ.get("SEGSTREAM_CHAOS_MESSAGES", "3000"))
-
-
-class Supervisor:
-    """Keeps ``count`` copies of the service running, as systemd or Kubernetes would."""
-
-    def __init__(self, service: Service, count: int) -> None:
-        self.service, self.count = service, count
-        self.copies = [self._start(i) for i in range(count)]
-        self.exits: list[int] = []
-
-    def _start(self, index: int) -> Service:
-        copy = Service.__new__(Service)
-        copy.__dict__.update(self.service.__dict__)
-        copy.runs = 100 * index + len(getattr(self, "exits", []))
-        copy.start()
-        return copy
-
-    def watch(self) -> None:
-        for i, copy in enumerate(self.copies):
-            assert copy.process is not None
-            if copy.process.poll() is not None:
-                self.exits.append(copy.process.returncode)
-                print(copy.log()[-3000:])
-                self.copies[i] = self._start(i)
-
-    def stop(self) -> None:
-        for copy in self.copies:
-            copy.terminate()
 
 
 def test_no_malformed_message_stops_a_consumer(tmp_path: Path) -> None:
@@ -93,7 +66,7 @@ def test_no_malformed_message_stops_a_consumer(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, f"stuck at {service.offsets(client)}"
             time.sleep(0.2)
         supervisor.watch()
-        assert supervisor.exits == []
+        assert supervisor.tally.exits == [] and supervisor.tally.restarts == 0
 
         dead = {(d["partition"], d["offset"]): d for d in
                 (json.loads(v) for _, v in read_topic(service.dlq_topic))}
@@ -108,7 +81,5 @@ def test_no_malformed_message_stops_a_consumer(tmp_path: Path) -> None:
         got = {u: features_only(s) for u, s in service.states(client).items()}
         assert got == {u: features_only(s) for u, s in expected_states(valid).items()}
     finally:
-        for copy in supervisor.copies:
-            if copy.process is not None and copy.process.poll() is None:
-                copy.kill()
+        supervisor.kill_all()
         service.cleanup(client)

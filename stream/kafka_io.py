@@ -11,7 +11,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from stream.errors import AssignmentFailed, DependencyError
-from stream.ports import AssignmentListener, Partition, Record
+from stream.ports import AssignmentListener, Committed, Partition, Record
 
 log = logging.getLogger(__name__)
 _FETCH_MAX_BYTES = 16 * 1024 * 1024
@@ -100,9 +100,11 @@ class KafkaEventSource:
     def pause(self, partitions: Collection[Partition]) -> None:
         self._consumer.pause(*(TopicPartition(p.topic, p.index) for p in partitions))
 
-    def commit(self, next_offsets: Mapping[Partition, int]) -> bool:
+    def commit(self, next_offsets: Mapping[Partition, int],
+               metadata: Mapping[Partition, str] | None = None) -> bool:
+        notes = metadata or {}
         offsets = {
-            TopicPartition(p.topic, p.index): OffsetAndMetadata(offset, "", -1)
+            TopicPartition(p.topic, p.index): OffsetAndMetadata(offset, notes.get(p, ""), -1)
             for p, offset in next_offsets.items()
         }
         try:
@@ -112,6 +114,20 @@ class KafkaEventSource:
             log.warning("kafka: offset commit failed (progress is safe in Redis): %s", exc)
             return False
         return True
+
+    def committed(self) -> dict[Partition, Committed]:
+        found: dict[Partition, Committed] = {}
+        indexes = self._consumer.partitions_for_topic(self.topic) or set()
+        for partition in (Partition(self.topic, i) for i in sorted(indexes)):
+            try:
+                last = self._consumer.committed(TopicPartition(partition.topic, partition.index),
+                                                metadata=True, timeout_ms=15_000)
+            except KafkaError as exc:
+                raise DependencyError(f"kafka: reading the committed offset of {partition} "
+                                      f"failed: {exc}") from exc
+            if last is not None and last.offset >= 0:
+                found[partition] = Committed(last.offset, last.metadata or "")
+        return found
 
     def lag(self) -> dict[Partition, int]:
         lags: dict[Partition, int] = {}

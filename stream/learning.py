@@ -54,6 +54,7 @@ class Learning:
         self.training = training  # False: the published models are frozen; only follow them
         self.token = uuid.uuid4().hex
         self.leading = False
+        self.version_floor = 0  # the highest version the broker's commit notes know of
         self._next_check_s = float("-inf")
 
     def learn(self, vectors: list[dict[str, float]], labels: list[Label]) -> bool:
@@ -121,13 +122,14 @@ class Learning:
             return False
         self._next_check_s = now + self.lease_ms / 3000
         leading = self.training and self.model_store.hold_trainer_lease(self.token, self.lease_ms)
+        changed = False
         if leading and not self.leading:
-            self._take_over()
+            changed = self._take_over()
         self.leading = leading
         self.metrics.trainer.set(1 if leading else 0)
         if leading:
             self._republish_if_lost()
-            return False
+            return changed
         return self._follow()
 
     def keep_model(self) -> None:
@@ -141,12 +143,29 @@ class Learning:
         except DependencyError as exc:
             log.error("could not republish the segment model: %s", exc)
 
+    @property
+    def version(self) -> int:
+        """The highest model version this process published or scores with."""
+        trainer = self.trainer.version if self.trainer is not None else 0
+        return max(trainer, self.snapshot.version if self.snapshot is not None else 0)
+
+    def keep_versions_above(self, floor: int) -> None:
+        """``floor``: the highest model version the broker's commit notes know of. A trainer
+        that starts from nothing (the store lost the model and no process kept it) publishes
+        above it, so versions never go backwards."""
+        self.version_floor = max(self.version_floor, floor)
+        if self.trainer is not None and self.trainer.version < floor:
+            log.warning("the model store is behind version %d (lost?): the next model published "
+                        "will be v%d", floor, floor + 1)
+            self.trainer.version = floor
+
     def _republish_if_lost(self) -> None:
         """Versions never go backwards: a model the store lost is republished one higher."""
         if self.snapshot is None or self.model_store.load_snapshot() is not None:
             return
         lost = self.snapshot
-        version = max(lost.version, self.trainer.version if self.trainer else 0) + 1
+        version = max(lost.version, self.version_floor,
+                      self.trainer.version if self.trainer else 0) + 1
         again = replace(lost, version=version)
         now_ms = int(self.clock.time_s() * 1000)
         self.sink.send(self.output_topic, b"model", republished_event(again, lost.version, now_ms))
@@ -162,9 +181,10 @@ class Learning:
         log.warning("the state store had lost the segment model: republished v%d as v%d",
                     lost.version, version)
 
-    def _take_over(self) -> None:
-        """Resume training from the state published with the last models."""
-        _, state = self.model_store.load()
+    def _take_over(self) -> bool:
+        """Resume training from the state published with the last models, and score with
+        them. True when the segment snapshot in use changed."""
+        published, state = self.model_store.load()
         restored = SegmentTrainer.restore(state)
         if restored is not None and self.trainer is not None and \
                 (restored.n_segments, restored.features) == \
@@ -178,19 +198,24 @@ class Learning:
         log.info("took the trainer lease: training from %d segment samples and %s tag labels",
                  self.trainer.samples if self.trainer else 0,
                  {learner.tag.name: learner.labels for learner in self.learners.values()})
+        if self.learners:
+            self.tag_models = usable_models(self.model_store.load_tags(), self.tags)
+        return self._use(published)
+
+    def _use(self, snapshot: SegmentSnapshot | None) -> bool:
+        """Score with ``snapshot`` if it is usable and not the one in use already."""
+        features = self.trainer.features if self.trainer else None
+        if snapshot is None or (features is not None and snapshot.features != features) or (
+                self.snapshot is not None and snapshot.version <= self.snapshot.version):
+            return False
+        self.snapshot = snapshot
+        self.metrics.set_model_version(snapshot.version)
+        log.info("scoring with segment model v%d, published by the trainer", snapshot.version)
+        return True
 
     def _follow(self) -> bool:
         """Score with the models the trainer published last."""
-        snapshot = self.model_store.load_snapshot()
-        features = self.trainer.features if self.trainer else None
-        changed = snapshot is not None and (features is None or snapshot.features == features) \
-            and (self.snapshot is None or snapshot.version != self.snapshot.version)
-        if changed:
-            self.snapshot = snapshot
-            assert snapshot is not None
-            self.metrics.set_model_version(snapshot.version)
-            log.info("scoring with segment model v%d, published by the trainer",
-                     snapshot.version)
+        changed = self._use(self.model_store.load_snapshot())
         self.tag_models = usable_models(self.model_store.load_tags(), self.tags)
         return changed
 

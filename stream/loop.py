@@ -48,12 +48,14 @@ from stream.errors import PartitionLost, StateLost
 from stream.learning import Learning
 from stream.metrics import Metrics
 from stream.outputs import Outputs, Topics
+from stream.ownership import Ownership
 from stream.ports import (
     Clock,
     EventSource,
     ModelStore,
     Partition,
     PartitionWrite,
+    Record,
     Sink,
     StateStore,
 )
@@ -79,8 +81,8 @@ def _no_checkpoint(stage: str, batch: int) -> None:
     pass
 
 
-class Processor:
-    """Runs the loop; it is also the source's assignment listener."""
+class Processor(Ownership):
+    """Runs the loop; as an ``Ownership``, it is also the source's assignment listener."""
 
     def __init__(
         self, *, source: EventSource, sink: Sink, state_store: StateStore,
@@ -89,19 +91,13 @@ class Processor:
         checkpoint: Callable[[str, int], None] = _no_checkpoint,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.source = source
+        super().__init__(source, state_store, learning, metrics)
         self.sink = sink
-        self.state_store = state_store
         self.model_store = model_store
-        self.learning = learning
-        self.metrics = metrics
         self.clock = clock
         self.config = config
         self.checkpoint = checkpoint  # test hook: the crash tests kill the process at a stage
         self.sleep = sleep
-        self.owned: set[Partition] = set()
-        self.unsaveable: set[Partition] = set()  # owned, but their state can no longer be saved
-        self.watermarks: dict[Partition, int] = {}
         self.moves: Counter[int] = Counter()  # segment enters + exits since the last snapshot
         self.batches = 0
         self.last_loop_s = clock.time_s()
@@ -120,42 +116,6 @@ class Processor:
         """Polling recently, and able to save every partition it owns (``/healthz``)."""
         return not self.unsaveable and self.clock.time_s() - self.last_loop_s < stale_after_s
 
-    # -- assignment listener ----------------------------------------------------------------
-
-    def assigned(self, partitions: Collection[Partition]) -> dict[Partition, int | None]:
-        resume = {p: self.state_store.claim(p) for p in partitions}
-        for partition in partitions:
-            self.watermarks[partition] = self.state_store.watermark(partition)
-        self.owned.update(partitions)
-        self.unsaveable.difference_update(partitions)
-        self.metrics.rebalanced("assigned", partitions, len(self.owned))
-        log.info("assigned %s, resuming at %s", sorted(map(str, partitions)),
-                 {str(p): o for p, o in sorted(resume.items())})
-        return resume
-
-    def revoked(self, partitions: Collection[Partition]) -> None:
-        self.owned.difference_update(partitions)
-        self.unsaveable.difference_update(partitions)
-        self.metrics.rebalanced("revoked", partitions, len(self.owned))
-        log.info("revoked %s", sorted(map(str, partitions)))
-
-    def _fenced(self, partitions: Collection[Partition]) -> None:
-        """Another consumer claimed these: stop reading them until the rebalance tells us."""
-        log.warning("fenced: %s now belong to another consumer; pausing them",
-                    sorted(map(str, partitions)))
-        self.metrics.partitions_lost.inc(len(partitions))
-        self.source.pause(partitions)
-        self.revoked(partitions)
-
-    def _state_lost(self, lost: StateLost) -> None:
-        """The store lost data: publish nothing more from it, keep the model, and stop."""
-        log.error("STATE LOST: %s. Nothing more is published for them; exiting so the restart "
-                  "rebuilds them from the log (docs/operations.md, 'After a Redis loss')", lost)
-        self.metrics.state_lost.inc(len(lost.partitions))
-        self.unsaveable.update(lost.partitions & self.owned)
-        self.learning.keep_model()
-        raise lost
-
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self, should_stop: Callable[[], bool]) -> None:
@@ -172,6 +132,11 @@ class Processor:
         self.last_loop_s = self.clock.time_s()
         if not records:
             return 0
+        for part in self.rebuilds.split(records):  # two when a rebuild ends inside the batch
+            self._process(part)
+        return len(records)
+
+    def _process(self, records: list[Record]) -> None:
         self.batches += 1
         self.checkpoint("after_poll", self.batches)
         started = time.perf_counter()
@@ -189,7 +154,6 @@ class Processor:
         self.metrics.lag(self.source.lag(), self.owned)
         self.last_loop_s = self.clock.time_s()
         self.metrics.last_batch.set(self.last_loop_s)
-        return len(records)
 
     def _run(self, batch: Batch) -> tuple[list[dict[str, float]], list[Label]]:
         """Steps 3-7 for the batch's partitions; returns the training sample and labels."""
@@ -199,6 +163,7 @@ class Processor:
         writes: dict[Partition, PartitionWrite] = {}
         training: list[dict[str, float]] = []
         labels: list[Label] = []
+        quiet: set[Partition] = set()
         for partition in list(batch.next_offsets):
             states = {u: unpack_state(b) for u, b in stored.get(partition, {}).items()}
             # A sweep moves time without events: to its forced watermark.
@@ -208,9 +173,14 @@ class Processor:
                 watermark, dues[partition], self.learning.tag_models, pending.get(partition, {}))
             outputs = batch.outputs.setdefault(partition, Outputs(self.config.topics,
                                                                   batch.now_ms))
+            outputs.seq_base = self.rebuilds.seq_base(partition)
             outputs.outcome(outcome, batch.sources)
-            training.extend(outcome.training_vectors)
-            labels.extend(outcome.labels)
+            if self.rebuilds.quiet(partition, batch.next_offsets[partition]):
+                outputs.records.clear()  # published before the loss: state only
+                quiet.add(partition)
+            else:
+                training.extend(outcome.training_vectors)
+                labels.extend(outcome.labels)
             writes[partition] = PartitionWrite(
                 batch.first_offsets[partition], batch.next_offsets[partition],
                 {u: pack_state(s) for u, s in outcome.states.items()},
@@ -225,16 +195,23 @@ class Processor:
         self.checkpoint("after_save", self.batches)
         for partition in saved:
             self.watermarks[partition] = writes[partition].watermark_ms
+            if partition in quiet:
+                self.metrics.rebuilt_events.inc(batch.next_offsets[partition]
+                                                - batch.first_offsets[partition])
+                continue
             tally = batch.outputs[partition].tally
             self.metrics.count(tally)
             self.moves.update(tally.segment_touches)
         offsets = {p: o for p, o in batch.next_offsets.items() if p in saved}
         batch.next_offsets = offsets
         if not batch.until_ms:  # a sweep has no new offsets to commit
-            with self.metrics.stage("commit"):
-                committed = self.source.commit(offsets)
-            self.metrics.offset_commits.labels(
-                result="success" if committed else "failure").inc()
+            offsets = self.rebuilds.saved(offsets)
+            if offsets:
+                with self.metrics.stage("commit"):
+                    committed = self.source.commit(
+                        offsets, self.rebuilds.notes(offsets, self.learning.version))
+                self.metrics.offset_commits.labels(
+                    result="success" if committed else "failure").inc()
         self.checkpoint("after_commit", self.batches)
         return training, labels
 
@@ -314,6 +291,8 @@ class Processor:
 
     def _train(self, vectors: list[dict[str, float]], labels: list[Label]) -> None:
         if self.learning.learn(vectors, labels) and self.snapshot is not None:
+            if self.learning.leading:
+                self.rebuilds.note_model(self.source, self.learning.version)
             sizes = self.state_store.segment_sizes(self.owned)
             self.metrics.segment_figures(self.snapshot.segment_ids, sizes, self.moves)
             self.moves.clear()

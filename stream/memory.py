@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from operators.segments import SegmentSnapshot
 from operators.tags import TagModel
 from stream.errors import AssignmentFailed, PartitionLost, StateLost
-from stream.ports import AssignmentListener, Partition, PartitionWrite, Record
+from stream.ports import AssignmentListener, Committed, Partition, PartitionWrite, Record
 
 
 class InMemoryBroker:
@@ -24,6 +24,7 @@ class InMemoryBroker:
     def __init__(self, partitions: int = 4) -> None:
         self.partitions = partitions
         self.logs: dict[Partition, list[Record]] = {}
+        self.commits: dict[Partition, Committed] = {}  # one consumer group's
 
     def create_topic(self, topic: str) -> None:
         for index in range(self.partitions):
@@ -51,7 +52,6 @@ class InMemoryEventSource:
     def __init__(self, broker: InMemoryBroker, topic: str) -> None:
         self.broker = broker
         self.topic = topic
-        self.committed: dict[Partition, int] = {}
         self._positions: dict[Partition, int] = {}
         self._paused: set[Partition] = set()
         self._listener: AssignmentListener | None = None
@@ -89,9 +89,15 @@ class InMemoryEventSource:
     def pause(self, partitions: Collection[Partition]) -> None:
         self._paused.update(partitions)
 
-    def commit(self, next_offsets: Mapping[Partition, int]) -> bool:
-        self.committed.update(next_offsets)
+    def commit(self, next_offsets: Mapping[Partition, int],
+               metadata: Mapping[Partition, str] | None = None) -> bool:
+        notes = metadata or {}
+        for partition, offset in next_offsets.items():
+            self.broker.commits[partition] = Committed(offset, notes.get(partition, ""))
         return True
+
+    def committed(self) -> dict[Partition, Committed]:
+        return {p: c for p, c in self.broker.commits.items() if p.topic == self.topic}
 
     def lag(self) -> dict[Partition, int]:
         ends = self.broker.end_offsets(self.topic)

@@ -155,6 +155,11 @@ class Metrics:
             "segstream_state_lost",
             "Partitions whose owner token or offset vanished from Redis (the state store lost "
             "data): the process exits and rebuilds them from the log.", registry=registry)
+        self.rebuilt_events = Counter(
+            "segstream_rebuilt_records",
+            "Input records re-applied to rebuild lost state, below the offset whose outputs "
+            "were already published: nothing is published or counted for them.",
+            registry=registry)
         self.assigned_partitions = Gauge(
             "segstream_assigned_partitions", "Input partitions this consumer owns.",
             registry=registry)

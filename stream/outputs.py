@@ -9,7 +9,7 @@ are at-least-once with deterministic ids), and only after the batch is saved add
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from operators.changes import encode_alert, encode_change
 from operators.events import PROCESSING_ERROR, Rejected
@@ -50,6 +50,7 @@ class Tally:
 class Outputs:
     topics: Topics
     now_ms: int
+    seq_base: int = 0  # the partition's epoch, as high bits of seq (stream.rebuild)
     records: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
     tally: Tally = field(default_factory=Tally)
 
@@ -61,6 +62,8 @@ class Outputs:
     def outcome(self, outcome: BatchOutcome, sources: dict[int, Record]) -> None:
         """The changes, alerts, late and failed events of one partition's transition."""
         tally = self.tally
+        if self.seq_base:
+            outcome.changes = [replace(c, seq=self.seq_base | c.seq) for c in outcome.changes]
         for change, tag in outcome.alerts:
             self.records.append((self.topics.alert, change.user_id.encode(),
                                  encode_alert(change, tag, self.now_ms)))

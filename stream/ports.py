@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from operators.segments import SegmentSnapshot
 from operators.tags import TagModel
@@ -40,6 +40,11 @@ class AssignmentListener(Protocol):
         """Partitions were taken away; called before another consumer gets them."""
 
 
+class Committed(NamedTuple):
+    offset: int  # the next offset to read
+    metadata: str
+
+
 class EventSource(Protocol):
     def subscribe(self, listener: AssignmentListener) -> None: ...
 
@@ -49,8 +54,14 @@ class EventSource(Protocol):
         """Stop fetching these partitions until they are assigned again (lost to a rebalance
         we have not been told of yet)."""
 
-    def commit(self, next_offsets: Mapping[Partition, int]) -> bool:
-        """Record progress in the broker (for lag tools; Redis holds the offsets we trust)."""
+    def commit(self, next_offsets: Mapping[Partition, int],
+               metadata: Mapping[Partition, str] | None = None) -> bool:
+        """Record progress in the broker, with a short note per partition (``stream.rebuild``:
+        the state epoch). Redis holds the offsets we resume from; the broker's outlive a Redis
+        loss, and tell how far outputs were already published."""
+
+    def committed(self) -> dict[Partition, Committed]:
+        """The last commit of each partition of the topic that has one."""
 
     def lag(self) -> dict[Partition, int]:
         """Records behind the end of each assigned partition, as far as the source knows."""

@@ -10,7 +10,7 @@ import pytest
 
 from stream.kafka_io import KafkaEventSource, KafkaSink
 from stream.memory import InMemoryBroker, InMemoryEventSource, InMemorySink
-from stream.ports import EventSource, Partition, Record, Sink
+from stream.ports import Committed, EventSource, Partition, Record, Sink
 from tests.support.servers import KAFKA_BOOTSTRAP, create_topics, unique
 
 
@@ -114,4 +114,16 @@ def test_commit_accepts_next_offsets(backend: Backend) -> None:
     for record in records:
         nexts[record.partition] = record.offset + 1
     source.commit(nexts)
+    source.close()
+
+
+def test_commits_keep_their_note(backend: Backend) -> None:
+    produce(backend, 10)
+    source = backend.new_source()
+    source.subscribe(Listener())
+    records = poll_until(source, 10)
+    nexts = {r.partition: r.offset + 1 for r in records}
+    assert source.committed() == {}
+    assert source.commit(nexts, {p: f"note {p.index}" for p in nexts})
+    assert source.committed() == {p: Committed(o, f"note {p.index}") for p, o in nexts.items()}
     source.close()

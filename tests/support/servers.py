@@ -6,7 +6,12 @@ Without them a test skips locally, and fails when CI=true: CI must never pass by
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
@@ -89,3 +94,47 @@ def end_offsets(topic: str) -> dict[int, int]:
         return {tp.partition: end for tp, end in consumer.end_offsets(partitions).items()}
     finally:
         consumer.close()
+
+
+class PrivateRedis:
+    """A Redis of the test's own, without persistence, that the test may restart (losing every
+    key) without touching the shared one."""
+
+    def __init__(self, log_dir: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log_dir = log_dir
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        if shutil.which("redis-server") is None:
+            missing("redis-server", FileNotFoundError("not on PATH"), "run `make services-up`")
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.log_dir)],
+            stdout=(self.log_dir / "redis.log").open("ab"), stderr=subprocess.STDOUT)
+        client = self.client()
+        for _ in range(100):
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise AssertionError(f"redis on port {self.port} did not start")
+
+    def restart(self) -> None:
+        """kill -9 and start again: every key is gone, as after a crash without persistence."""
+        self.stop()
+        self.start()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+            self.process = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, socket_timeout=5)

@@ -122,15 +122,17 @@ class Learning:
             return False
         self._next_check_s = now + self.lease_ms / 3000
         leading = self.training and self.model_store.hold_trainer_lease(self.token, self.lease_ms)
-        changed = False
-        if leading and not self.leading:
-            changed = self._take_over()
+        taking_over = leading and not self.leading
         self.leading = leading
         self.metrics.trainer.set(1 if leading else 0)
-        if leading:
-            self._republish_if_lost()
-            return changed
-        return self._follow()
+        if not leading:
+            return self._follow()
+        published = self.model_store.load_snapshot()
+        changed = False
+        if taking_over or (published is not None and published.version > self.version):
+            changed = self._take_over()  # ...or adopt a model imported meanwhile
+        self._republish_if_lost()
+        return changed
 
     def keep_model(self) -> None:
         """The state store lost data: if it lost the model too, publish ours again, best effort
@@ -190,6 +192,12 @@ class Learning:
                 (restored.n_segments, restored.features) == \
                 (self.trainer.n_segments, self.trainer.features):
             self.trainer = restored
+        elif published is not None and self.trainer is not None and \
+                self.trainer.version < published.version:
+            # A model published without its trainer's state (an import): continue above it.
+            self.trainer.version = published.version
+            if published.features == self.trainer.features:
+                self.trainer.previous = published
         saved = restore_learners(self.model_store.load_learners())
         for index, learner in self.learners.items():
             previous = saved.get(learner.tag.name)

@@ -14,7 +14,6 @@ import itertools
 import os
 import random
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,11 @@ from typing import Any
 import pytest
 import redis
 
-from stream.generator import encode, generate_events
+from stream.generator import generate_events
 from stream.inspect import inspect_user
 from stream.settings import Settings
-from tests.support.model import TAGS, trained_model
-from tests.support.servers import end_offsets, ordered_producer, redis_client
-from tests.support.service import Service
+from tests.support.model import frozen_service, trained_model
+from tests.support.servers import end_offsets, redis_client
 from tests.support.state import change_ids, differences, stored_state
 from tests.support.supervisor import Supervisor
 
@@ -36,28 +34,6 @@ EVENTS = int(os.environ.get("SEGSTREAM_CHAOS_EVENTS", "20000"))
 KILLS = int(os.environ.get("SEGSTREAM_CHAOS_KILLS", "3"))
 SCALINGS = 4  # consumers added, then removed: 2 each
 ROOT = Path(__file__).resolve().parents[2]
-FROZEN = {"SEGSTREAM_TRAINING": "false", "SEGSTREAM_TAGS": TAGS,
-          "SEGSTREAM_LABEL_EVERY_DAYS": "1", "SEGSTREAM_TRAIN_SAMPLE_PERMILLE": "200",
-          "SEGSTREAM_MAX_BATCH_RECORDS": "500"}
-
-
-def frozen_run(log_dir: Path, model_file: Path, events: list[dict[str, Any]]) -> Service:
-    """A service on its own topics and keys, the model imported, the events produced."""
-    log_dir.mkdir()
-    service = Service(log_dir, **FROZEN)
-    imported = subprocess.run([sys.executable, "-m", "stream", "model", "import",
-                               str(model_file)], env=service.env, capture_output=True,
-                              text=True, timeout=60)
-    assert imported.returncode == 0, imported.stderr
-    producer = ordered_producer()
-    for event in events:
-        key, value = encode(event)
-        producer.send(service.input_topic, key=key, value=value)
-    producer.flush()
-    producer.close()
-    return service
-
-
 def first_occurrences(by_user: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
     """Each user's change ids in order, exact repeats (redone batches) dropped."""
     return {user: list(dict.fromkeys(c["change_id"] for c in changes))
@@ -70,8 +46,10 @@ def test_kills_rebalances_and_a_broker_restart_change_nothing(tmp_path: Path) ->
                                    EVENTS))
     model = trained_model(itertools.islice(generate_events(400, seed=3, days=40), 15_000),
                           tmp_path / "model.json")
-    calm = frozen_run(tmp_path / "calm", tmp_path / "model.json", events)
-    chaos = frozen_run(tmp_path / "chaos", tmp_path / "model.json", events)
+    calm = frozen_service(tmp_path / "calm", tmp_path / "model.json", events,
+                          SEGSTREAM_MAX_BATCH_RECORDS="500")
+    chaos = frozen_service(tmp_path / "chaos", tmp_path / "model.json", events,
+                           SEGSTREAM_MAX_BATCH_RECORDS="500")
     supervisor: Supervisor | None = None
     try:
         started = time.monotonic()

@@ -70,3 +70,25 @@ def test_one_process_trains_and_the_others_score_with_its_models_until_it_dies()
     learner = next(iter(second.learning.learners.values()))
     assert learner.labels > saved_labels  # resumed, not restarted
     assert second.snapshot is not None and second.snapshot.version > published
+
+
+def test_the_trainer_adopts_a_model_imported_meanwhile_and_trains_on_above_it() -> None:
+    from dataclasses import replace
+
+    clock = FakeClock()
+    models = InMemoryModelStore(monotonic=clock.time_s)
+    broker = InMemoryBroker()
+    trainer = process(models, clock, broker)
+    events = list(generate_events(120, seed=6, days=40))
+    feed(broker, events[: len(events) // 2])
+    drain(trainer)
+    own = trainer.snapshot
+    assert trainer.learning.leading and own is not None
+    imported = replace(own, version=own.version + 5, means=tuple(m + 0.5 for m in own.means))
+    models.save(imported, None)  # what `segstream model import` of a file without trainer does
+    clock.now_s += 11
+    feed(broker, events[len(events) // 2:])
+    drain(trainer)
+    assert trainer.learning.leading
+    assert trainer.snapshot is not None and trainer.snapshot.version > imported.version
+    assert models.load_snapshot() == trainer.snapshot

@@ -4,6 +4,8 @@ file (``segstream model export``'s format) for ``segstream model import``."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,8 @@ from stream.memory import InMemoryBroker
 from stream.model_file import export_model
 from stream.settings import Settings
 from stream.wiring import build_processor, in_memory_parts
+from tests.support.servers import ordered_producer
+from tests.support.service import Service
 
 # Tags that learn quickly: labels a day apart over a 5-day horizon.
 TAGS = json.dumps([
@@ -38,3 +42,27 @@ def trained_model(events: Iterable[dict[str, Any]], path: Path) -> dict[str, Any
     doc = export_model(parts.model_store)
     path.write_text(json.dumps(doc))
     return doc
+
+
+# A service scoring with a fixed model: the published one, training switched off.
+FROZEN = {"SEGSTREAM_TRAINING": "false", "SEGSTREAM_TAGS": TAGS,
+          "SEGSTREAM_LABEL_EVERY_DAYS": "1", "SEGSTREAM_TRAIN_SAMPLE_PERMILLE": "200"}
+
+
+def frozen_service(log_dir: Path, model_file: Path, events: Iterable[dict[str, Any]],
+                   **overrides: str) -> Service:
+    """A service on topics and keys of its own, ``model_file`` imported with ``segstream model
+    import``, training off, and ``events`` produced to its input topic."""
+    log_dir.mkdir()
+    service = Service(log_dir, **FROZEN, **overrides)
+    imported = subprocess.run([sys.executable, "-m", "stream", "model", "import",
+                               str(model_file)], env=service.env, capture_output=True,
+                              text=True, timeout=60)
+    assert imported.returncode == 0, imported.stderr
+    producer = ordered_producer()
+    for event in events:
+        key, value = encode(event)
+        producer.send(service.input_topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+    return service

@@ -14,7 +14,7 @@ export SEGSTREAM_REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
 help:
 	@echo "make demo           run the pipeline in-process on simulated shoppers (no servers)"
 	@echo "make test           install, start Kafka and Redis, run every test, stop them"
-	@echo "make check          ruff and mypy --strict"
+	@echo "make check          ruff check, ruff format --check, mypy --strict"
 	@echo "make services-up    start Kafka (127.0.0.1:$(KAFKA_PORT)) and Redis (127.0.0.1:$(REDIS_PORT))"
 	@echo "make services-down  stop them and delete their data"
 	@echo "make bench          throughput benchmark against the real servers"
@@ -43,6 +43,7 @@ services-status:
 
 check: install
 	$(BIN)/ruff check stream operators tests bench dashboards
+	$(BIN)/ruff format --check stream operators tests bench dashboards
 	$(BIN)/mypy
 
 test-unit: install

@@ -1,6 +1,6 @@
 """Cost of the pure per-event path (decode + process_events), in µs per event, median of runs.
 
-    .venv/bin/python bench/operators.py [--events 100000 --runs 5]
+.venv/bin/python bench/operators.py [--events 100000 --runs 5]
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ from stream.generator import encode, generate_events
 
 RFM = ("recency_days", "frequency", "monetary")
 SNAPSHOT = SegmentSnapshot(
-    version=1, features=RFM, means=(2.0, 0.5, 1.0), stds=(1.0, 0.5, 2.0),
+    version=1,
+    features=RFM,
+    means=(2.0, 0.5, 1.0),
+    stds=(1.0, 0.5, 2.0),
     centers=((1, -1, -1), (0, 1, 1), (-1, 0, 0), (-1, 1, 2)),
 )
 
@@ -31,8 +34,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    messages = [encode(e) for e in itertools.islice(
-        generate_events(10_000, seed=1, sessions_scale=0.25), args.events)]
+    messages = [
+        encode(e)
+        for e in itertools.islice(generate_events(10_000, seed=1, sessions_scale=0.25), args.events)
+    ]
     config = PipelineConfig(RFM, 250)
     decode_us, process_us = [], []
     for _ in range(args.runs):
@@ -44,9 +49,11 @@ def main() -> None:
         done = time.perf_counter()
         decode_us.append((decoded - started) / len(messages) * 1e6)
         process_us.append((done - decoded) / len(messages) * 1e6)
-    print(f"decode {statistics.median(decode_us):.1f} µs/event, "
-          f"process_events {statistics.median(process_us):.1f} µs/event "
-          f"(median of {args.runs} runs, {len(messages):,} events)")
+    print(
+        f"decode {statistics.median(decode_us):.1f} µs/event, "
+        f"process_events {statistics.median(process_us):.1f} µs/event "
+        f"(median of {args.runs} runs, {len(messages):,} events)"
+    )
 
 
 if __name__ == "__main__":

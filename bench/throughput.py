@@ -40,9 +40,14 @@ def produce(topic: str, events: int, users: int) -> int:
     admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
     admin.close()
-    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=50, batch_size=512 * 1024,
-                             compression_type=None, acks="all",
-                             enable_idempotence=True)  # retries keep partition order
+    producer = KafkaProducer(
+        bootstrap_servers=BOOTSTRAP,
+        linger_ms=50,
+        batch_size=512 * 1024,
+        compression_type=None,
+        acks="all",
+        enable_idempotence=True,
+    )  # retries keep partition order
     sent = 0
     for event in itertools.islice(generate_events(users, seed=1, sessions_scale=0.25), events):
         key, value = encode(event)
@@ -55,9 +60,14 @@ def produce(topic: str, events: int, users: int) -> int:
 
 def consume_only(topic: str, total: int) -> float:
     """Events/s of a bare consumer: poll and count, nothing else."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, group_id=f"bare-{uuid.uuid4()}",
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             max_poll_records=2000)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=BOOTSTRAP,
+        group_id=f"bare-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=2000,
+    )
     seen, first_at = 0, 0.0
     while seen < total:
         batch = consumer.poll(timeout_ms=500, max_records=2000)
@@ -73,15 +83,28 @@ def consume_only(topic: str, total: int) -> float:
 def serve(topic: str, total: int, client: redis.Redis, log_dir: Path, run: int) -> float:
     """Events/s of `segstream serve`, from its first saved batch to its last."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "SEGSTREAM_INPUT_TOPIC": topic, "SEGSTREAM_GROUP": f"bench-{prefix}",
-           "SEGSTREAM_KEY_PREFIX": prefix, "SEGSTREAM_HTTP_PORT": "0",
-           "SEGSTREAM_OUTPUT_TOPIC": f"{topic}.changes", "SEGSTREAM_DLQ_TOPIC": f"{topic}.dlq",
-           "SEGSTREAM_LATE_TOPIC": f"{topic}.late", "SEGSTREAM_ALERT_TOPIC": f"{topic}.alerts",
-           "SEGSTREAM_KAFKA_BOOTSTRAP": BOOTSTRAP, "SEGSTREAM_REDIS_URL": REDIS_URL}
+    env = {
+        **os.environ,
+        "SEGSTREAM_INPUT_TOPIC": topic,
+        "SEGSTREAM_GROUP": f"bench-{prefix}",
+        "SEGSTREAM_KEY_PREFIX": prefix,
+        "SEGSTREAM_HTTP_PORT": "0",
+        "SEGSTREAM_OUTPUT_TOPIC": f"{topic}.changes",
+        "SEGSTREAM_DLQ_TOPIC": f"{topic}.dlq",
+        "SEGSTREAM_LATE_TOPIC": f"{topic}.late",
+        "SEGSTREAM_ALERT_TOPIC": f"{topic}.alerts",
+        "SEGSTREAM_KAFKA_BOOTSTRAP": BOOTSTRAP,
+        "SEGSTREAM_REDIS_URL": REDIS_URL,
+    }
     keys = [f"{prefix}:{{{topic}-{p}}}:offset" for p in range(PARTITIONS)]
     with (log_dir / f"serve-{run}.log").open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "stream", "serve"], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stream", "serve"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            cwd=ROOT,
+        )
         done, first_at, first_n = 0, 0.0, 0
         while done < total:
             done = sum(int(v) for v in client.mget(keys) if v is not None)
@@ -108,8 +131,11 @@ def main() -> None:
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
     total = produce(topic, args.events, args.users)
-    print(f"produced {total:,} events for {args.users:,} users to {topic} "
-          f"in {time.perf_counter() - started:.1f} s", flush=True)
+    print(
+        f"produced {total:,} events for {args.users:,} users to {topic} "
+        f"in {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
     log_dir = Path(tempfile.mkdtemp(prefix="segstream-bench-"))
     rows = []
     for run in range(1, args.runs + 1):
@@ -120,15 +146,21 @@ def main() -> None:
         else:
             full = serve(topic, total, client, log_dir, run)
             bare = consume_only(topic, total)
-        rows.append({"run": run, "consume_only_eps": bare, "serve_eps": full,
-                     "ratio": full / bare})
-        print(f"run {run}: consume-only {bare:>9,.0f} ev/s   serve {full:>9,.0f} ev/s   "
-              f"serve/consume {full / bare:.2f}", flush=True)
-    summary = {key: statistics.median(r[key] for r in rows)
-               for key in ("consume_only_eps", "serve_eps", "ratio")}
-    print(f"median: consume-only {summary['consume_only_eps']:,.0f} ev/s, "
-          f"serve {summary['serve_eps']:,.0f} ev/s, ratio {summary['ratio']:.2f} "
-          f"({args.runs} runs, {total:,} events, {args.users:,} users, {PARTITIONS} partitions)")
+        rows.append({"run": run, "consume_only_eps": bare, "serve_eps": full, "ratio": full / bare})
+        print(
+            f"run {run}: consume-only {bare:>9,.0f} ev/s   serve {full:>9,.0f} ev/s   "
+            f"serve/consume {full / bare:.2f}",
+            flush=True,
+        )
+    summary = {
+        key: statistics.median(r[key] for r in rows)
+        for key in ("consume_only_eps", "serve_eps", "ratio")
+    }
+    print(
+        f"median: consume-only {summary['consume_only_eps']:,.0f} ev/s, "
+        f"serve {summary['serve_eps']:,.0f} ev/s, ratio {summary['ratio']:.2f} "
+        f"({args.runs} runs, {total:,} events, {args.users:,} users, {PARTITIONS} partitions)"
+    )
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     report = {"runs": rows, "median": summary, "events": total, "users": args.users}

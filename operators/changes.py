@@ -44,21 +44,40 @@ class UserChanged:
 
 
 def user_changed(
-    *, user_id: str, seq: int, before: int, after: int, tags_before: tuple[str, ...],
-    tags_after: tuple[str, ...], tag_scores: dict[str, float], model_version: int,
-    event_id: str, event_time_ms: int, features: dict[str, float],
+    *,
+    user_id: str,
+    seq: int,
+    before: int,
+    after: int,
+    tags_before: tuple[str, ...],
+    tags_after: tuple[str, ...],
+    tag_scores: dict[str, float],
+    model_version: int,
+    event_id: str,
+    event_time_ms: int,
+    features: dict[str, float],
     reason: dict[str, tuple[str, ...]] | None = None,
 ) -> UserChanged:
     segment_before = None if before == NO_SEGMENT else before
     segment_after = None if after == NO_SEGMENT else after
-    identity = "\x1f".join(map(str, (
-        user_id, event_id, segment_before, segment_after, ",".join(tags_after), model_version)))
+    identity = "\x1f".join(
+        map(
+            str,
+            (user_id, event_id, segment_before, segment_after, ",".join(tags_after), model_version),
+        )
+    )
     return UserChanged(
         change_id=hashlib.blake2b(identity.encode(), digest_size=16).hexdigest(),
-        user_id=user_id, seq=seq, segment_before=segment_before, segment_after=segment_after,
-        tags_before=tags_before, tags_after=tags_after,
+        user_id=user_id,
+        seq=seq,
+        segment_before=segment_before,
+        segment_after=segment_after,
+        tags_before=tags_before,
+        tags_after=tags_after,
         tag_scores=tuple((name, round(score, 6)) for name, score in tag_scores.items()),
-        model_version=model_version, event_id=event_id, event_time_ms=event_time_ms,
+        model_version=model_version,
+        event_id=event_id,
+        event_time_ms=event_time_ms,
         features=tuple((name, round(value, 6)) for name, value in features.items()),
         reason=tuple((reason or {}).items()),
     )
@@ -113,7 +132,9 @@ def encode_alert(change: UserChanged, tag: str, emitted_at_ms: int) -> bytes:
 
 
 def lineage_events(
-    lineage: Lineage, snapshot: SegmentSnapshot, emitted_at_ms: int,
+    lineage: Lineage,
+    snapshot: SegmentSnapshot,
+    emitted_at_ms: int,
 ) -> list[tuple[bytes, bytes]]:
     """(key, value) per segment created, retired or merged by a new snapshot.
 
@@ -150,10 +171,16 @@ def lineage_events(
 def republished_event(snapshot: SegmentSnapshot, lost_version: int, emitted_at_ms: int) -> bytes:
     """Lineage: the state store lost the model, and its trainer published it again, unchanged
     but for a higher version (versions never go backwards; segment ids keep their meaning)."""
-    return json.dumps({
-        "kind": "model_republished",
-        "change_id": hashlib.blake2b(f"republished\x1f{snapshot.version}".encode(),
-                                     digest_size=16).hexdigest(),
-        "model_version": snapshot.version, "republishes_version": lost_version,
-        "segments": list(snapshot.segment_ids), "emitted_at_ms": emitted_at_ms,
-    }, separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "kind": "model_republished",
+            "change_id": hashlib.blake2b(
+                f"republished\x1f{snapshot.version}".encode(), digest_size=16
+            ).hexdigest(),
+            "model_version": snapshot.version,
+            "republishes_version": lost_version,
+            "segments": list(snapshot.segment_ids),
+            "emitted_at_ms": emitted_at_ms,
+        },
+        separators=(",", ":"),
+    ).encode()

@@ -34,8 +34,18 @@ OVERSIZED: Final = "oversized"
 KEY_MISMATCH: Final = "key_mismatch"
 PROCESSING_ERROR: Final = "processing_error"  # valid, but applying it raised (a bug: see loop)
 REJECTION_REASONS: Final = (
-    EMPTY, NOT_JSON, NOT_OBJECT, MISSING_FIELD, WRONG_TYPE, BAD_TIMESTAMP, FUTURE_TIMESTAMP,
-    OUT_OF_RANGE, UNKNOWN_TYPE, OVERSIZED, KEY_MISMATCH, PROCESSING_ERROR,
+    EMPTY,
+    NOT_JSON,
+    NOT_OBJECT,
+    MISSING_FIELD,
+    WRONG_TYPE,
+    BAD_TIMESTAMP,
+    FUTURE_TIMESTAMP,
+    OUT_OF_RANGE,
+    UNKNOWN_TYPE,
+    OVERSIZED,
+    KEY_MISMATCH,
+    PROCESSING_ERROR,
 )
 
 MAX_ID_LENGTH: Final = 128
@@ -53,7 +63,8 @@ MAX_TS_MS: Final = 4_102_444_800_000
 # The shape of an ISO 8601 time, exactly as the JSON Schema's pattern (ASCII digits only).
 _ISO8601: Final = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?"
-    r"( UTC|Z|[+-][0-9]{2}:?[0-9]{2})?")
+    r"( UTC|Z|[+-][0-9]{2}:?[0-9]{2})?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +111,9 @@ class _Invalid(Exception):
 
 
 def decode_event(
-    key: bytes | None, value: bytes | None, limits: EventLimits = DEFAULT_LIMITS,
+    key: bytes | None,
+    value: bytes | None,
+    limits: EventLimits = DEFAULT_LIMITS,
     received_ms: int | None = None,
 ) -> Event | Rejected:
     """Decode and validate one message; the key must equal ``user_id`` (see README, "Events").
@@ -118,7 +131,10 @@ def decode_event(
 
 
 def _decode(
-    key: bytes | None, value: bytes | None, limits: EventLimits, received_ms: int | None,
+    key: bytes | None,
+    value: bytes | None,
+    limits: EventLimits,
+    received_ms: int | None,
 ) -> Event:
     if not value:
         raise _Invalid(EMPTY, "empty message (a tombstone or an empty value)")
@@ -129,8 +145,9 @@ def _decode(
     except UnicodeDecodeError as exc:
         raise _Invalid(NOT_JSON, f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
-        doc = json.loads(text, object_pairs_hook=_object, parse_int=_integer,
-                         parse_constant=_no_constant)
+        doc = json.loads(
+            text, object_pairs_hook=_object, parse_int=_integer, parse_constant=_no_constant
+        )
     except json.JSONDecodeError as exc:
         raise _Invalid(NOT_JSON, f"not valid JSON: {exc}") from None
     except RecursionError:
@@ -140,9 +157,12 @@ def _decode(
     _check_depth(doc)
     event = _event_from(doc, limits)
     if received_ms is not None and event.ts_ms > received_ms + limits.max_future_ms:
-        raise _Invalid(FUTURE_TIMESTAMP, f"event time {event.ts_ms} is "
-                       f"{(event.ts_ms - received_ms) / 1000:.0f} s after the message was "
-                       f"produced ({received_ms}); the limit is {limits.max_future_ms // 1000} s")
+        raise _Invalid(
+            FUTURE_TIMESTAMP,
+            f"event time {event.ts_ms} is "
+            f"{(event.ts_ms - received_ms) / 1000:.0f} s after the message was "
+            f"produced ({received_ms}); the limit is {limits.max_future_ms // 1000} s",
+        )
     # One user's events must share a partition, or their state would split across partitions.
     if key is None or key != event.user_id.encode():
         shown = "none" if key is None else repr(key[:MAX_ID_LENGTH])
@@ -232,8 +252,9 @@ def _identifier(doc: dict[str, object], name: str) -> str:
     return text
 
 
-def _text(doc: dict[str, object], name: str, *, required: bool = False,
-          integers: bool = True) -> str | None:
+def _text(
+    doc: dict[str, object], name: str, *, required: bool = False, integers: bool = True
+) -> str | None:
     raw = doc.get(name)
     if raw is None:
         if required:
@@ -249,8 +270,7 @@ def _number(doc: dict[str, object], name: str, upper: float) -> float | None:
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise _Invalid(WRONG_TYPE, f"{name!r} must be a number, got {type(raw).__name__}")
     if not 0 <= raw <= upper:  # also refuses infinities (and NaN, which compares false)
-        raise _Invalid(OUT_OF_RANGE, f"{name!r} must be between 0 and {upper:g}, "
-                       f"got {_short(raw)}")
+        raise _Invalid(OUT_OF_RANGE, f"{name!r} must be between 0 and {upper:g}, got {_short(raw)}")
     return float(raw)
 
 
@@ -283,8 +303,9 @@ def _timestamp(doc: dict[str, object], limits: EventLimits) -> int:
         ts_ms = int(raw)
     if not limits.min_ts_ms <= ts_ms < MAX_TS_MS:
         low = datetime.fromtimestamp(limits.min_ts_ms / 1000, UTC).date().isoformat()
-        raise _Invalid(BAD_TIMESTAMP, f"'ts' {_short(raw)} is outside {low}..2100-01-01 "
-                       "(epoch ms expected)")
+        raise _Invalid(
+            BAD_TIMESTAMP, f"'ts' {_short(raw)} is outside {low}..2100-01-01 (epoch ms expected)"
+        )
     return ts_ms
 
 

@@ -62,8 +62,16 @@ _WINDOW_MS: Final = tuple(w * DAY_MS for w in WINDOW_DAYS)
 # Window feature names in the order of UserState.windows.
 _WINDOW_FEATURES: Final = tuple(f"{measure}_{w}d" for measure in _MEASURES for w in WINDOW_DAYS)
 FEATURES: Final = (
-    "recency_days", "frequency", "monetary", "avg_order_value", "tenure_days", "inactive_days",
-    "cancellations", "events", "categories", *_WINDOW_FEATURES,
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_order_value",
+    "tenure_days",
+    "inactive_days",
+    "cancellations",
+    "events",
+    "categories",
+    *_WINDOW_FEATURES,
 )
 
 _FORMAT_VERSION: Final = 3
@@ -71,7 +79,8 @@ _FORMAT_VERSION: Final = 3
 # sums (float32), recent event-id digests (48-bit), category bits, segment, pending segment,
 # pending streak, tag bits, change seq. Little-endian, no padding: 155 bytes.
 _LAYOUT: Final = struct.Struct(
-    f"<B q q q q {_N}I q {len(_MEASURES) * _W}f {6 * RECENT_IDS}s I i i B B I")
+    f"<B q q q q {_N}I q {len(_MEASURES) * _W}f {6 * RECENT_IDS}s I i i B B I"
+)
 # Version 2 (before 0.2): two 64-bit recent ids and one-byte segment ids; read, written as 3.
 _LAYOUT_V2: Final = struct.Struct(f"<B q q q q {_N}I q {len(_MEASURES) * _W}f 2Q I b b B B I")
 # Packed fields saturate at their type's limit instead of failing to pack.
@@ -127,8 +136,9 @@ def event_digest(event_id: str) -> int:
 
 def user_digest(user_id: str) -> int:
     """A stable 64-bit digest of a user id, for sampling users the same way in every process."""
-    return int.from_bytes(hashlib.blake2b(user_id.encode(), digest_size=8, person=b"user").digest(),
-                          "little")
+    return int.from_bytes(
+        hashlib.blake2b(user_id.encode(), digest_size=8, person=b"user").digest(), "little"
+    )
 
 
 def is_duplicate(state: UserState | None, event: Event) -> bool:
@@ -146,8 +156,12 @@ def update_features(state: UserState | None, event: Event, digest: int | None = 
     ts = event.ts_ms
     if state is None:
         state = UserState(
-            first_seen_ms=ts, last_seen_ms=ts, last_purchase_ms=0, counts=(0,) * _N,
-            spend_cents=0, windows=(0.0,) * (len(_MEASURES) * _W),
+            first_seen_ms=ts,
+            last_seen_ms=ts,
+            last_purchase_ms=0,
+            counts=(0,) * _N,
+            spend_cents=0,
+            windows=(0.0,) * (len(_MEASURES) * _W),
             recent_event_ids=(0,) * RECENT_IDS,
         )
     index = _TYPE_INDEX[event.type]
@@ -176,8 +190,7 @@ def update_features(state: UserState | None, event: Event, digest: int | None = 
     return UserState(
         first_seen_ms=min(state.first_seen_ms, ts),
         last_seen_ms=anchor,
-        last_purchase_ms=max(state.last_purchase_ms, ts) if is_purchase
-        else state.last_purchase_ms,
+        last_purchase_ms=max(state.last_purchase_ms, ts) if is_purchase else state.last_purchase_ms,
         counts=tuple(counts),
         spend_cents=state.spend_cents + cents,
         # Rounded to float32 as stored, so a state reads the same before and after a save.
@@ -194,18 +207,38 @@ def update_features(state: UserState | None, event: Event, digest: int | None = 
 
 
 def rescored(
-    state: UserState, *, segment: int, pending_segment: int, pending_streak: int, seq: int,
-    next_due_ms: int, tags: int,
+    state: UserState,
+    *,
+    segment: int,
+    pending_segment: int,
+    pending_streak: int,
+    seq: int,
+    next_due_ms: int,
+    tags: int,
 ) -> UserState:
     """``state`` with new scoring fields; ``dataclasses.replace`` is slow for a per-event path."""
     return UserState(
-        state.first_seen_ms, state.last_seen_ms, state.last_purchase_ms, state.counts,
-        state.spend_cents, state.windows, state.recent_event_ids, state.category_bits,
-        next_due_ms, segment, pending_segment, pending_streak, tags, seq)
+        state.first_seen_ms,
+        state.last_seen_ms,
+        state.last_purchase_ms,
+        state.counts,
+        state.spend_cents,
+        state.windows,
+        state.recent_event_ids,
+        state.category_bits,
+        next_due_ms,
+        segment,
+        pending_segment,
+        pending_streak,
+        tags,
+        seq,
+    )
 
 
 def features_at(
-    state: UserState, at_ms: int, names: Sequence[str] = FEATURES,
+    state: UserState,
+    at_ms: int,
+    names: Sequence[str] = FEATURES,
 ) -> dict[str, float]:
     """The features ``names`` (default: all), evaluated at ``at_ms`` (see the module docstring)."""
     return {name: _FEATURE[name](state, at_ms) for name in names}
@@ -233,6 +266,7 @@ def _window(index: int) -> Callable[[UserState, int], float]:
         elapsed = at_ms - state.last_seen_ms
         stored = state.windows[index]
         return stored * math.exp(-elapsed / window_ms) if elapsed > 0 else stored
+
     return value
 
 
@@ -266,12 +300,21 @@ def pack_state(state: UserState) -> bytes:
     (4,294,967,295 events of a type, 2**63 - 1 cents), far beyond any real user.
     """
     return _LAYOUT.pack(
-        _FORMAT_VERSION, state.first_seen_ms, state.last_seen_ms, state.last_purchase_ms,
-        state.next_due_ms, *(min(c, _U32) for c in state.counts),
-        min(state.spend_cents, _I64), *state.windows,
+        _FORMAT_VERSION,
+        state.first_seen_ms,
+        state.last_seen_ms,
+        state.last_purchase_ms,
+        state.next_due_ms,
+        *(min(c, _U32) for c in state.counts),
+        min(state.spend_cents, _I64),
+        *state.windows,
         b"".join((d & _DIGEST_MASK).to_bytes(6, "little") for d in state.recent_event_ids),
-        state.category_bits, _segment(state.segment), _segment(state.pending_segment),
-        min(state.pending_streak, 255), state.tags, min(state.seq, _U32),
+        state.category_bits,
+        _segment(state.segment),
+        _segment(state.pending_segment),
+        min(state.pending_streak, 255),
+        state.tags,
+        min(state.seq, _U32),
     )
 
 
@@ -283,26 +326,34 @@ def unpack_state(data: bytes) -> UserState:
     ids_at = 6 + _N + len(_MEASURES) * _W
     if data[:1] == b"\x02" and len(data) == _LAYOUT_V2.size:
         fields = list(_LAYOUT_V2.unpack(data))
-        recent = [d & _DIGEST_MASK for d in fields[ids_at:ids_at + 2]]
-        fields[ids_at:ids_at + 2] = [(*recent, *(0,) * (RECENT_IDS - 2))]
+        recent = [d & _DIGEST_MASK for d in fields[ids_at : ids_at + 2]]
+        fields[ids_at : ids_at + 2] = [(*recent, *(0,) * (RECENT_IDS - 2))]
     elif data[:1] == bytes([_FORMAT_VERSION]) and len(data) == _LAYOUT.size:
         fields = list(_LAYOUT.unpack(data))
         packed = fields[ids_at]
-        fields[ids_at] = tuple(int.from_bytes(packed[i:i + 6], "little")
-                               for i in range(0, 6 * RECENT_IDS, 6))
+        fields[ids_at] = tuple(
+            int.from_bytes(packed[i : i + 6], "little") for i in range(0, 6 * RECENT_IDS, 6)
+        )
     else:
         raise ValueError(f"unknown user-state format version {data[:1]!r} ({len(data)} bytes)")
     counts_at = 5
     windows_at = counts_at + _N + 1
     rest = ids_at + 1
     return UserState(
-        first_seen_ms=fields[1], last_seen_ms=fields[2], last_purchase_ms=fields[3],
-        next_due_ms=fields[4], counts=tuple(fields[counts_at:counts_at + _N]),
+        first_seen_ms=fields[1],
+        last_seen_ms=fields[2],
+        last_purchase_ms=fields[3],
+        next_due_ms=fields[4],
+        counts=tuple(fields[counts_at : counts_at + _N]),
         spend_cents=fields[counts_at + _N],
         windows=tuple(fields[windows_at:ids_at]),
         recent_event_ids=fields[ids_at],
-        category_bits=fields[rest], segment=fields[rest + 1], pending_segment=fields[rest + 2],
-        pending_streak=fields[rest + 3], tags=fields[rest + 4], seq=fields[rest + 5],
+        category_bits=fields[rest],
+        segment=fields[rest + 1],
+        pending_segment=fields[rest + 2],
+        pending_streak=fields[rest + 3],
+        tags=fields[rest + 4],
+        seq=fields[rest + 5],
     )
 
 

@@ -11,16 +11,23 @@ from operators.tags import TagDefinition, TagModel, predict
 
 
 def describe_user(
-    user_id: str, state: UserState, at_ms: int, snapshot: SegmentSnapshot | None,
-    tags: Sequence[TagDefinition], tag_models: Mapping[str, TagModel],
+    user_id: str,
+    state: UserState,
+    at_ms: int,
+    snapshot: SegmentSnapshot | None,
+    tags: Sequence[TagDefinition],
+    tag_models: Mapping[str, TagModel],
 ) -> dict[str, Any]:
     """The user's segment (id and name), tags with scores, ``seq``, last event time and every
     feature, evaluated at ``at_ms`` (the partition's watermark, or the last event if later)."""
     at_ms = max(at_ms, state.last_seen_ms)
     features = features_at(state, at_ms, FEATURES)
     names = {p.segment: p.name for p in segment_profiles(snapshot)} if snapshot else {}
-    segment = None if state.segment == NO_SEGMENT else {
-        "id": state.segment, "name": names.get(state.segment)}
+    segment = (
+        None
+        if state.segment == NO_SEGMENT
+        else {"id": state.segment, "name": names.get(state.segment)}
+    )
     held = []
     for index, tag in enumerate(tags):
         if state.tags >> index & 1:
@@ -28,8 +35,12 @@ def describe_user(
             score = predict(model, features) if tag.kind == "predictive" and model else None
             held.append({"name": tag.name, "score": None if score is None else round(score, 6)})
     return {
-        "user_id": user_id, "segment": segment, "tags": held, "seq": state.seq,
-        "last_event_ms": state.last_seen_ms, "evaluated_at_ms": at_ms,
+        "user_id": user_id,
+        "segment": segment,
+        "tags": held,
+        "seq": state.seq,
+        "last_event_ms": state.last_seen_ms,
+        "evaluated_at_ms": at_ms,
         "model_version": snapshot.version if snapshot else 0,
         "features": {name: round(value, 6) for name, value in features.items()},
     }

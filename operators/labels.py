@@ -28,9 +28,15 @@ class Label:
 
 
 def settle_labels(
-    tags: Sequence[TagDefinition], label_every_ms: int, label_features: Sequence[str],
-    current: Sequence[PendingLabel], released: list[Label], digest: int, at_ms: int,
-    purchase_ms: int | None, before: UserState | None,
+    tags: Sequence[TagDefinition],
+    label_every_ms: int,
+    label_features: Sequence[str],
+    current: Sequence[PendingLabel],
+    released: list[Label],
+    digest: int,
+    at_ms: int,
+    purchase_ms: int | None,
+    before: UserState | None,
 ) -> list[PendingLabel]:
     """Settle what a scoring at ``at_ms`` tells a sampled user's pending labels: append the
     labels it releases to ``released``, return the labels still (or newly) open.
@@ -60,8 +66,7 @@ def settle_labels(
         logs: dict[str, float] | None = None
         for index, tag in enumerate(tags):
             # A grid time whose horizon already passed was settled (or can be no more).
-            if tag.kind != "predictive" or (index, grid) in taken or \
-                    at_ms > grid + tag.horizon_ms:
+            if tag.kind != "predictive" or (index, grid) in taken or at_ms > grid + tag.horizon_ms:
                 continue
             if logs is None:
                 values = features_at(before, grid, label_features)

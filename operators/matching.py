@@ -77,7 +77,10 @@ def min_cost_assignment(cost: Sequence[Sequence[float]]) -> list[int]:
 
 
 def match_segments(
-    previous_ids: Sequence[int], previous: Sequence[Vector], new: Sequence[Vector], cap: float,
+    previous_ids: Sequence[int],
+    previous: Sequence[Vector],
+    new: Sequence[Vector],
+    cap: float,
 ) -> Lineage:
     """Give ``new`` centers the ids of the ``previous`` ones they replace (see module doc)."""
     if not previous:
@@ -86,8 +89,10 @@ def match_segments(
     # Pad to a square matrix: a dummy pairing costs `cap`, so a real pair is preferred only when
     # it is closer than the cap.
     size = max(len(new), len(previous))
-    padded = [[distance[i][j] if i < len(new) and j < len(previous) else cap
-               for j in range(size)] for i in range(size)]
+    padded = [
+        [distance[i][j] if i < len(new) and j < len(previous) else cap for j in range(size)]
+        for i in range(size)
+    ]
     pairs = min_cost_assignment(padded)
     ids: list[int | None] = [None] * len(new)
     kept: list[int] = []
@@ -113,5 +118,10 @@ def match_segments(
             merged.append((old, final[nearest]))
         else:
             retired.append(old)
-    return Lineage(ids=final, kept=tuple(kept), created=tuple(created), retired=tuple(retired),
-                   merged=tuple(merged))
+    return Lineage(
+        ids=final,
+        kept=tuple(kept),
+        created=tuple(created),
+        retired=tuple(retired),
+        merged=tuple(merged),
+    )

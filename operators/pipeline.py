@@ -111,8 +111,9 @@ def process_events(
     state store indexed as due by the watermark after it (a superset is harmless);
     ``pending`` holds the users' open labels.
     """
-    batch = _Batch(snapshot, config, tag_models or {}, pending or {},
-                   BatchOutcome(watermark_ms=watermark_ms))
+    batch = _Batch(
+        snapshot, config, tag_models or {}, pending or {}, BatchOutcome(watermark_ms=watermark_ms)
+    )
     out = batch.out
     for event in events:
         if event.ts_ms < out.watermark_ms:
@@ -147,8 +148,9 @@ def process_events(
 @cache
 def _label_features(config: PipelineConfig) -> tuple[str, ...]:
     """Every feature the predictive tags' labels keep."""
-    return tuple(dict.fromkeys(
-        f for t in config.tags if t.kind == "predictive" for f in t.features))
+    return tuple(
+        dict.fromkeys(f for t in config.tags if t.kind == "predictive" for f in t.features)
+    )
 
 
 @cache
@@ -158,8 +160,6 @@ def _scored_features(config: PipelineConfig) -> tuple[str, ...]:
     for tag in config.tags:
         names += [tag.feature] if tag.kind == "rule" else list(tag.features)
     return tuple(dict.fromkeys(names))
-
-
 
 
 V = TypeVar("V")
@@ -224,9 +224,15 @@ class _Batch:
         # stable digest of the user id; a sampled user offers a vector at most once a day.
         first_today = before is None or before.last_seen_ms // DAY_MS < event.ts_ms // DAY_MS
         state = self.score(
-            event.user_id, state, event.ts_ms, event.event_id, before=before, train=first_today,
+            event.user_id,
+            state,
+            event.ts_ms,
+            event.event_id,
+            before=before,
+            train=first_today,
             next_due_ms=state.last_seen_ms + config.rescore_interval_ms,
-            purchase_ms=event.ts_ms if event.type == "purchase" else None)
+            purchase_ms=event.ts_ms if event.type == "purchase" else None,
+        )
         out.states[event.user_id] = state
         out.dues[event.user_id] = state.next_due_ms
         out.processed_by_type[event.type] += 1
@@ -234,18 +240,26 @@ class _Batch:
     def mark(self, user_id: str) -> _Mark:
         """What ``rollback`` needs to undo everything one user's step adds to the outcome."""
         out = self.out
-        return _Mark(user_id, out.states.get(user_id), out.pending.get(user_id),
-                     out.dues.get(user_id), len(out.changes), len(out.alerts),
-                     len(out.training_vectors), len(out.labels), out.watermark_ms,
-                     out.rescored)
+        return _Mark(
+            user_id,
+            out.states.get(user_id),
+            out.pending.get(user_id),
+            out.dues.get(user_id),
+            len(out.changes),
+            len(out.alerts),
+            len(out.training_vectors),
+            len(out.labels),
+            out.watermark_ms,
+            out.rescored,
+        )
 
     def rollback(self, mark: _Mark) -> None:
         out = self.out
         _restore(out.states, mark.user_id, mark.state)
         _restore(out.pending, mark.user_id, mark.pending)
         _restore(out.dues, mark.user_id, mark.due)
-        del out.changes[mark.changes:], out.alerts[mark.alerts:]
-        del out.training_vectors[mark.vectors:], out.labels[mark.labels:]
+        del out.changes[mark.changes :], out.alerts[mark.alerts :]
+        del out.training_vectors[mark.vectors :], out.labels[mark.labels :]
         out.watermark_ms, out.rescored = mark.watermark_ms, mark.rescored
 
     def catch_up(self, user_id: str, state: UserState, until_ms: int) -> UserState:
@@ -255,14 +269,30 @@ class _Batch:
             follow = due + self.config.rescore_interval_ms
             if follow - state.last_seen_ms > self.config.max_idle_ms:
                 follow = 0  # idle for good: stop re-scoring (the record expires by TTL)
-            state = self.score(user_id, state, due, f"rescore:{due}", before=state, train=True,
-                               next_due_ms=follow, purchase_ms=None)
+            state = self.score(
+                user_id,
+                state,
+                due,
+                f"rescore:{due}",
+                before=state,
+                train=True,
+                next_due_ms=follow,
+                purchase_ms=None,
+            )
             self.out.rescored += 1
         return state
 
     def score(
-        self, user_id: str, state: UserState, at_ms: int, cause: str, *,
-        before: UserState | None, train: bool, next_due_ms: int, purchase_ms: int | None,
+        self,
+        user_id: str,
+        state: UserState,
+        at_ms: int,
+        cause: str,
+        *,
+        before: UserState | None,
+        train: bool,
+        next_due_ms: int,
+        purchase_ms: int | None,
     ) -> UserState:
         """Segment and tags at ``at_ms``; record changes, alerts, labels, a training vector.
 
@@ -279,8 +309,13 @@ class _Batch:
         segment, pending, streak = state.segment, state.pending_segment, state.pending_streak
         if self.snapshot is not None and self.snapshot.centers:
             segment, pending, streak = choose_segment(
-                state.segment, segment_distances(self.snapshot, features), state.pending_segment,
-                state.pending_streak, config.switch_margin, config.switch_after)
+                state.segment,
+                segment_distances(self.snapshot, features),
+                state.pending_segment,
+                state.pending_streak,
+                config.switch_margin,
+                config.switch_after,
+            )
         tag_bits, scores = state.tags, {}
         logs = {f: math.log1p(max(v, 0.0)) for f, v in every.items()} if self.tag_models else None
         for index, tag in enumerate(config.tags):
@@ -293,8 +328,17 @@ class _Batch:
             current = out.pending.get(user_id)
             if current is None:
                 current = list(self.pending_in.get(user_id, ()))
-            kept = settle_labels(config.tags, config.label_every_ms, self.label_features,
-                                 current, out.labels, digest, at_ms, purchase_ms, before)
+            kept = settle_labels(
+                config.tags,
+                config.label_every_ms,
+                self.label_features,
+                current,
+                out.labels,
+                digest,
+                at_ms,
+                purchase_ms,
+                before,
+            )
             if kept != current:
                 out.pending[user_id] = kept
         seq = state.seq
@@ -309,14 +353,30 @@ class _Batch:
                 if was != now:
                     reason[tag.name] = tag_reason(tag, now, every, self.tag_models.get(tag.name))
             change = user_changed(
-                user_id=user_id, seq=seq, before=state.segment, after=segment,
-                tags_before=before_tags, tags_after=after_tags, tag_scores=scores,
-                model_version=self.snapshot.version if self.snapshot else 0, event_id=cause,
-                event_time_ms=at_ms, features=features, reason=reason)
+                user_id=user_id,
+                seq=seq,
+                before=state.segment,
+                after=segment,
+                tags_before=before_tags,
+                tags_after=after_tags,
+                tag_scores=scores,
+                model_version=self.snapshot.version if self.snapshot else 0,
+                event_id=cause,
+                event_time_ms=at_ms,
+                features=features,
+                reason=reason,
+            )
             out.changes.append(change)
             out.alerts += [(change, t) for t in change.tags_added if t in config.alert_tags]
-        return rescored(state, segment=segment, pending_segment=pending, pending_streak=streak,
-                        seq=seq, next_due_ms=next_due_ms, tags=tag_bits)
+        return rescored(
+            state,
+            segment=segment,
+            pending_segment=pending,
+            pending_streak=streak,
+            seq=seq,
+            next_due_ms=next_due_ms,
+            tags=tag_bits,
+        )
 
     def _names(self, bits: int) -> tuple[str, ...]:
         return tuple(t.name for i, t in enumerate(self.config.tags) if bits >> i & 1)

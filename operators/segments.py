@@ -40,9 +40,13 @@ class SegmentSnapshot:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "version": self.version, "features": list(self.features), "means": list(self.means),
-            "stds": list(self.stds), "centers": [list(c) for c in self.centers],
-            "segment_ids": list(self.segment_ids), "shares": list(self.shares),
+            "version": self.version,
+            "features": list(self.features),
+            "means": list(self.means),
+            "stds": list(self.stds),
+            "centers": [list(c) for c in self.centers],
+            "segment_ids": list(self.segment_ids),
+            "shares": list(self.shares),
         }
 
     @classmethod
@@ -59,9 +63,12 @@ class SegmentSnapshot:
         ids = doc.get("segment_ids", [])
         assert isinstance(ids, list)
         return cls(
-            version=version, features=tuple(str(f) for f in features),
-            means=floats(doc["means"]), stds=floats(doc["stds"]),
-            centers=tuple(floats(c) for c in centers), segment_ids=tuple(int(i) for i in ids),
+            version=version,
+            features=tuple(str(f) for f in features),
+            means=floats(doc["means"]),
+            stds=floats(doc["stds"]),
+            centers=tuple(floats(c) for c in centers),
+            segment_ids=tuple(int(i) for i in ids),
             shares=floats(doc.get("shares", [])),
         )
 
@@ -76,12 +83,17 @@ def standardize(snapshot: SegmentSnapshot, features: Mapping[str, float]) -> tup
 def segment_distances(snapshot: SegmentSnapshot, features: Mapping[str, float]) -> dict[int, float]:
     """Distance from the user's standardized features to each segment's center, by segment id."""
     z = standardize(snapshot, features)
-    return {segment: math.dist(z, center)
-            for segment, center in zip(snapshot.segment_ids, snapshot.centers, strict=True)}
+    return {
+        segment: math.dist(z, center)
+        for segment, center in zip(snapshot.segment_ids, snapshot.centers, strict=True)
+    }
 
 
 def segment_reason(
-    snapshot: SegmentSnapshot, features: Mapping[str, float], before: int, after: int,
+    snapshot: SegmentSnapshot,
+    features: Mapping[str, float],
+    before: int,
+    after: int,
     top: int = 3,
 ) -> tuple[str, ...]:
     """The features that moved a user from segment ``before`` to ``after``, strongest first:
@@ -91,8 +103,10 @@ def segment_reason(
     z = standardize(snapshot, features)
     old = snapshot.centers[snapshot.segment_ids.index(before)]
     new = snapshot.centers[snapshot.segment_ids.index(after)]
-    gains = {f: (v - o) ** 2 - (v - n) ** 2
-             for f, v, o, n in zip(snapshot.features, z, old, new, strict=True)}
+    gains = {
+        f: (v - o) ** 2 - (v - n) ** 2
+        for f, v, o, n in zip(snapshot.features, z, old, new, strict=True)
+    }
     return tuple(sorted((f for f, g in gains.items() if g > 0), key=lambda f: -gains[f]))[:top]
 
 
@@ -105,8 +119,12 @@ def assign_segment(snapshot: SegmentSnapshot | None, features: Mapping[str, floa
 
 
 def choose_segment(
-    current: int, distances: Mapping[int, float], pending: int, streak: int,
-    margin: float, switch_after: int,
+    current: int,
+    distances: Mapping[int, float],
+    pending: int,
+    streak: int,
+    margin: float,
+    switch_after: int,
 ) -> tuple[int, int, int]:
     """Anti-flapping: (segment, pending segment, streak) after one assignment.
 
@@ -155,11 +173,14 @@ def segment_profiles(snapshot: SegmentSnapshot) -> list[SegmentProfile]:
     """
     profiles = []
     for segment, center, share in zip(
-            snapshot.segment_ids, snapshot.centers, snapshot.shares, strict=True):
+        snapshot.segment_ids, snapshot.centers, snapshot.shares, strict=True
+    ):
         centroid = {
             name: math.expm1(z * std + mean)
-            for name, z, mean, std in zip(snapshot.features, center, snapshot.means,
-                                          snapshot.stds, strict=True)}
+            for name, z, mean, std in zip(
+                snapshot.features, center, snapshot.means, snapshot.stds, strict=True
+            )
+        }
         ranked = sorted(zip(center, snapshot.features, strict=True), key=lambda p: -abs(p[0]))
         words = [_word(name, z) for z, name in ranked if abs(z) > NAME_THRESHOLD]
         profiles.append(SegmentProfile(segment, share, centroid, ", ".join(words) or "typical"))

@@ -31,8 +31,16 @@ _OPS: Final = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": f
 MAX_TAGS: Final = 8  # tags are a bit set in one byte of the user record
 
 DEFAULT_TAG_FEATURES: Final = (
-    "recency_days", "frequency", "monetary", "tenure_days", "inactive_days", "purchases_30d",
-    "purchases_90d", "spend_90d", "views_30d", "carts_30d",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "tenure_days",
+    "inactive_days",
+    "purchases_30d",
+    "purchases_90d",
+    "spend_90d",
+    "views_30d",
+    "carts_30d",
 )
 
 
@@ -57,10 +65,12 @@ class TagDefinition:
 
 
 DEFAULT_TAGS: Final = (
-    TagDefinition("churn_risk", "predictive", label=NO_PURCHASE_WITHIN, horizon_days=90,
-                  enter=0.7, exit=0.5),
-    TagDefinition("likely_buyer", "predictive", label=PURCHASE_WITHIN, horizon_days=30,
-                  enter=0.6, exit=0.4),
+    TagDefinition(
+        "churn_risk", "predictive", label=NO_PURCHASE_WITHIN, horizon_days=90, enter=0.7, exit=0.5
+    ),
+    TagDefinition(
+        "likely_buyer", "predictive", label=PURCHASE_WITHIN, horizon_days=30, enter=0.6, exit=0.4
+    ),
     TagDefinition("vip", "rule", feature="spend_90d", op=">", value=1000.0),
 )
 
@@ -95,8 +105,10 @@ def validate_tag(tag: TagDefinition) -> None:
             raise ValueError(f"tag {tag.name}: rule needs a known feature and one of {list(_OPS)}")
     elif tag.kind == "predictive":
         if tag.label not in (PURCHASE_WITHIN, NO_PURCHASE_WITHIN) or tag.horizon_days <= 0:
-            raise ValueError(f"tag {tag.name}: label must be {PURCHASE_WITHIN} or "
-                             f"{NO_PURCHASE_WITHIN}, with a positive horizon_days")
+            raise ValueError(
+                f"tag {tag.name}: label must be {PURCHASE_WITHIN} or "
+                f"{NO_PURCHASE_WITHIN}, with a positive horizon_days"
+            )
         if not 0 <= tag.exit <= tag.enter <= 1:
             raise ValueError(f"tag {tag.name}: need 0 <= exit <= enter <= 1")
         unknown = set(tag.features) - set(FEATURES)
@@ -130,14 +142,24 @@ class TagModel:
     def __post_init__(self) -> None:
         coefficients = tuple(w / s for w, s in zip(self.weights, self.stds, strict=True))
         object.__setattr__(self, "coefficients", coefficients)
-        object.__setattr__(self, "offset", self.intercept - sum(
-            c * m for c, m in zip(coefficients, self.means, strict=True)))
+        object.__setattr__(
+            self,
+            "offset",
+            self.intercept - sum(c * m for c, m in zip(coefficients, self.means, strict=True)),
+        )
 
     def to_dict(self) -> dict[str, object]:
-        return {"tag": self.tag, "version": self.version, "features": list(self.features),
-                "means": list(self.means), "stds": list(self.stds),
-                "weights": list(self.weights), "intercept": self.intercept, "ready": self.ready,
-                "metrics": dict(self.metrics)}
+        return {
+            "tag": self.tag,
+            "version": self.version,
+            "features": list(self.features),
+            "means": list(self.means),
+            "stds": list(self.stds),
+            "weights": list(self.weights),
+            "intercept": self.intercept,
+            "ready": self.ready,
+            "metrics": dict(self.metrics),
+        }
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, object]) -> TagModel:
@@ -149,19 +171,26 @@ class TagModel:
         features, metrics, version = doc["features"], doc.get("metrics", {}), doc["version"]
         assert isinstance(features, list) and isinstance(metrics, dict)
         assert isinstance(version, int)
-        return cls(tag=str(doc["tag"]), version=version,
-                   features=tuple(str(f) for f in features), means=floats("means"),
-                   stds=floats("stds"), weights=floats("weights"),
-                   intercept=float(str(doc["intercept"])), ready=bool(doc["ready"]),
-                   metrics={str(k): float(v) for k, v in metrics.items()})
+        return cls(
+            tag=str(doc["tag"]),
+            version=version,
+            features=tuple(str(f) for f in features),
+            means=floats("means"),
+            stds=floats("stds"),
+            weights=floats("weights"),
+            intercept=float(str(doc["intercept"])),
+            ready=bool(doc["ready"]),
+            metrics={str(k): float(v) for k, v in metrics.items()},
+        )
 
 
-def usable_models(models: Mapping[str, TagModel], tags: Sequence[TagDefinition],
-                  ) -> dict[str, TagModel]:
+def usable_models(
+    models: Mapping[str, TagModel],
+    tags: Sequence[TagDefinition],
+) -> dict[str, TagModel]:
     """The stored models of the tags defined now, on the features they are defined on."""
     defined = {t.name: t.features for t in tags}
-    return {name: model for name, model in models.items()
-            if defined.get(name) == model.features}
+    return {name: model for name, model in models.items() if defined.get(name) == model.features}
 
 
 def predict(model: TagModel, features: Mapping[str, float]) -> float:
@@ -177,9 +206,13 @@ def predict_logged(model: TagModel, logs: Mapping[str, float]) -> float:
     return 1 / (1 + math.exp(-z)) if z > -700 else 0.0
 
 
-def holds(tag: TagDefinition, had: bool, features: Mapping[str, float],
-          model: TagModel | None, logs: Mapping[str, float] | None = None,
-          ) -> tuple[bool, float | None]:
+def holds(
+    tag: TagDefinition,
+    had: bool,
+    features: Mapping[str, float],
+    model: TagModel | None,
+    logs: Mapping[str, float] | None = None,
+) -> tuple[bool, float | None]:
     """(membership after this scoring, score) for one tag; ``had``: membership before.
 
     ``logs`` may carry ``log1p`` of the features, shared between tags.
@@ -194,20 +227,28 @@ def holds(tag: TagDefinition, had: bool, features: Mapping[str, float],
     return score >= tag.enter, score
 
 
-def tag_reason(tag: TagDefinition, entered: bool, features: Mapping[str, float],
-               model: TagModel | None, top: int = 3) -> tuple[str, ...]:
+def tag_reason(
+    tag: TagDefinition,
+    entered: bool,
+    features: Mapping[str, float],
+    model: TagModel | None,
+    top: int = 3,
+) -> tuple[str, ...]:
     """The features that pushed a user into (``entered``) or out of a tag, strongest first."""
     if tag.kind == "rule":
         return (tag.feature,)
     if model is None:
         return ()
     sign = 1.0 if entered else -1.0
-    pushes = {f: sign * c * (math.log1p(max(features[f], 0.0)) - m) for f, c, m in
-              zip(model.features, model.coefficients, model.means, strict=True)}
+    pushes = {
+        f: sign * c * (math.log1p(max(features[f], 0.0)) - m)
+        for f, c, m in zip(model.features, model.coefficients, model.means, strict=True)
+    }
     return tuple(sorted((f for f, p in pushes.items() if p > 0), key=lambda f: -pushes[f]))[:top]
 
 
 # -- delayed labels -------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class PendingLabel:
@@ -224,8 +265,9 @@ class PendingLabel:
     value: int | None = None
 
 
-def resolve(tag: TagDefinition, pending: PendingLabel, purchase_ms: int | None,
-            now_ms: int) -> int | None:
+def resolve(
+    tag: TagDefinition, pending: PendingLabel, purchase_ms: int | None, now_ms: int
+) -> int | None:
     """The label if known: at a purchase at ``purchase_ms`` (None: no purchase now), or because
     ``now_ms`` is past the horizon; None while it is still open."""
     if pending.value is not None:
@@ -269,6 +311,7 @@ def unpack_pending(data: bytes) -> list[PendingLabel]:
         at += _LABEL_HEAD.size
         logs = struct.unpack_from(f"<{n}e", data, at)
         at += 2 * n
-        labels.append(PendingLabel(tag, minute * _MINUTE_MS, tuple(logs),
-                                   None if state == 0 else state - 1))
+        labels.append(
+            PendingLabel(tag, minute * _MINUTE_MS, tuple(logs), None if state == 0 else state - 1)
+        )
     return labels

@@ -25,8 +25,9 @@ class Batch:
     until_ms: dict[Partition, int] = field(default_factory=dict)  # forced watermark (a sweep)
 
 
-def decode_records(records: list[Record], limits: EventLimits, topics: Topics,
-                   now_ms: int) -> Batch:
+def decode_records(
+    records: list[Record], limits: EventLimits, topics: Topics, now_ms: int
+) -> Batch:
     """Events per partition, in order; rejects become dead letters of their partition."""
     batch = Batch(now_ms)
     for record in records:

@@ -21,30 +21,42 @@ log = logging.getLogger("segstream")
 def _settings_help() -> str:
     rows = [f"  {env:<34} {doc} (default: {default})" for env, default, doc in describe_settings()]
     return "settings (environment variables; SEGSTREAM_CONFIG names an optional TOML file):\n" + (
-        "\n".join(rows))
+        "\n".join(rows)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="segstream", description="Streaming user segmentation on Kafka, Redis and River.",
-        epilog=_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="segstream",
+        description="Streaming user segmentation on Kafka, Redis and River.",
+        epilog=_settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"segstream {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(
-        "serve", help="consume events from Kafka until SIGTERM/SIGINT", epilog=_settings_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "serve",
+        help="consume events from Kafka until SIGTERM/SIGINT",
+        epilog=_settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     demo = commands.add_parser("demo", help="run the pipeline in-process on simulated shoppers")
     demo.add_argument("--users", type=int, default=2000)
     demo.add_argument("--days", type=float, default=60.0)
     demo.add_argument("--seed", type=int, default=7)
     replay = commands.add_parser(
-        "replay", help="feed a history file through the pipeline in event time")
+        "replay", help="feed a history file through the pipeline in event time"
+    )
     _history_arguments(replay)
-    replay.add_argument("--kafka", action="store_true",
-                        help="produce to the input topic and consume with the real Kafka and "
-                        "Redis (default: in-memory twins)")
+    replay.add_argument(
+        "--kafka",
+        action="store_true",
+        help="produce to the input topic and consume with the real Kafka and "
+        "Redis (default: in-memory twins)",
+    )
     evaluate = commands.add_parser(
-        "evaluate", help="replay a history file and judge the segments against offline k-means")
+        "evaluate", help="replay a history file and judge the segments against offline k-means"
+    )
     _history_arguments(evaluate, positional=False)
     evaluate.add_argument("--k", type=int, default=4, help="number of segments")
     evaluate.add_argument("--segment-features", default="recency_days,frequency,monetary")
@@ -56,18 +68,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     produce.add_argument("--seed", type=int, default=7)
     produce.add_argument("--malformed", type=int, default=0, help="also send N malformed messages")
     inspect = commands.add_parser(
-        "inspect", help="print a user's segment, tags, seq and features (JSON) from Redis")
+        "inspect", help="print a user's segment, tags, seq and features (JSON) from Redis"
+    )
     inspect.add_argument("user_id")
     model = commands.add_parser(
-        "model", help="export or import the published models (JSON), e.g. to freeze one")
+        "model", help="export or import the published models (JSON), e.g. to freeze one"
+    )
     model_commands = model.add_subparsers(dest="model_command", required=True)
     export = model_commands.add_parser("export", help="write the published models as JSON")
     export.add_argument("--out", type=Path, help="file to write (default: standard output)")
     imported = model_commands.add_parser(
-        "import", help="publish models from a file written by `model export`")
+        "import", help="publish models from a file written by `model export`"
+    )
     imported.add_argument("file", type=Path)
     topics = commands.add_parser(
-        "create-topics", help="create the input, output, DLQ, late and alert topics")
+        "create-topics", help="create the input, output, DLQ, late and alert topics"
+    )
     topics.add_argument("--partitions", type=int, default=4)
     topics.add_argument("--replication", type=int, default=1)
     args = parser.parse_args(argv)
@@ -78,18 +94,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"segstream: bad settings: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(
-        level=settings.log_level.upper(), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        level=settings.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if args.command == "serve":
         return serve(settings)
     if args.command == "demo":
         from stream.demo import DEMO_SEGMENT_FEATURES, run_demo
 
         # A small stream: train on every event and snapshot often, unless told otherwise.
-        demo_defaults = {"SEGSTREAM_SNAPSHOT_EVERY_SAMPLES": "5000",
-                         "SEGSTREAM_TRAIN_SAMPLE_PERMILLE": "1000",
-                         # Basket size tells big spenders from bargain hunters.
-                         "SEGSTREAM_SEGMENT_FEATURES": DEMO_SEGMENT_FEATURES}
+        demo_defaults = {
+            "SEGSTREAM_SNAPSHOT_EVERY_SAMPLES": "5000",
+            "SEGSTREAM_TRAIN_SAMPLE_PERMILLE": "1000",
+            # Basket size tells big spenders from bargain hunters.
+            "SEGSTREAM_SEGMENT_FEATURES": DEMO_SEGMENT_FEATURES,
+        }
         settings_demo = Settings.from_env({**demo_defaults, **os.environ})
         logging.getLogger().setLevel(logging.WARNING)
         run_demo(settings_demo, args.users, args.days, args.seed)
@@ -126,15 +146,20 @@ def _history_arguments(parser: argparse.ArgumentParser, positional: bool = True)
     if positional:
         parser.add_argument("input", type=Path, help="JSON lines (.jsonl) or CSV, maybe .gz")
     else:
-        parser.add_argument("--input", type=Path, required=True,
-                            help="JSON lines (.jsonl) or CSV, maybe .gz")
-    parser.add_argument("--preset", choices=["online-retail", "rees46"],
-                        help="column mapping of a known CSV file")
+        parser.add_argument(
+            "--input", type=Path, required=True, help="JSON lines (.jsonl) or CSV, maybe .gz"
+        )
+    parser.add_argument(
+        "--preset", choices=["online-retail", "rees46"], help="column mapping of a known CSV file"
+    )
     mapping = parser.add_argument_group("CSV column mapping (instead of --preset)")
     for name in ("user", "time", "amount", "quantity", "price", "type", "invoice", "category"):
         mapping.add_argument(f"--{name}-column", dest=f"{name}_column")
-    mapping.add_argument("--time-format", default="%Y-%m-%d %H:%M:%S",
-                         help="strptime format; times without a zone are UTC")
+    mapping.add_argument(
+        "--time-format",
+        default="%Y-%m-%d %H:%M:%S",
+        help="strptime format; times without a zone are UTC",
+    )
     mapping.add_argument("--delimiter", default=",")
     mapping.add_argument("--cancel-prefix", help="invoices starting with this are cancels")
 
@@ -150,11 +175,18 @@ def _history_command(args: argparse.Namespace, settings: Settings) -> int:
             print("segstream: a CSV needs --user-column and --time-column", file=sys.stderr)
             return 2
         mapping = CsvMapping(
-            user=args.user_column, time=args.time_column, amount=args.amount_column,
-            quantity=args.quantity_column, price=args.price_column, type=args.type_column,
-            invoice=args.invoice_column, category=args.category_column,
-            time_format=args.time_format, delimiter=args.delimiter,
-            cancel_prefix=args.cancel_prefix)
+            user=args.user_column,
+            time=args.time_column,
+            amount=args.amount_column,
+            quantity=args.quantity_column,
+            price=args.price_column,
+            type=args.type_column,
+            invoice=args.invoice_column,
+            category=args.category_column,
+            time_format=args.time_format,
+            delimiter=args.delimiter,
+            cancel_prefix=args.cancel_prefix,
+        )
     try:
         events = read_history(args.input, mapping)
     except (HistoryError, OSError) as exc:
@@ -167,33 +199,46 @@ def _history_command(args: argparse.Namespace, settings: Settings) -> int:
         from stream.evaluation.run import EvaluationError, evaluate
 
         try:
-            report = evaluate(events, args.out, k=args.k, seeds=args.seeds,
-                              segment_features=args.segment_features.split(","),
-                              tags=settings.tags)
+            report = evaluate(
+                events,
+                args.out,
+                k=args.k,
+                seeds=args.seeds,
+                segment_features=args.segment_features.split(","),
+                tags=settings.tags,
+            )
         except EvaluationError as exc:
             print(f"segstream: {exc}", file=sys.stderr)
             return 2
         print((args.out / "report.md").read_text())
-        print(f"cost ratio median {report['cost_ratio']['median']:.3f}, "
-              f"ARI median {report['ari']['median']:.3f}; files in {args.out}; "
-              f"dead-lettered: {_by_reason(report['dead_lettered'])}")
+        print(
+            f"cost ratio median {report['cost_ratio']['median']:.3f}, "
+            f"ARI median {report['ari']['median']:.3f}; files in {args.out}; "
+            f"dead-lettered: {_by_reason(report['dead_lettered'])}"
+        )
         return 0
     from operators.features import DAY_MS
     from stream.replay import progress_bar, replay_events
 
     end_ms = max(int(e["ts"]) for e in events) + DAY_MS
-    replayed = replay_events(settings, events, until_ms=end_ms, kafka=args.kafka,
-                             progress=progress_bar())
+    replayed = replay_events(
+        settings, events, until_ms=end_ms, kafka=args.kafka, progress=progress_bar()
+    )
     snapshot = replayed.processor.snapshot
     dead = replayed.processor.metrics.dead_lettered()
     applied = replayed.events - sum(dead.values())
-    print(f"replayed {replayed.events:,} events from {args.input}: {applied:,} valid, "
-          f"{sum(dead.values()):,} dead-lettered ({_by_reason(dead)}); segment model "
-          f"v{snapshot.version if snapshot else 0}; changes on {settings.output_topic}"
-          + ("" if args.kafka else " (in memory)"))
+    print(
+        f"replayed {replayed.events:,} events from {args.input}: {applied:,} valid, "
+        f"{sum(dead.values()):,} dead-lettered ({_by_reason(dead)}); segment model "
+        f"v{snapshot.version if snapshot else 0}; changes on {settings.output_topic}"
+        + ("" if args.kafka else " (in memory)")
+    )
     if applied == 0:
-        print("segstream: every event was dead-lettered; see the reasons above (an old "
-              "history? set SEGSTREAM_MIN_EVENT_TIME)", file=sys.stderr)
+        print(
+            "segstream: every event was dead-lettered; see the reasons above (an old "
+            "history? set SEGSTREAM_MIN_EVENT_TIME)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -207,8 +252,9 @@ def _model_command(args: argparse.Namespace, settings: Settings) -> int:
     from stream.model_file import ModelFileError, export_model, import_model
     from stream.redis_store import RedisModelStore
 
-    store = RedisModelStore(redis.Redis.from_url(settings.redis_url, socket_timeout=10),
-                            settings.key_prefix)
+    store = RedisModelStore(
+        redis.Redis.from_url(settings.redis_url, socket_timeout=10), settings.key_prefix
+    )
     try:
         if args.model_command == "export":
             text = json.dumps(export_model(store), indent=1) + "\n"
@@ -221,14 +267,20 @@ def _model_command(args: argparse.Namespace, settings: Settings) -> int:
     except (ModelFileError, DependencyError, OSError, ValueError) as exc:
         print(f"segstream: {exc}", file=sys.stderr)
         return 2
-    print(f"published segment model v{version} from {args.file} under "
-          f"{settings.key_prefix!r}; serving processes pick it up within a lease period")
+    print(
+        f"published segment model v{version} from {args.file} under "
+        f"{settings.key_prefix!r}; serving processes pick it up within a lease period"
+    )
     return 0
 
 
 def _by_reason(counts: dict[str, int]) -> str:
-    return ", ".join(f"{reason}: {n:,}" for reason, n in sorted(
-        counts.items(), key=lambda item: -item[1])) or "none"
+    return (
+        ", ".join(
+            f"{reason}: {n:,}" for reason, n in sorted(counts.items(), key=lambda item: -item[1])
+        )
+        or "none"
+    )
 
 
 def serve(settings: Settings) -> int:
@@ -252,17 +304,27 @@ def serve(settings: Settings) -> int:
     try:
         parts = kafka_redis_parts(settings)
         processor = build_processor(
-            settings, parts, registry=registry, checkpoint=checkpoint_from_env(os.environ))
+            settings, parts, registry=registry, checkpoint=checkpoint_from_env(os.environ)
+        )
     except DependencyError as exc:
         log.error("cannot start: %s", exc)
         return 69  # EX_UNAVAILABLE: the supervisor should retry later
     stale_after_s = max(30.0, 10 * settings.poll_timeout_s)
     http = HttpServer(
-        settings.http_host, settings.http_port, registry,
-        healthy=lambda: processor.healthy(stale_after_s))
+        settings.http_host,
+        settings.http_port,
+        registry,
+        healthy=lambda: processor.healthy(stale_after_s),
+    )
     http.start()
-    log.info("segstream %s serving: %s -> %s (dlq %s), metrics on :%d", __version__,
-             settings.input_topic, settings.output_topic, settings.dlq_topic, http.port)
+    log.info(
+        "segstream %s serving: %s -> %s (dlq %s), metrics on :%d",
+        __version__,
+        settings.input_topic,
+        settings.output_topic,
+        settings.dlq_topic,
+        http.port,
+    )
     code = 0
     try:
         processor.run(stop.is_set)

@@ -18,7 +18,10 @@ PREFIX_BYTES = 1024
 
 
 def encode_dead_letter(
-    record: Record, rejected: Rejected, rejected_at_ms: int, max_bytes: int = 1_000_000,
+    record: Record,
+    rejected: Rejected,
+    rejected_at_ms: int,
+    max_bytes: int = 1_000_000,
 ) -> bytes:
     """JSON with the reason, the source position and the untouched message (base64)."""
     doc: dict[str, object] = {

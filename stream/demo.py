@@ -23,20 +23,28 @@ from stream.wiring import build_processor, in_memory_parts
 
 DEMO_SEGMENT_FEATURES = "recency_days,frequency,monetary,avg_order_value"
 # What the table shows per segment: (feature, column title, format).
-_COLUMNS = (("recency_days", "days since buy", ".0f"), ("frequency", "buys", ".1f"),
-            ("monetary", "spend", ".0f"), ("avg_order_value", "avg order", ".0f"),
-            ("views_30d", "views 30d", ".1f"),
-            ("carts_30d", "carts 30d", ".1f"))
+_COLUMNS = (
+    ("recency_days", "days since buy", ".0f"),
+    ("frequency", "buys", ".1f"),
+    ("monetary", "spend", ".0f"),
+    ("avg_order_value", "avg order", ".0f"),
+    ("views_30d", "views 30d", ".1f"),
+    ("carts_30d", "carts 30d", ".1f"),
+)
 # (word when high, word when low) per feature, for the "characterised by" column.
-_LABELS = {"recency_days": ("lapsed", "recent"), "frequency": ("frequent", "rarely buys"),
-           "monetary": ("high spend", "low spend"),
-           "avg_order_value": ("big baskets", "small baskets"),
-           "views_30d": ("browsing", "few views"),
-           "carts_30d": ("carting", "few carts")}
+_LABELS = {
+    "recency_days": ("lapsed", "recent"),
+    "frequency": ("frequent", "rarely buys"),
+    "monetary": ("high spend", "low spend"),
+    "avg_order_value": ("big baskets", "small baskets"),
+    "views_30d": ("browsing", "few views"),
+    "carts_30d": ("carting", "few carts"),
+}
 
 
-def run_demo(settings: Settings, users: int, days: float, seed: int,
-             out: Callable[[str], None] = print) -> dict[int, int]:
+def run_demo(
+    settings: Settings, users: int, days: float, seed: int, out: Callable[[str], None] = print
+) -> dict[int, int]:
     """Run the demo, print as it goes, and return the final segment sizes."""
     broker = InMemoryBroker()
     events = list(generate_events(users, seed=seed, days=days))
@@ -45,8 +53,10 @@ def run_demo(settings: Settings, users: int, days: float, seed: int,
         broker.append(settings.input_topic, key, value)
     end_ms = max(int(e["ts"]) for e in events)
     out(f"Generated {len(events):,} events for {users:,} simulated shoppers over {days:g} days.")
-    out("Streaming them through segstream (online k-means on River, k="
-        f"{settings.segments}); a sample of the segment changes:\n")
+    out(
+        "Streaming them through segstream (online k-means on River, k="
+        f"{settings.segments}); a sample of the segment changes:\n"
+    )
 
     parts = in_memory_parts(settings, broker)
     processor = build_processor(settings, parts)
@@ -58,7 +68,7 @@ def run_demo(settings: Settings, users: int, days: float, seed: int,
         for partition, log in broker.logs.items():
             if partition.topic != settings.output_topic:
                 continue
-            for record in log[read.get(partition, 0):]:
+            for record in log[read.get(partition, 0) :]:
                 doc = json.loads(record.value)
                 if doc["kind"] != "user_changed":
                     out(_describe_lineage(doc))  # a segment created, retired or merged: rare
@@ -69,8 +79,10 @@ def run_demo(settings: Settings, users: int, days: float, seed: int,
             read[partition] = len(log)
     elapsed = time.perf_counter() - started
     version = processor.snapshot.version if processor.snapshot else 0
-    out(f"\n{len(events):,} events in {elapsed:.1f} s ({len(events) / elapsed:,.0f} events/s), "
-        f"{seen_changes:,} segment changes, segment model v{version}.")
+    out(
+        f"\n{len(events):,} events in {elapsed:.1f} s ({len(events) / elapsed:,.0f} events/s), "
+        f"{seen_changes:,} segment changes, segment model v{version}."
+    )
 
     store = parts.state_store
     assert isinstance(store, InMemoryStateStore)
@@ -97,8 +109,12 @@ def _describe_change(change: dict[str, object]) -> str:
 
 
 def _print_segments(
-    settings: Settings, snapshot: SegmentSnapshot | None, store: InMemoryStateStore,
-    end_ms: int, seed: int, out: Callable[[str], None],
+    settings: Settings,
+    snapshot: SegmentSnapshot | None,
+    store: InMemoryStateStore,
+    end_ms: int,
+    seed: int,
+    out: Callable[[str], None],
 ) -> dict[int, int]:
     members: dict[int, list[dict[str, float]]] = defaultdict(list)
     personas: dict[int, Counter[str]] = defaultdict(Counter)
@@ -111,9 +127,11 @@ def _print_segments(
     shown = [name for name, _, _ in _COLUMNS]
     overall = {f: statistics.fmean(x[f] for m in members.values() for x in m) for f in shown}
     out(f"\nSegments at the end of the stream ({total:,} users, features as of the last event):\n")
-    header = (f"{'seg':>3} {'users':>6} {'share':>6} "
-              + " ".join(f"{title:>{len(title)}}" for _, title, _ in _COLUMNS)
-              + f"  {'mostly (simulated persona)':<30} characterised by")
+    header = (
+        f"{'seg':>3} {'users':>6} {'share':>6} "
+        + " ".join(f"{title:>{len(title)}}" for _, title, _ in _COLUMNS)
+        + f"  {'mostly (simulated persona)':<30} characterised by"
+    )
     out(header)
     out("-" * len(header))
     for segment in sorted(members):
@@ -121,10 +139,14 @@ def _print_segments(
         mean = {f: statistics.fmean(x[f] for x in rows) for f in shown}
         persona, count = personas[segment].most_common(1)[0]
         cells = " ".join(f"{mean[name]:>{len(title)}{fmt}}" for name, title, fmt in _COLUMNS)
-        out(f"{segment:>3} {len(rows):>6} {len(rows) / total:>6.0%} {cells}  "
-            f"{f'{persona} ({count / len(rows):.0%})':<30} {_characterise(mean, overall)}")
-    out("\n'buys' and 'spend' are lifetime totals; '30d' columns are 30-day exponentially "
-        "weighted windows. Next: README.md, 'Run it on Kafka and Redis'.")
+        out(
+            f"{segment:>3} {len(rows):>6} {len(rows) / total:>6.0%} {cells}  "
+            f"{f'{persona} ({count / len(rows):.0%})':<30} {_characterise(mean, overall)}"
+        )
+    out(
+        "\n'buys' and 'spend' are lifetime totals; '30d' columns are 30-day exponentially "
+        "weighted windows. Next: README.md, 'Run it on Kafka and Redis'."
+    )
     return {segment: len(rows) for segment, rows in members.items()}
 
 

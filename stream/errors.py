@@ -35,8 +35,10 @@ class PartitionLost(SegstreamError):
 
 class StateLost(SegstreamError):
     def __init__(self, partitions: Collection[Partition]) -> None:
-        super().__init__(f"the state store lost the state of {sorted(map(str, partitions))}: "
-                         "its owner token or saved offset is gone")
+        super().__init__(
+            f"the state store lost the state of {sorted(map(str, partitions))}: "
+            "its owner token or saved offset is gone"
+        )
         self.partitions = frozenset(partitions)
 
 

@@ -53,7 +53,11 @@ def user_id(index: int) -> str:
 
 
 def _user_events(
-    index: int, seed: int, start_ms: int, days: float, sessions_scale: float,
+    index: int,
+    seed: int,
+    start_ms: int,
+    days: float,
+    sessions_scale: float,
 ) -> Iterator[dict[str, Any]]:
     rng = random.Random(f"{seed}:events:{index}")
     persona = persona_of(index, seed)
@@ -67,7 +71,8 @@ def _user_events(
     for session_no, ts in enumerate(session_starts):
         session = f"{uid}-s{session_no}"
         steps: list[tuple[str, float | None]] = [("view", None)] * max(
-            1, round(rng.expovariate(1 / persona.views)))
+            1, round(rng.expovariate(1 / persona.views))
+        )
         if rng.random() < persona.cart_rate:
             steps.append(("add_to_cart", None))
             if rng.random() < persona.buy_rate:
@@ -76,8 +81,12 @@ def _user_events(
             ts += rng.randint(5_000, 120_000)
             counter += 1
             event: dict[str, Any] = {
-                "event_id": f"{uid}-{counter}", "user_id": uid, "type": event_type, "ts": ts,
-                "session_id": session, "item_id": f"item-{rng.randint(1, 500)}",
+                "event_id": f"{uid}-{counter}",
+                "user_id": uid,
+                "type": event_type,
+                "ts": ts,
+                "session_id": session,
+                "item_id": f"item-{rng.randint(1, 500)}",
             }
             if amount is not None:
                 event["amount"] = amount
@@ -86,7 +95,11 @@ def _user_events(
 
 
 def generate_events(
-    users: int, *, seed: int = 7, days: float = 60.0, start_ms: int = DEFAULT_START_MS,
+    users: int,
+    *,
+    seed: int = 7,
+    days: float = 60.0,
+    start_ms: int = DEFAULT_START_MS,
     sessions_scale: float = 1.0,
 ) -> Iterator[dict[str, Any]]:
     """Every user's events, merged in event-time order (about 45 per user at scale 1)."""

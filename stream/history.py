@@ -64,13 +64,21 @@ class CsvMapping:
 # first line time; one cancel per "C" invoice. Exact duplicate lines are kept (as the published
 # totals do). InvoiceDate is UK local time and is read as UTC (no DST shift applied).
 ONLINE_RETAIL = CsvMapping(
-    user="CustomerID", time="InvoiceDate", quantity="Quantity", price="UnitPrice",
-    invoice="InvoiceNo", cancel_prefix="C",
+    user="CustomerID",
+    time="InvoiceDate",
+    quantity="Quantity",
+    price="UnitPrice",
+    invoice="InvoiceNo",
+    cancel_prefix="C",
 )
 # REES46 "eCommerce behavior data from multi category store" (one row per event).
 REES46 = CsvMapping(
-    user="user_id", time="event_time", type="event_type", amount="price",
-    category="category_code", time_format="%Y-%m-%d %H:%M:%S UTC",
+    user="user_id",
+    time="event_time",
+    type="event_type",
+    amount="price",
+    category="category_code",
+    time_format="%Y-%m-%d %H:%M:%S UTC",
     type_names=(("cart", "add_to_cart"),),
 )
 PRESETS = {"online-retail": ONLINE_RETAIL, "rees46": REES46}
@@ -151,8 +159,16 @@ def _read_csv(path: Path, mapping: CsvMapping) -> list[dict[str, Any]]:
 
 
 def _check_columns(path: Path, mapping: CsvMapping, header: Sequence[str]) -> None:
-    wanted = [mapping.user, mapping.time, mapping.amount, mapping.quantity, mapping.price,
-              mapping.type, mapping.invoice, mapping.category]
+    wanted = [
+        mapping.user,
+        mapping.time,
+        mapping.amount,
+        mapping.quantity,
+        mapping.price,
+        mapping.type,
+        mapping.invoice,
+        mapping.category,
+    ]
     missing = [c for c in wanted if c is not None and c not in header]
     if missing:
         raise HistoryError(f"{path}: no column {', '.join(missing)} (columns: {', '.join(header)})")
@@ -170,7 +186,11 @@ def _row_type(row: dict[str, str], mapping: CsvMapping, invoice: str) -> str:
 
 
 def _row_amount(
-    row: dict[str, str], mapping: CsvMapping, event_type: str, path: Path, number: int,
+    row: dict[str, str],
+    mapping: CsvMapping,
+    event_type: str,
+    path: Path,
+    number: int,
 ) -> Decimal | None:
     """The row's money (None: a purchase row to leave out, e.g. quantity or price <= 0)."""
     try:
@@ -192,7 +212,9 @@ def _row_amount(
 
 def _to_event(draft: _Draft) -> dict[str, Any]:
     event: dict[str, Any] = {
-        "event_id": draft.event_id, "user_id": draft.user_id, "type": draft.type,
+        "event_id": draft.event_id,
+        "user_id": draft.user_id,
+        "type": draft.type,
         "ts": draft.ts_ms,
     }
     if draft.type in ("purchase", "cancel") and draft.cents:
@@ -206,8 +228,9 @@ def _parse_ms(text: str, time_format: str, path: Path, number: int) -> int:
     try:
         parsed = datetime.strptime(text.strip(), time_format)
     except ValueError:
-        raise HistoryError(f"{path}:{number}: time {text!r} does not match {time_format!r}") \
-            from None
+        raise HistoryError(
+            f"{path}:{number}: time {text!r} does not match {time_format!r}"
+        ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return round(parsed.timestamp() * 1000)

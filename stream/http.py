@@ -39,7 +39,8 @@ class HttpServer:
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="segstream-http", daemon=True)
+            target=self._server.serve_forever, name="segstream-http", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()

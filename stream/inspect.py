@@ -16,8 +16,11 @@ from stream.settings import Settings
 MAX_PARTITIONS = 10_000
 
 
-def inspect_user(settings: Settings, user_id: str, client: redis.Redis | None = None,
-                 ) -> dict[str, Any] | None:
+def inspect_user(
+    settings: Settings,
+    user_id: str,
+    client: redis.Redis | None = None,
+) -> dict[str, Any] | None:
     """The user's document (``operators.inspection``), or None if no partition holds them.
 
     Every partition's key is asked in one round trip, so no partitioner needs to be known.
@@ -26,13 +29,19 @@ def inspect_user(settings: Settings, user_id: str, client: redis.Redis | None = 
     store = RedisStateStore(client, settings.key_prefix)
     partitions = [Partition(settings.input_topic, i) for i in range(MAX_PARTITIONS)]
     found: list[bytes | None] = client.mget(  # type: ignore[assignment]
-        [store.user_key(p, user_id) for p in partitions])
+        [store.user_key(p, user_id) for p in partitions]
+    )
     for partition, packed in zip(partitions, found, strict=True):
         if packed is None:
             continue
         models = RedisModelStore(client, settings.key_prefix)
         doc = describe_user(
-            user_id, unpack_state(packed), store.watermark(partition), models.load_snapshot(),
-            settings.tag_definitions, usable_models(models.load_tags(), settings.tag_definitions))
+            user_id,
+            unpack_state(packed),
+            store.watermark(partition),
+            models.load_snapshot(),
+            settings.tag_definitions,
+            usable_models(models.load_tags(), settings.tag_definitions),
+        )
         return {"partition": partition.index, **doc}
     return None

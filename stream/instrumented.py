@@ -68,17 +68,18 @@ class MeteredStateStore:
         return _timed(self._metrics, "watermark", lambda: self.store.watermark(partition))
 
     def due_users(self, partition: Partition, until_ms: int, limit: int) -> list[str]:
-        return _timed(self._metrics, "due_users",
-                      lambda: self.store.due_users(partition, until_ms, limit))
+        return _timed(
+            self._metrics, "due_users", lambda: self.store.due_users(partition, until_ms, limit)
+        )
 
     def load_pending(
-        self, users: Mapping[Partition, Collection[str]],
+        self,
+        users: Mapping[Partition, Collection[str]],
     ) -> dict[Partition, dict[str, bytes]]:
         return _timed(self._metrics, "load_pending", lambda: self.store.load_pending(users))
 
     def segment_sizes(self, partitions: Collection[Partition]) -> dict[int, int]:
-        return _timed(self._metrics, "segment_sizes",
-                      lambda: self.store.segment_sizes(partitions))
+        return _timed(self._metrics, "segment_sizes", lambda: self.store.segment_sizes(partitions))
 
     def save(self, writes: Mapping[Partition, PartitionWrite]) -> None:
         _timed(self._metrics, "save", lambda: self.store.save(writes))
@@ -114,5 +115,6 @@ class MeteredModelStore:
         return _timed(self._metrics, "model_load", self.store.load_learners)
 
     def hold_trainer_lease(self, token: str, lease_ms: int) -> bool:
-        return _timed(self._metrics, "lease",
-                      lambda: self.store.hold_trainer_lease(token, lease_ms))
+        return _timed(
+            self._metrics, "lease", lambda: self.store.hold_trainer_lease(token, lease_ms)
+        )

@@ -52,8 +52,14 @@ class _Rebalance(kafka.ConsumerRebalanceListener):  # type: ignore[misc]
 
 class KafkaEventSource:
     def __init__(
-        self, bootstrap: str, topic: str, group: str, *, session_timeout_ms: int = 10_000,
-        max_poll_records: int = 2000, **consumer_options: Any,
+        self,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        *,
+        session_timeout_ms: int = 10_000,
+        max_poll_records: int = 2000,
+        **consumer_options: Any,
     ) -> None:
         self.topic = topic
         try:
@@ -93,15 +99,17 @@ class KafkaEventSource:
         records: list[Record] = []
         for tp, messages in batches.items():
             partition = Partition(tp.topic, tp.partition)
-            records.extend(Record(partition, m.offset, m.key, m.value, m.timestamp)
-                           for m in messages)
+            records.extend(
+                Record(partition, m.offset, m.key, m.value, m.timestamp) for m in messages
+            )
         return records
 
     def pause(self, partitions: Collection[Partition]) -> None:
         self._consumer.pause(*(TopicPartition(p.topic, p.index) for p in partitions))
 
-    def commit(self, next_offsets: Mapping[Partition, int],
-               metadata: Mapping[Partition, str] | None = None) -> bool:
+    def commit(
+        self, next_offsets: Mapping[Partition, int], metadata: Mapping[Partition, str] | None = None
+    ) -> bool:
         notes = metadata or {}
         offsets = {
             TopicPartition(p.topic, p.index): OffsetAndMetadata(offset, notes.get(p, ""), -1)
@@ -120,11 +128,15 @@ class KafkaEventSource:
         indexes = self._consumer.partitions_for_topic(self.topic) or set()
         for partition in (Partition(self.topic, i) for i in sorted(indexes)):
             try:
-                last = self._consumer.committed(TopicPartition(partition.topic, partition.index),
-                                                metadata=True, timeout_ms=15_000)
+                last = self._consumer.committed(
+                    TopicPartition(partition.topic, partition.index),
+                    metadata=True,
+                    timeout_ms=15_000,
+                )
             except KafkaError as exc:
-                raise DependencyError(f"kafka: reading the committed offset of {partition} "
-                                      f"failed: {exc}") from exc
+                raise DependencyError(
+                    f"kafka: reading the committed offset of {partition} failed: {exc}"
+                ) from exc
             if last is not None and last.offset >= 0:
                 found[partition] = Committed(last.offset, last.metadata or "")
         return found
@@ -147,7 +159,11 @@ class KafkaSink:
 
     def __init__(self, bootstrap: str, **producer_options: Any) -> None:
         options: dict[str, Any] = {
-            "acks": "all", "enable_idempotence": True, "linger_ms": 5, "client_id": "segstream"}
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": 5,
+            "client_id": "segstream",
+        }
         options.update(producer_options)
         try:
             self._producer = kafka.KafkaProducer(bootstrap_servers=bootstrap.split(","), **options)

@@ -33,10 +33,20 @@ log = logging.getLogger(__name__)
 
 class Learning:
     def __init__(
-        self, *, trainer: SegmentTrainer | None, tags: tuple[TagDefinition, ...],
-        model_store: ModelStore, sink: Sink, metrics: Metrics, clock: Clock, output_topic: str,
-        snapshot: SegmentSnapshot | None, tag_models: Mapping[str, TagModel],
-        tag_export_every: int = 500, lease_ms: int = 30_000, training: bool = True,
+        self,
+        *,
+        trainer: SegmentTrainer | None,
+        tags: tuple[TagDefinition, ...],
+        model_store: ModelStore,
+        sink: Sink,
+        metrics: Metrics,
+        clock: Clock,
+        output_topic: str,
+        snapshot: SegmentSnapshot | None,
+        tag_models: Mapping[str, TagModel],
+        tag_export_every: int = 500,
+        lease_ms: int = 30_000,
+        training: bool = True,
     ) -> None:
         self.trainer = trainer
         self.tags = tags
@@ -71,7 +81,8 @@ class Learning:
                 if learner.drifts > drifts:
                     self.metrics.drift_detections.labels(tag=learner.tag.name).inc()
                 self.metrics.labels_resolved.labels(
-                    tag=learner.tag.name, value=str(label.value)).inc()
+                    tag=learner.tag.name, value=str(label.value)
+                ).inc()
         self.labels_since_export += len(labels)
         if self.learners and self.labels_since_export >= self.tag_export_every:
             self._publish_tags()
@@ -92,19 +103,29 @@ class Learning:
         self.snapshot = snapshot
         self.metrics.model_snapshots.inc()
         self.metrics.set_model_version(snapshot.version)
-        log.info("published segment model v%d after %d samples (segments %s; created %s, "
-                 "retired %s, merged %s)", snapshot.version, self.trainer.samples,
-                 list(snapshot.segment_ids), list(lineage.created), list(lineage.retired),
-                 list(lineage.merged))
+        log.info(
+            "published segment model v%d after %d samples (segments %s; created %s, "
+            "retired %s, merged %s)",
+            snapshot.version,
+            self.trainer.samples,
+            list(snapshot.segment_ids),
+            list(lineage.created),
+            list(lineage.retired),
+            list(lineage.merged),
+        )
         return True
 
     def _observe_shift(self, before: SegmentSnapshot | None, after: SegmentSnapshot) -> None:
         """How far each segment's center moved (log1p units); new segments moved 0."""
+
         def centers(snapshot: SegmentSnapshot) -> dict[int, list[float]]:
-            return {segment: [m + s * z for m, s, z in zip(snapshot.means, snapshot.stds, center,
-                                                         strict=True)]
-                    for segment, center in zip(snapshot.segment_ids, snapshot.centers,
-                                               strict=True)}
+            return {
+                segment: [
+                    m + s * z for m, s, z in zip(snapshot.means, snapshot.stds, center, strict=True)
+                ]
+                for segment, center in zip(snapshot.segment_ids, snapshot.centers, strict=True)
+            }
+
         old = centers(before) if before is not None and before.features == after.features else {}
         new = centers(after)
         for segment in set(old) - set(new):
@@ -138,8 +159,9 @@ class Learning:
         """The state store lost data: if it lost the model too, publish ours again, best effort
         (the process is about to exit; its successor must not start from version 0)."""
         try:
-            if self.leading or (self.training and
-                                self.model_store.hold_trainer_lease(self.token, self.lease_ms)):
+            if self.leading or (
+                self.training and self.model_store.hold_trainer_lease(self.token, self.lease_ms)
+            ):
                 self.leading = True
                 self._republish_if_lost()
         except DependencyError as exc:
@@ -157,8 +179,12 @@ class Learning:
         above it, so versions never go backwards."""
         self.version_floor = max(self.version_floor, floor)
         if self.trainer is not None and self.trainer.version < floor:
-            log.warning("the model store is behind version %d (lost?): the next model published "
-                        "will be v%d", floor, floor + 1)
+            log.warning(
+                "the model store is behind version %d (lost?): the next model published "
+                "will be v%d",
+                floor,
+                floor + 1,
+            )
             self.trainer.version = floor
 
     def _republish_if_lost(self) -> None:
@@ -166,8 +192,9 @@ class Learning:
         if self.snapshot is None or self.model_store.load_snapshot() is not None:
             return
         lost = self.snapshot
-        version = max(lost.version, self.version_floor,
-                      self.trainer.version if self.trainer else 0) + 1
+        version = (
+            max(lost.version, self.version_floor, self.trainer.version if self.trainer else 0) + 1
+        )
         again = replace(lost, version=version)
         now_ms = int(self.clock.time_s() * 1000)
         self.sink.send(self.output_topic, b"model", republished_event(again, lost.version, now_ms))
@@ -180,20 +207,29 @@ class Learning:
         self.snapshot = again
         self.metrics.model_snapshots.inc()
         self.metrics.set_model_version(version)
-        log.warning("the state store had lost the segment model: republished v%d as v%d",
-                    lost.version, version)
+        log.warning(
+            "the state store had lost the segment model: republished v%d as v%d",
+            lost.version,
+            version,
+        )
 
     def _take_over(self) -> bool:
         """Resume training from the state published with the last models, and score with
         them. True when the segment snapshot in use changed."""
         published, state = self.model_store.load()
         restored = SegmentTrainer.restore(state)
-        if restored is not None and self.trainer is not None and \
-                (restored.n_segments, restored.features) == \
-                (self.trainer.n_segments, self.trainer.features):
+        if (
+            restored is not None
+            and self.trainer is not None
+            and (restored.n_segments, restored.features)
+            == (self.trainer.n_segments, self.trainer.features)
+        ):
             self.trainer = restored
-        elif published is not None and self.trainer is not None and \
-                self.trainer.version < published.version:
+        elif (
+            published is not None
+            and self.trainer is not None
+            and self.trainer.version < published.version
+        ):
             # A model published without its trainer's state (an import): continue above it.
             self.trainer.version = published.version
             if published.features == self.trainer.features:
@@ -203,9 +239,11 @@ class Learning:
             previous = saved.get(learner.tag.name)
             if previous is not None and previous.tag == learner.tag:
                 self.learners[index] = previous
-        log.info("took the trainer lease: training from %d segment samples and %s tag labels",
-                 self.trainer.samples if self.trainer else 0,
-                 {learner.tag.name: learner.labels for learner in self.learners.values()})
+        log.info(
+            "took the trainer lease: training from %d segment samples and %s tag labels",
+            self.trainer.samples if self.trainer else 0,
+            {learner.tag.name: learner.labels for learner in self.learners.values()},
+        )
         if self.learners:
             self.tag_models = usable_models(self.model_store.load_tags(), self.tags)
         return self._use(published)
@@ -213,8 +251,11 @@ class Learning:
     def _use(self, snapshot: SegmentSnapshot | None) -> bool:
         """Score with ``snapshot`` if it is usable and not the one in use already."""
         features = self.trainer.features if self.trainer else None
-        if snapshot is None or (features is not None and snapshot.features != features) or (
-                self.snapshot is not None and snapshot.version <= self.snapshot.version):
+        if (
+            snapshot is None
+            or (features is not None and snapshot.features != features)
+            or (self.snapshot is not None and snapshot.version <= self.snapshot.version)
+        ):
             return False
         self.snapshot = snapshot
         self.metrics.set_model_version(snapshot.version)

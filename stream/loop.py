@@ -85,8 +85,15 @@ class Processor(Ownership):
     """Runs the loop; as an ``Ownership``, it is also the source's assignment listener."""
 
     def __init__(
-        self, *, source: EventSource, sink: Sink, state_store: StateStore,
-        model_store: ModelStore, learning: Learning, metrics: Metrics, clock: Clock,
+        self,
+        *,
+        source: EventSource,
+        sink: Sink,
+        state_store: StateStore,
+        model_store: ModelStore,
+        learning: Learning,
+        metrics: Metrics,
+        clock: Clock,
         config: LoopConfig,
         checkpoint: Callable[[str, int], None] = _no_checkpoint,
         sleep: Callable[[float], None] = time.sleep,
@@ -127,8 +134,9 @@ class Processor(Ownership):
         """Poll and fully process one batch; return how many records it held."""
         with self.metrics.stage("poll"):
             records = self._with_retries(
-                "poll", lambda: self.source.poll(self.config.max_batch_records,
-                                                 self.config.poll_timeout_s))
+                "poll",
+                lambda: self.source.poll(self.config.max_batch_records, self.config.poll_timeout_s),
+            )
         self.last_loop_s = self.clock.time_s()
         if not records:
             return 0
@@ -142,8 +150,9 @@ class Processor(Ownership):
         started = time.perf_counter()
         self.metrics.events_in_progress.set(len(records))
         with self.metrics.stage("decode"):
-            batch = decode_records(records, self.config.limits, self.config.topics,
-                                   int(self.clock.time_s() * 1000))
+            batch = decode_records(
+                records, self.config.limits, self.config.topics, int(self.clock.time_s() * 1000)
+            )
         vectors, labels = self._run(batch)
         self.metrics.events_in_progress.set(0)
         self.metrics.saved(records, batch.next_offsets, self.clock.time_s())
@@ -169,10 +178,16 @@ class Processor(Ownership):
             # A sweep moves time without events: to its forced watermark.
             watermark = max(self.watermarks.get(partition, 0), batch.until_ms.get(partition, 0))
             outcome = process_events(
-                states, batch.events.get(partition, []), self.snapshot, self.config.pipeline,
-                watermark, dues[partition], self.learning.tag_models, pending.get(partition, {}))
-            outputs = batch.outputs.setdefault(partition, Outputs(self.config.topics,
-                                                                  batch.now_ms))
+                states,
+                batch.events.get(partition, []),
+                self.snapshot,
+                self.config.pipeline,
+                watermark,
+                dues[partition],
+                self.learning.tag_models,
+                pending.get(partition, {}),
+            )
+            outputs = batch.outputs.setdefault(partition, Outputs(self.config.topics, batch.now_ms))
             outputs.seq_base = self.rebuilds.seq_base(partition)
             outputs.outcome(outcome, batch.sources)
             if self.rebuilds.quiet(partition, batch.next_offsets[partition]):
@@ -182,10 +197,14 @@ class Processor(Ownership):
                 training.extend(outcome.training_vectors)
                 labels.extend(outcome.labels)
             writes[partition] = PartitionWrite(
-                batch.first_offsets[partition], batch.next_offsets[partition],
+                batch.first_offsets[partition],
+                batch.next_offsets[partition],
                 {u: pack_state(s) for u, s in outcome.states.items()},
-                outcome.watermark_ms, outcome.dues, outputs.segment_deltas(),
-                {u: pack_pending(p) for u, p in outcome.pending.items()})
+                outcome.watermark_ms,
+                outcome.dues,
+                outputs.segment_deltas(),
+                {u: pack_pending(p) for u, p in outcome.pending.items()},
+            )
         self.metrics.stage_done("operators", started)
         with self.metrics.stage("produce"):
             self._with_retries("produce", lambda: self._send(batch.outputs.values()))
@@ -196,8 +215,9 @@ class Processor(Ownership):
         for partition in saved:
             self.watermarks[partition] = writes[partition].watermark_ms
             if partition in quiet:
-                self.metrics.rebuilt_events.inc(batch.next_offsets[partition]
-                                                - batch.first_offsets[partition])
+                self.metrics.rebuilt_events.inc(
+                    batch.next_offsets[partition] - batch.first_offsets[partition]
+                )
                 continue
             tally = batch.outputs[partition].tally
             self.metrics.count(tally)
@@ -209,26 +229,37 @@ class Processor(Ownership):
             if offsets:
                 with self.metrics.stage("commit"):
                     committed = self.source.commit(
-                        offsets, self.rebuilds.notes(offsets, self.learning.version))
+                        offsets, self.rebuilds.notes(offsets, self.learning.version)
+                    )
                 self.metrics.offset_commits.labels(
-                    result="success" if committed else "failure").inc()
+                    result="success" if committed else "failure"
+                ).inc()
         self.checkpoint("after_commit", self.batches)
         return training, labels
 
-    def _load(self, batch: Batch) -> tuple[
-            dict[Partition, list[str]], dict[Partition, dict[str, bytes]],
-            dict[Partition, dict[str, list[PendingLabel]]]]:
+    def _load(
+        self, batch: Batch
+    ) -> tuple[
+        dict[Partition, list[str]],
+        dict[Partition, dict[str, bytes]],
+        dict[Partition, dict[str, list[PendingLabel]]],
+    ]:
         """Step 3: due users, their records and open labels, with the ownership check."""
         while True:
             dues: dict[Partition, list[str]] = {}
             for partition in batch.next_offsets:
                 until = batch.until_ms.get(partition) or advance_watermark(
-                    self.watermarks.get(partition, 0), batch.events.get(partition, []),
-                    self.config.pipeline.late_grace_ms)
+                    self.watermarks.get(partition, 0),
+                    batch.events.get(partition, []),
+                    self.config.pipeline.late_grace_ms,
+                )
                 dues[partition] = self.state_store.due_users(
-                    partition, until, self.config.sweep_batch_users)
-            users = {p: {e.user_id for e in batch.events.get(p, [])} | set(dues[p])
-                     for p in batch.next_offsets}
+                    partition, until, self.config.sweep_batch_users
+                )
+            users = {
+                p: {e.user_id for e in batch.events.get(p, [])} | set(dues[p])
+                for p in batch.next_offsets
+            }
             try:
                 stored = self.state_store.load(users)
             except StateLost as lost:
@@ -273,15 +304,20 @@ class Processor(Ownership):
                 continue
             until = max(self.watermarks.get(partition, 0), at_ms)
             while partition in self.owned and self.state_store.due_users(partition, until, 1):
-                batch = Batch(int(self.clock.time_s() * 1000), {partition: offset},
-                               {partition: offset}, until_ms={partition: until})
+                batch = Batch(
+                    int(self.clock.time_s() * 1000),
+                    {partition: offset},
+                    {partition: offset},
+                    until_ms={partition: until},
+                )
                 vectors, labels = self._run(batch)
                 self._train(vectors, labels)
                 rescored += sum(o.tally.rescored for o in batch.outputs.values())
         return rescored
 
     def _load_pending(
-        self, users: Mapping[Partition, Collection[str]],
+        self,
+        users: Mapping[Partition, Collection[str]],
     ) -> dict[Partition, dict[str, list[PendingLabel]]]:
         """Open labels of the sampled users among ``users`` (nothing without predictive tags)."""
         if not self.learning.learners:

@@ -71,9 +71,7 @@ class InMemoryEventSource:
                 raise AssignmentFailed(f"partition assignment failed: {exc}") from exc
             for partition in assigned:
                 start = resume.get(partition)
-                self._positions[partition] = (
-                    start if start is not None else 0
-                )
+                self._positions[partition] = start if start is not None else 0
         # Like a Kafka fetch, share the batch between partitions instead of draining one first.
         batch: list[Record] = []
         share = -(-max_records // max(len(self._positions), 1))
@@ -81,7 +79,7 @@ class InMemoryEventSource:
             if partition in self._paused:
                 continue
             room = min(share, max_records - len(batch))
-            taken = self.broker.logs[partition][position:position + room]
+            taken = self.broker.logs[partition][position : position + room]
             batch.extend(taken)
             self._positions[partition] = position + len(taken)
         return batch
@@ -89,8 +87,9 @@ class InMemoryEventSource:
     def pause(self, partitions: Collection[Partition]) -> None:
         self._paused.update(partitions)
 
-    def commit(self, next_offsets: Mapping[Partition, int],
-               metadata: Mapping[Partition, str] | None = None) -> bool:
+    def commit(
+        self, next_offsets: Mapping[Partition, int], metadata: Mapping[Partition, str] | None = None
+    ) -> bool:
         notes = metadata or {}
         for partition, offset in next_offsets.items():
             self.broker.commits[partition] = Committed(offset, notes.get(partition, ""))
@@ -169,8 +168,11 @@ class InMemoryStateStore:
         if partition not in self._tokens:
             return "taken"  # never claimed by us
         data = self._data.get(partition)
-        if data is None or not data.owner or (
-                data.next_offset is None and partition in self._has_offset):
+        if (
+            data is None
+            or not data.owner
+            or (data.next_offset is None and partition in self._has_offset)
+        ):
             return "lost"
         return None if data.owner == self._tokens.get(partition) else "taken"
 
@@ -225,7 +227,8 @@ class InMemoryStateStore:
         return self._data.get(partition, _PartitionData()).watermark_ms
 
     def load_pending(
-        self, users: Mapping[Partition, Collection[str]],
+        self,
+        users: Mapping[Partition, Collection[str]],
     ) -> dict[Partition, dict[str, bytes]]:
         found: dict[Partition, dict[str, bytes]] = {}
         for partition, names in users.items():
@@ -288,4 +291,3 @@ class InMemoryModelStore:
         self._tags = dict(models)
         if learners is not None:
             self._learners = learners
-

@@ -23,161 +23,263 @@ _SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 _REDIS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 STAGES = ("poll", "decode", "load", "operators", "produce", "save", "commit", "train")
-REDIS_OPERATIONS = ("claim", "load", "load_pending", "due_users", "save", "watermark",
-                    "next_offset", "segment_sizes", "model_load", "model_save", "lease")
+REDIS_OPERATIONS = (
+    "claim",
+    "load",
+    "load_pending",
+    "due_users",
+    "save",
+    "watermark",
+    "next_offset",
+    "segment_sizes",
+    "model_load",
+    "model_save",
+    "lease",
+)
 INVALID_TYPE = "invalid"  # events_consumed's type for records that did not decode
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry, version: str, *, input_topic: str = "",
-                 output_topics: Sequence[str] = (), tags: Sequence[str] = (),
-                 predictive_tags: Sequence[str] = (), alert_tags: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        version: str,
+        *,
+        input_topic: str = "",
+        output_topics: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        predictive_tags: Sequence[str] = (),
+        alert_tags: Sequence[str] = (),
+    ) -> None:
         self.registry = registry
         self.version = version
         self.events_consumed = Counter(
             "segstream_events_consumed",
             "Records read from the input topic, by event type ('invalid': did not decode).",
-            ["topic", "type"], registry=registry)
+            ["topic", "type"],
+            registry=registry,
+        )
         self.records_produced = Counter(
             "segstream_records_produced",
             "Records delivered (acknowledged) to an output topic: changes, alerts, dead letters.",
-            ["topic"], registry=registry)
+            ["topic"],
+            registry=registry,
+        )
         self.events_in_progress = Gauge(
-            "segstream_events_in_progress", "Records of the batch being processed now.",
-            registry=registry)
+            "segstream_events_in_progress",
+            "Records of the batch being processed now.",
+            registry=registry,
+        )
         self.errors = Counter(
             "segstream_errors",
             "Failed attempts of a stage (Kafka or Redis unavailable...), retried or fatal.",
-            ["stage", "reason"], registry=registry)
+            ["stage", "reason"],
+            registry=registry,
+        )
         self.last_event_timestamp = Gauge(
             "segstream_last_event_timestamp_seconds",
             "Kafka timestamp of the last record processed, per input partition (freshness).",
-            ["partition"], registry=registry)
+            ["partition"],
+            registry=registry,
+        )
         self.stage_duration = Histogram(
-            "segstream_stage_duration_seconds", "Time spent in each stage of a batch.",
-            ["stage"], buckets=_BATCH_BUCKETS, registry=registry)
+            "segstream_stage_duration_seconds",
+            "Time spent in each stage of a batch.",
+            ["stage"],
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
         self.end_to_end_latency = Histogram(
             "segstream_end_to_end_latency_seconds",
             "From a record's Kafka timestamp to its batch being saved and committed.",
-            buckets=_LATENCY_BUCKETS, registry=registry)
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.consumer_lag = Gauge(
             "segstream_consumer_lag_records",
             "Records between this consumer's position and the partition's end, per partition.",
-            ["partition"], registry=registry)
+            ["partition"],
+            registry=registry,
+        )
         self.rebalances = Counter(
-            "segstream_rebalances", "Partition assignment changes (kind: assigned or revoked).",
-            ["kind"], registry=registry)
+            "segstream_rebalances",
+            "Partition assignment changes (kind: assigned or revoked).",
+            ["kind"],
+            registry=registry,
+        )
         self.offset_commits = Counter(
-            "segstream_offset_commits", "Offset commits to Kafka (result: success or failure).",
-            ["result"], registry=registry)
+            "segstream_offset_commits",
+            "Offset commits to Kafka (result: success or failure).",
+            ["result"],
+            registry=registry,
+        )
         self.redis_duration = Histogram(
-            "segstream_redis_operation_duration_seconds", "Latency of Redis operations.",
-            ["operation"], buckets=_REDIS_BUCKETS, registry=registry)
+            "segstream_redis_operation_duration_seconds",
+            "Latency of Redis operations.",
+            ["operation"],
+            buckets=_REDIS_BUCKETS,
+            registry=registry,
+        )
         self.redis_errors = Counter(
-            "segstream_redis_errors", "Failed Redis operations.", ["operation"],
-            registry=registry)
+            "segstream_redis_errors", "Failed Redis operations.", ["operation"], registry=registry
+        )
         self.centroid_shift = Gauge(
             "segstream_segment_centroid_shift",
             "Distance (log1p units) each segment's center moved at the last snapshot.",
-            ["segment"], registry=registry)
+            ["segment"],
+            registry=registry,
+        )
         self.drift_detections = Counter(
             "segstream_drift_detections",
-            "Changes in a predictive tag's error rate detected by ADWIN on its labels.", ["tag"],
-            registry=registry)
+            "Changes in a predictive tag's error rate detected by ADWIN on its labels.",
+            ["tag"],
+            registry=registry,
+        )
         self.events_processed = Counter(
-            "segstream_events_processed", "Valid events applied to user state, by event type.",
-            ["type"], registry=registry)
+            "segstream_events_processed",
+            "Valid events applied to user state, by event type.",
+            ["type"],
+            registry=registry,
+        )
         self.events_dead_lettered = Counter(
-            "segstream_events_dead_lettered", "Records sent to the dead-letter topic, by reason.",
-            ["reason"], registry=registry)
+            "segstream_events_dead_lettered",
+            "Records sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=registry,
+        )
         self.events_duplicate = Counter(
             "segstream_events_duplicate",
             "Valid events skipped because the user's recent events already had their event_id.",
-            registry=registry)
+            registry=registry,
+        )
         self.events_late = Counter(
             "segstream_events_late",
             "Events older than their partition's watermark, sent to the late topic unapplied.",
-            registry=registry)
+            registry=registry,
+        )
         self.users_rescored = Counter(
             "segstream_users_rescored",
             "Re-scorings of users whose evaluation fell due without an event (event time).",
-            registry=registry)
+            registry=registry,
+        )
         self.segment_changes = Counter(
-            "segstream_segment_changes", "Segment change events published.", registry=registry)
+            "segstream_segment_changes", "Segment change events published.", registry=registry
+        )
         self.segment_transitions = Counter(
             "segstream_segment_transitions",
             "Users moving between segments (from 'none' on a first assignment).",
-            ["from", "to"], registry=registry)
+            ["from", "to"],
+            registry=registry,
+        )
         self.tag_transitions = Counter(
             "segstream_tag_transitions",
-            "Users entering or leaving a tag (direction: enter or exit).", ["tag", "direction"],
-            registry=registry)
+            "Users entering or leaving a tag (direction: enter or exit).",
+            ["tag", "direction"],
+            registry=registry,
+        )
         self.alerts = Counter(
             "segstream_alerts",
-            "Alerts published (a user entered an alerting tag such as churn_risk).", ["tag"],
-            registry=registry)
+            "Alerts published (a user entered an alerting tag such as churn_risk).",
+            ["tag"],
+            registry=registry,
+        )
         self.labels_resolved = Counter(
             "segstream_labels_resolved",
             "Delayed labels of predictive tags resolved (value 1: the outcome happened).",
-            ["tag", "value"], registry=registry)
+            ["tag", "value"],
+            registry=registry,
+        )
         self.tag_auc = Gauge(
             "segstream_tag_auc",
             "Exact ROC AUC of each predictive tag, prequential, over its last 5000 labels.",
-            ["tag"], registry=registry)
+            ["tag"],
+            registry=registry,
+        )
         self.tag_log_loss = Gauge(
             "segstream_tag_log_loss",
             "Log-loss of each predictive tag, prequential, over its last 5000 labels.",
-            ["tag"], registry=registry)
+            ["tag"],
+            registry=registry,
+        )
         self.tag_ready = Gauge(
             "segstream_tag_ready",
-            "1 once a predictive tag has enough labels to score users, else 0.", ["tag"],
-            registry=registry)
+            "1 once a predictive tag has enough labels to score users, else 0.",
+            ["tag"],
+            registry=registry,
+        )
         self.segment_users = Gauge(
             "segstream_segment_users",
             "Users per segment in this consumer's partitions, updated at each model snapshot.",
-            ["segment"], registry=registry)
+            ["segment"],
+            registry=registry,
+        )
         self.segment_volatility = Gauge(
             "segstream_segment_volatility",
             "(Enters + exits) / users of each segment over the last snapshot window.",
-            ["segment"], registry=registry)
+            ["segment"],
+            registry=registry,
+        )
         self.batch_duration = Histogram(
             "segstream_batch_duration_seconds",
-            "Time to process one batch, from poll to Kafka commit.", buckets=_BATCH_BUCKETS,
-            registry=registry)
+            "Time to process one batch, from poll to Kafka commit.",
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
         self.batch_size = Histogram(
-            "segstream_batch_records", "Records per processed batch.", buckets=_SIZE_BUCKETS,
-            registry=registry)
+            "segstream_batch_records",
+            "Records per processed batch.",
+            buckets=_SIZE_BUCKETS,
+            registry=registry,
+        )
         self.partitions_lost = Counter(
             "segstream_partitions_fenced",
             "Partition batches dropped because another consumer took the partition.",
-            registry=registry)
+            registry=registry,
+        )
         self.state_lost = Counter(
             "segstream_state_lost",
             "Partitions whose owner token or offset vanished from Redis (the state store lost "
-            "data): the process exits and rebuilds them from the log.", registry=registry)
+            "data): the process exits and rebuilds them from the log.",
+            registry=registry,
+        )
         self.rebuilt_events = Counter(
             "segstream_rebuilt_records",
             "Input records re-applied to rebuild lost state, below the offset whose outputs "
             "were already published: nothing is published or counted for them.",
-            registry=registry)
+            registry=registry,
+        )
         self.assigned_partitions = Gauge(
-            "segstream_assigned_partitions", "Input partitions this consumer owns.",
-            registry=registry)
+            "segstream_assigned_partitions",
+            "Input partitions this consumer owns.",
+            registry=registry,
+        )
         self.model_snapshots = Counter(
-            "segstream_model_snapshots_published", "Segment model snapshots published.",
-            registry=registry)
+            "segstream_model_snapshots_published",
+            "Segment model snapshots published.",
+            registry=registry,
+        )
         self.model_version = Gauge(
-            "segstream_model_version", "Version of the segment model used for scoring.",
-            registry=registry)
+            "segstream_model_version",
+            "Version of the segment model used for scoring.",
+            registry=registry,
+        )
         self.trainer = Gauge(
-            "segstream_trainer", "1 while this process holds the trainer lease (trains and "
-            "publishes the models), else 0.", registry=registry)
+            "segstream_trainer",
+            "1 while this process holds the trainer lease (trains and "
+            "publishes the models), else 0.",
+            registry=registry,
+        )
         self.last_batch = Gauge(
             "segstream_last_batch_timestamp_seconds",
-            "Wall-clock time the last batch finished (liveness).", registry=registry)
+            "Wall-clock time the last batch finished (liveness).",
+            registry=registry,
+        )
         self.build_info = Gauge(
-            "segstream_build_info", "Always 1: the version and the segment model version used.",
-            ["version", "model_version"], registry=registry)
+            "segstream_build_info",
+            "Always 1: the version and the segment model version used.",
+            ["version", "model_version"],
+            registry=registry,
+        )
         self._model_version_label = "0"
         self._segments: set[int] = set()  # segments with users/volatility series
         self.build_info.labels(version=version, model_version="0").set(1)
@@ -234,18 +336,19 @@ class Metrics:
         """A stage that began at ``started`` (``time.perf_counter()``) has ended."""
         self.stage_duration.labels(stage=stage).observe(time.perf_counter() - started)
 
-    def saved(self, records: Iterable[Record], partitions: Collection[Partition],
-              now_s: float) -> None:
+    def saved(
+        self, records: Iterable[Record], partitions: Collection[Partition], now_s: float
+    ) -> None:
         """End-to-end latency and freshness of the records of ``partitions``, now saved."""
         newest: dict[Partition, int] = {}
         for record in records:
             if record.partition in partitions and record.timestamp_ms > 0:
-                newest[record.partition] = max(newest.get(record.partition, 0),
-                                               record.timestamp_ms)
+                newest[record.partition] = max(newest.get(record.partition, 0), record.timestamp_ms)
                 self.end_to_end_latency.observe(max(now_s - record.timestamp_ms / 1000, 0.0))
         for partition, timestamp_ms in newest.items():
             self.last_event_timestamp.labels(partition=str(partition.index)).set(
-                timestamp_ms / 1000)
+                timestamp_ms / 1000
+            )
 
     def lag(self, lags: Mapping[Partition, int], owned: Collection[Partition]) -> None:
         for partition, lag in lags.items():
@@ -262,8 +365,9 @@ class Metrics:
                     with suppress(KeyError):  # never set: no series to remove
                         gauge.remove(str(partition.index))
 
-    def segment_figures(self, segments: Sequence[int], sizes: Mapping[int, int],
-                        moves: Mapping[int, int]) -> None:
+    def segment_figures(
+        self, segments: Sequence[int], sizes: Mapping[int, int], moves: Mapping[int, int]
+    ) -> None:
         """Users per segment and volatility (enters + exits per user) at a new snapshot; a
         retired segment's series are dropped."""
         for segment in self._segments - set(segments):
@@ -273,13 +377,17 @@ class Metrics:
             size = sizes.get(segment, 0)
             self.segment_users.labels(segment=str(segment)).set(size)
             self.segment_volatility.labels(segment=str(segment)).set(
-                moves.get(segment, 0) / size if size else 0.0)
+                moves.get(segment, 0) / size if size else 0.0
+            )
         self._segments = set(segments)
 
     def dead_lettered(self) -> dict[str, int]:
         """Records dead-lettered so far, by reason (those with any)."""
-        counts = {r: self.registry.get_sample_value("segstream_events_dead_lettered_total",
-                                                    {"reason": r}) or 0 for r in REJECTION_REASONS}
+        counts = {
+            r: self.registry.get_sample_value("segstream_events_dead_lettered_total", {"reason": r})
+            or 0
+            for r in REJECTION_REASONS
+        }
         return {r: int(n) for r, n in counts.items() if n}
 
     def count(self, tally: Tally) -> None:
@@ -302,7 +410,8 @@ class Metrics:
         self.segment_changes.inc(tally.changes)
         if tally.rescoring_errors:
             self.errors.labels(stage="operators", reason="rescoring_error").inc(
-                tally.rescoring_errors)
+                tally.rescoring_errors
+            )
 
     def failed(self, stage: str, exc: DependencyError) -> None:
         """A stage failed; the reason is bounded: the service and the error's class."""

@@ -37,7 +37,8 @@ def export_model(store: ModelStore) -> dict[str, Any]:
         raise ModelFileError("no segment model is published under this key prefix yet")
     learners = store.load_learners()
     return {
-        "format": FORMAT, "version": VERSION,
+        "format": FORMAT,
+        "version": VERSION,
         "snapshot": snapshot.to_dict(),
         "tags": [model.to_dict() for model in store.load_tags().values()],
         "trainer": json.loads(trainer) if trainer else None,
@@ -50,8 +51,9 @@ def import_model(store: RedisModelStore, doc: Any) -> int:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ModelFileError(f"not a {FORMAT} document")
     if doc.get("version") != VERSION:
-        raise ModelFileError(f"model file version {doc.get('version')!r}; this release "
-                             f"reads version {VERSION}")
+        raise ModelFileError(
+            f"model file version {doc.get('version')!r}; this release reads version {VERSION}"
+        )
     try:
         snapshot = SegmentSnapshot.from_dict(doc["snapshot"])
         tags = [TagModel.from_dict(t) for t in doc.get("tags") or []]
@@ -68,6 +70,10 @@ def import_model(store: RedisModelStore, doc: Any) -> int:
         trainer.version, trainer.previous = snapshot.version, snapshot
         trainer_state = trainer.dump()
     learners = doc.get("learners")
-    store.replace(snapshot, trainer_state, {t.tag: t for t in tags},
-                  json.dumps(learners).encode() if learners is not None else None)
+    store.replace(
+        snapshot,
+        trainer_state,
+        {t.tag: t for t in tags},
+        json.dumps(learners).encode() if learners is not None else None,
+    )
     return snapshot.version

@@ -55,8 +55,15 @@ class Outputs:
     tally: Tally = field(default_factory=Tally)
 
     def dead_letter(self, record: Record, rejected: Rejected) -> None:
-        self.records.append((self.topics.dlq, record.key, encode_dead_letter(
-            record, rejected, self.now_ms, self.topics.dead_letter_max_bytes)))
+        self.records.append(
+            (
+                self.topics.dlq,
+                record.key,
+                encode_dead_letter(
+                    record, rejected, self.now_ms, self.topics.dead_letter_max_bytes
+                ),
+            )
+        )
         self.tally.dead_lettered[rejected.reason] += 1
 
     def outcome(self, outcome: BatchOutcome, sources: dict[int, Record]) -> None:
@@ -65,12 +72,14 @@ class Outputs:
         if self.seq_base:
             outcome.changes = [replace(c, seq=self.seq_base | c.seq) for c in outcome.changes]
         for change, tag in outcome.alerts:
-            self.records.append((self.topics.alert, change.user_id.encode(),
-                                 encode_alert(change, tag, self.now_ms)))
+            self.records.append(
+                (self.topics.alert, change.user_id.encode(), encode_alert(change, tag, self.now_ms))
+            )
             tally.alerts[tag] += 1
         for change in outcome.changes:
-            self.records.append((self.topics.output, change.user_id.encode(),
-                                 encode_change(change, self.now_ms)))
+            self.records.append(
+                (self.topics.output, change.user_id.encode(), encode_change(change, self.now_ms))
+            )
             for tag in change.tags_added:
                 tally.tag_moves[tag, "enter"] += 1
             for tag in change.tags_removed:
@@ -78,8 +87,9 @@ class Outputs:
             before, after = change.segment_before, change.segment_after
             if before == after:
                 continue
-            tally.segment_moves["none" if before is None else str(before),
-                                "none" if after is None else str(after)] += 1
+            tally.segment_moves[
+                "none" if before is None else str(before), "none" if after is None else str(after)
+            ] += 1
             for segment, step in ((before, -1), (after, 1)):
                 if segment is not None:
                     tally.segment_deltas[segment] += step
@@ -87,14 +97,27 @@ class Outputs:
         tally.changes += len(outcome.changes)
         for event, watermark in outcome.late:
             record = sources[id(event)]
-            late = Rejected("late", f"event time {event.ts_ms} is before the partition's "
-                            f"watermark {watermark}")
-            self.records.append((self.topics.late, record.key, encode_dead_letter(
-                record, late, self.now_ms, self.topics.dead_letter_max_bytes)))
+            late = Rejected(
+                "late", f"event time {event.ts_ms} is before the partition's watermark {watermark}"
+            )
+            self.records.append(
+                (
+                    self.topics.late,
+                    record.key,
+                    encode_dead_letter(
+                        record, late, self.now_ms, self.topics.dead_letter_max_bytes
+                    ),
+                )
+            )
         for event, error in outcome.failed:
-            self.dead_letter(sources[id(event)], Rejected(
-                PROCESSING_ERROR, f"{error} while applying event {event.event_id!r} of user "
-                f"{event.user_id!r}; the user's state is as before it"))
+            self.dead_letter(
+                sources[id(event)],
+                Rejected(
+                    PROCESSING_ERROR,
+                    f"{error} while applying event {event.event_id!r} of user "
+                    f"{event.user_id!r}; the user's state is as before it",
+                ),
+            )
         tally.late += len(outcome.late)
         tally.rescored += outcome.rescored
         tally.rescoring_errors += len(outcome.failed_rescorings)

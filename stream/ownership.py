@@ -21,8 +21,9 @@ log = logging.getLogger("stream.loop")
 
 
 class Ownership:
-    def __init__(self, source: EventSource, state_store: StateStore, learning: Learning,
-                 metrics: Metrics) -> None:
+    def __init__(
+        self, source: EventSource, state_store: StateStore, learning: Learning, metrics: Metrics
+    ) -> None:
         self.source = source
         self.state_store = state_store
         self.learning = learning
@@ -41,8 +42,11 @@ class Ownership:
         self.owned.update(partitions)
         self.unsaveable.difference_update(partitions)
         self.metrics.rebalanced("assigned", partitions, len(self.owned))
-        log.info("assigned %s, resuming at %s", sorted(map(str, partitions)),
-                 {str(p): o for p, o in sorted(resume.items())})
+        log.info(
+            "assigned %s, resuming at %s",
+            sorted(map(str, partitions)),
+            {str(p): o for p, o in sorted(resume.items())},
+        )
         return resume
 
     def revoked(self, partitions: Collection[Partition]) -> None:
@@ -54,18 +58,21 @@ class Ownership:
 
     def _fenced(self, partitions: Collection[Partition]) -> None:
         """Another consumer claimed these: stop reading them until the rebalance tells us."""
-        log.warning("fenced: %s now belong to another consumer; pausing them",
-                    sorted(map(str, partitions)))
+        log.warning(
+            "fenced: %s now belong to another consumer; pausing them", sorted(map(str, partitions))
+        )
         self.metrics.partitions_lost.inc(len(partitions))
         self.source.pause(partitions)
         self.revoked(partitions)
 
     def _state_lost(self, lost: StateLost) -> None:
         """The store lost data: publish nothing more from it, keep the model, and stop."""
-        log.error("STATE LOST: %s. Nothing more is published for them; exiting so the restart "
-                  "rebuilds them from the log (docs/operations.md, 'After a Redis loss')", lost)
+        log.error(
+            "STATE LOST: %s. Nothing more is published for them; exiting so the restart "
+            "rebuilds them from the log (docs/operations.md, 'After a Redis loss')",
+            lost,
+        )
         self.metrics.state_lost.inc(len(lost.partitions))
         self.unsaveable.update(lost.partitions & self.owned)
         self.learning.keep_model()
         raise lost
-

@@ -54,8 +54,9 @@ class EventSource(Protocol):
         """Stop fetching these partitions until they are assigned again (lost to a rebalance
         we have not been told of yet)."""
 
-    def commit(self, next_offsets: Mapping[Partition, int],
-               metadata: Mapping[Partition, str] | None = None) -> bool:
+    def commit(
+        self, next_offsets: Mapping[Partition, int], metadata: Mapping[Partition, str] | None = None
+    ) -> bool:
         """Record progress in the broker, with a short note per partition (``stream.rebuild``:
         the state epoch). Redis holds the offsets we resume from; the broker's outlive a Redis
         loss, and tell how far outputs were already published."""
@@ -111,7 +112,8 @@ class StateStore(Protocol):
         ``until_ms``, earliest first."""
 
     def load_pending(
-        self, users: Mapping[Partition, Collection[str]],
+        self,
+        users: Mapping[Partition, Collection[str]],
     ) -> dict[Partition, dict[str, bytes]]:
         """The users' open tag labels (``operators.tags.pack_pending``), absent users left out."""
 

@@ -38,8 +38,7 @@ class Note:
     model_version: int = 0
 
     def encode(self) -> str:
-        return json.dumps({"epoch": self.epoch, "model": self.model_version},
-                          separators=(",", ":"))
+        return json.dumps({"epoch": self.epoch, "model": self.model_version}, separators=(",", ":"))
 
     @staticmethod
     def decode(text: str) -> Note:
@@ -58,14 +57,14 @@ class Rebuilds:
     # Partitions being rebuilt: the broker's offset, below which outputs were published.
     until: dict[Partition, int] = field(default_factory=dict)
 
-    def assigned(self, source: EventSource, resume: Mapping[Partition, int | None],
-                 model_version: int) -> int:
+    def assigned(
+        self, source: EventSource, resume: Mapping[Partition, int | None], model_version: int
+    ) -> int:
         """Compare Redis's offsets (``resume``) with the broker's; start the rebuilds. Returns
         the highest model version the broker's notes know of."""
         committed: dict[Partition, Committed] = source.committed()
         # Every partition's note: the trainer's partitions carry the newest version.
-        floor = max((Note.decode(c.metadata).model_version for c in committed.values()),
-                    default=0)
+        floor = max((Note.decode(c.metadata).model_version for c in committed.values()), default=0)
         raised = {}
         for partition, stored in resume.items():
             last = committed.get(partition)
@@ -76,11 +75,15 @@ class Rebuilds:
                 self.epochs[partition] = note.epoch + 1
                 self.until[partition] = last.offset
                 raised[partition] = last.offset
-                log.warning("STATE LOST for %s: the store resumes at %s but outputs were "
-                            "published up to offset %d; rebuilding without publishing up to "
-                            "there, then publishing under epoch %d", partition,
-                            "the start" if stored is None else stored, last.offset,
-                            note.epoch + 1)
+                log.warning(
+                    "STATE LOST for %s: the store resumes at %s but outputs were "
+                    "published up to offset %d; rebuilding without publishing up to "
+                    "there, then publishing under epoch %d",
+                    partition,
+                    "the start" if stored is None else stored,
+                    last.offset,
+                    note.epoch + 1,
+                )
         # The new epoch is durable before anything is published under it.
         if raised and not source.commit(raised, self.notes(raised, max(floor, model_version))):
             raise DependencyError(f"kafka: could not record the new epoch of {sorted(raised)}")
@@ -111,12 +114,16 @@ class Rebuilds:
         offset in it: a batch is either all quiet or all published, per partition."""
         if not self.until:
             return [records]
-        first = [r for r in records
-                 if r.partition not in self.until or r.offset < self.until[r.partition]]
+        first = [
+            r
+            for r in records
+            if r.partition not in self.until or r.offset < self.until[r.partition]
+        ]
         if len(first) == len(records) or not first:
             return [records]
-        rest = [r for r in records if r.partition in self.until
-                and r.offset >= self.until[r.partition]]
+        rest = [
+            r for r in records if r.partition in self.until and r.offset >= self.until[r.partition]
+        ]
         return [first, rest]
 
     def saved(self, next_offsets: Mapping[Partition, int]) -> dict[Partition, int]:
@@ -129,8 +136,12 @@ class Rebuilds:
                 continue
             if until is not None:
                 del self.until[partition]
-                log.warning("rebuilt %s up to offset %d: publishing again (epoch %d)",
-                            partition, until, self.epochs.get(partition, 0))
+                log.warning(
+                    "rebuilt %s up to offset %d: publishing again (epoch %d)",
+                    partition,
+                    until,
+                    self.epochs.get(partition, 0),
+                )
             out[partition] = offset
         self.committed.update(out)
         return out

@@ -140,15 +140,14 @@ class RedisStateStore:
         taken: list[Partition] = []
         at = 0
         for partition, names in order:
-            owner, offset = replies[at:at + 2]
+            owner, offset = replies[at : at + 2]
             values = replies[at + 2] if names else []
             at += 3 if names else 2
             if owner is None or (offset is None and partition in self._has_offset):
                 lost.append(partition)
             elif owner.decode() != self._tokens.get(partition):
                 taken.append(partition)
-            found[partition] = {u: v for u, v in zip(names, values, strict=True)
-                                if v is not None}
+            found[partition] = {u: v for u, v in zip(names, values, strict=True) if v is not None}
         if lost:
             raise StateLost(lost)
         if taken:
@@ -161,14 +160,25 @@ class RedisStateStore:
         try:
             pipe = self._client.pipeline(transaction=False)
             for partition, write in order:
-                keys = [self._key(partition, "owner"), self._key(partition, "offset"),
-                        self._key(partition, "watermark"), self._key(partition, "due"),
-                        self._key(partition, "segments"), self._key(partition, "labels")]
+                keys = [
+                    self._key(partition, "owner"),
+                    self._key(partition, "offset"),
+                    self._key(partition, "watermark"),
+                    self._key(partition, "due"),
+                    self._key(partition, "segments"),
+                    self._key(partition, "labels"),
+                ]
                 keys += [self.user_key(partition, u) for u in write.users]
                 args: list[Any] = [
-                    self._tokens[partition], write.first_offset, write.next_offset, self._ttl_s,
-                    write.watermark_ms, len(write.dues), len(write.segment_deltas),
-                    len(write.pending)]
+                    self._tokens[partition],
+                    write.first_offset,
+                    write.next_offset,
+                    self._ttl_s,
+                    write.watermark_ms,
+                    len(write.dues),
+                    len(write.segment_deltas),
+                    len(write.pending),
+                ]
                 for user, due in write.dues.items():
                     args += [user, due]
                 for segment, delta in write.segment_deltas.items():
@@ -211,7 +221,8 @@ class RedisStateStore:
         return 0 if stored is None else int(stored)
 
     def load_pending(
-        self, users: Mapping[Partition, Collection[str]],
+        self,
+        users: Mapping[Partition, Collection[str]],
     ) -> dict[Partition, dict[str, bytes]]:
         order = [(p, list(names)) for p, names in users.items() if names]
         try:
@@ -243,7 +254,8 @@ class RedisStateStore:
     def due_users(self, partition: Partition, until_ms: int, limit: int) -> list[str]:
         try:
             users: list[bytes] = self._client.zrangebyscore(  # type: ignore[assignment]
-                self._key(partition, "due"), "-inf", until_ms, start=0, num=limit)
+                self._key(partition, "due"), "-inf", until_ms, start=0, num=limit
+            )
         except redis.RedisError as exc:
             raise DependencyError(f"redis: reading due users of {partition} failed") from exc
         return [u.decode() for u in users]
@@ -297,28 +309,38 @@ class RedisModelStore:
         return SegmentSnapshot.from_dict(json.loads(snapshot)) if snapshot else None
 
     def save(self, snapshot: SegmentSnapshot, trainer_state: bytes | None) -> None:
-        self._set({"snapshot": json.dumps(snapshot.to_dict()).encode(),
-                   "trainer": trainer_state})
+        self._set({"snapshot": json.dumps(snapshot.to_dict()).encode(), "trainer": trainer_state})
 
     def load_tags(self) -> dict[str, TagModel]:
         (stored,) = self._get("tags")
-        return {doc["tag"]: TagModel.from_dict(doc) for doc in json.loads(stored)} \
-            if stored else {}
+        return {doc["tag"]: TagModel.from_dict(doc) for doc in json.loads(stored)} if stored else {}
 
     def load_learners(self) -> bytes | None:
         (learners,) = self._get("learners")
         return learners
 
     def save_tags(self, models: Mapping[str, TagModel], learners: bytes | None = None) -> None:
-        self._set({"tags": json.dumps([m.to_dict() for m in models.values()]).encode(),
-                   "learners": learners})
+        self._set(
+            {
+                "tags": json.dumps([m.to_dict() for m in models.values()]).encode(),
+                "learners": learners,
+            }
+        )
 
-    def replace(self, snapshot: SegmentSnapshot, trainer_state: bytes | None,
-                tags: Mapping[str, TagModel], learners: bytes | None) -> None:
+    def replace(
+        self,
+        snapshot: SegmentSnapshot,
+        trainer_state: bytes | None,
+        tags: Mapping[str, TagModel],
+        learners: bytes | None,
+    ) -> None:
         """Publish all of it at once, dropping state the new models do not come with."""
-        mapping = {"snapshot": json.dumps(snapshot.to_dict()).encode(),
-                   "tags": json.dumps([m.to_dict() for m in tags.values()]).encode(),
-                   "trainer": trainer_state, "learners": learners}
+        mapping = {
+            "snapshot": json.dumps(snapshot.to_dict()).encode(),
+            "tags": json.dumps([m.to_dict() for m in tags.values()]).encode(),
+            "trainer": trainer_state,
+            "learners": learners,
+        }
         try:
             with self._client.pipeline(transaction=True) as pipe:
                 pipe.delete(self._key)

@@ -30,9 +30,14 @@ class Replayed:
 
 
 def replay_events(
-    settings: Settings, events: list[dict[str, Any]], *, until_ms: int | None = None,
-    kafka: bool = False, progress: Callable[[int, int], None] | None = None,
-    checkpoints: Sequence[int] = (), at_checkpoint: Callable[[Replayed, int], None] | None = None,
+    settings: Settings,
+    events: list[dict[str, Any]],
+    *,
+    until_ms: int | None = None,
+    kafka: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    checkpoints: Sequence[int] = (),
+    at_checkpoint: Callable[[Replayed, int], None] | None = None,
 ) -> Replayed:
     """Run ``events`` (in the input schema, event-time order) through a processor.
 
@@ -64,17 +69,23 @@ def replay_events(
 
 
 def _replay_on_kafka(
-    settings: Settings, events: list[dict[str, Any]], until_ms: int | None,
+    settings: Settings,
+    events: list[dict[str, Any]],
+    until_ms: int | None,
     progress: Callable[[int, int], None] | None,
 ) -> Replayed:
     from kafka import KafkaProducer
 
     from stream.wiring import kafka_redis_parts
 
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap.split(","),
-                             linger_ms=20, batch_size=256 * 1024, acks="all",
-                             # retries must not reorder a partition: late events are dropped
-                             enable_idempotence=True)
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        linger_ms=20,
+        batch_size=256 * 1024,
+        acks="all",
+        # retries must not reorder a partition: late events are dropped
+        enable_idempotence=True,
+    )
     try:
         for event in events:
             key, value = encode(event)
@@ -109,13 +120,16 @@ def _end_offsets(settings: Settings) -> dict[Partition, int]:
 
 def progress_bar(stream: TextIO | None = None, width: int = 30) -> Callable[[int, int], None]:
     """A one-line text progress bar, redrawn in place (on standard error by default)."""
+
     def show(done: int, total: int) -> None:
         out = stream or sys.stderr
         share = done / total if total else 1.0
         filled = int(share * width)
-        out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} events "
-                     f"({share:.0%})")
+        out.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} events ({share:.0%})"
+        )
         if done >= total:
             out.write("\n")
         out.flush()
+
     return show

@@ -13,8 +13,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def with_retries(what: str, action: Callable[[], T], attempts: int, metrics: Metrics,
-                 sleep: Callable[[float], None]) -> T:
+def with_retries(
+    what: str,
+    action: Callable[[], T],
+    attempts: int,
+    metrics: Metrics,
+    sleep: Callable[[float], None],
+) -> T:
     """``action()``, retried with exponential backoff (0.5 s doubling, at most 10 s) on a
     DependencyError, ``attempts`` times in all; the last failure is re-raised."""
     attempt = 0

@@ -45,9 +45,16 @@ Point = tuple[float, ...]
 
 class StreamSegmentModel:
     def __init__(
-        self, features: Sequence[str], n_segments: int, *, seed: int = 42,
-        chunk_size: int = 100, warmup: int = 1000, memory: int = 10_000,
-        reservoir_size: int = 2000, lloyd_iterations: int = 20,
+        self,
+        features: Sequence[str],
+        n_segments: int,
+        *,
+        seed: int = 42,
+        chunk_size: int = 100,
+        warmup: int = 1000,
+        memory: int = 10_000,
+        reservoir_size: int = 2000,
+        lloyd_iterations: int = 20,
     ) -> None:
         self.features = tuple(features)
         self.n_segments = n_segments
@@ -195,24 +202,39 @@ class StreamSegmentModel:
         """Everything the model learned, as JSON-ready numbers (never a pickle)."""
         version, internal, gauss = self._rng.getstate()
         return {
-            "features": list(self.features), "n_segments": self.n_segments,
-            "chunk_size": self.chunk_size, "warmup": self.warmup, "memory": self.memory,
-            "reservoir_size": self.reservoir_size, "lloyd_iterations": self.lloyd_iterations,
-            "samples": self.samples, "chunks": self.chunks, "counts": self.counts,
-            "rng": [version, list(internal), gauss], "ready": self._ready,
+            "features": list(self.features),
+            "n_segments": self.n_segments,
+            "chunk_size": self.chunk_size,
+            "warmup": self.warmup,
+            "memory": self.memory,
+            "reservoir_size": self.reservoir_size,
+            "lloyd_iterations": self.lloyd_iterations,
+            "samples": self.samples,
+            "chunks": self.chunks,
+            "counts": self.counts,
+            "rng": [version, list(internal), gauss],
+            "ready": self._ready,
             "scaler": scaler_to_dict(self._scaler),
-            "centers": [[self._kmeans.centers[i][f] for f in self.features]
-                        for i in range(self.n_segments)] if self._ready else [],
+            "centers": [
+                [self._kmeans.centers[i][f] for f in self.features] for i in range(self.n_segments)
+            ]
+            if self._ready
+            else [],
             "reservoir": [list(p) for p in self._reservoir],
             "chunk": [list(p) for p in self._chunk],
         }
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> StreamSegmentModel:
-        model = cls(doc["features"], int(doc["n_segments"]), chunk_size=int(doc["chunk_size"]),
-                    warmup=int(doc["warmup"]), memory=int(doc["memory"]),
-                    reservoir_size=int(doc["reservoir_size"]),
-                    lloyd_iterations=int(doc["lloyd_iterations"]))
+        model = cls(
+            doc["features"],
+            int(doc["n_segments"]),
+            chunk_size=int(doc["chunk_size"]),
+            warmup=int(doc["warmup"]),
+            memory=int(doc["memory"]),
+            reservoir_size=int(doc["reservoir_size"]),
+            lloyd_iterations=int(doc["lloyd_iterations"]),
+        )
         model.samples, model.chunks = int(doc["samples"]), int(doc["chunks"])
         model.counts = [float(c) for c in doc["counts"]]
         version, internal, gauss = doc["rng"]
@@ -236,14 +258,17 @@ class StreamSegmentModel:
         Centers are kept in log1p space, so the scaler's slow drift changes only how distances
         weigh each feature, never where a center is.
         """
-        return [self.standardize(tuple(self._kmeans.centers[i][f] for f in self.features))
-                for i in range(self.n_segments)]
+        return [
+            self.standardize(tuple(self._kmeans.centers[i][f] for f in self.features))
+            for i in range(self.n_segments)
+        ]
 
     def scaler(self) -> tuple[Point, Point]:
         """The scaler's (means, standard deviations) of the log1p features."""
         means = tuple(float(self._scaler.means.get(f, 0.0)) for f in self.features)
-        stds = tuple(math.sqrt(v) if (v := self._scaler.vars.get(f, 0.0)) > 0 else 1.0
-                     for f in self.features)
+        stds = tuple(
+            math.sqrt(v) if (v := self._scaler.vars.get(f, 0.0)) > 0 else 1.0 for f in self.features
+        )
         return means, stds
 
     def _reservoir_points(self) -> list[Point]:
@@ -277,7 +302,10 @@ def nearest(centers: Sequence[Point], p: Point) -> tuple[int, float]:
 
 
 def kmeans_plus_plus(
-    points: Sequence[Point], k: int, rng: random.Random, existing: Sequence[Point] = (),
+    points: Sequence[Point],
+    k: int,
+    rng: random.Random,
+    existing: Sequence[Point] = (),
 ) -> list[Point]:
     """k-means++ seeding: each new center is a point drawn with probability ~ D(x)^2."""
     data = np.asarray(points, dtype=float)
@@ -305,7 +333,9 @@ def kmeans_cost(points: Sequence[Point], centers: Sequence[Point]) -> float:
 
 
 def lloyd(
-    points: Sequence[Point], centers: Sequence[Point], iterations: int,
+    points: Sequence[Point],
+    centers: Sequence[Point],
+    iterations: int,
 ) -> tuple[list[Point], list[int]]:
     """Lloyd's k-means iterations from ``centers``; an empty cluster keeps its center."""
     data = np.asarray(points, dtype=float)
@@ -323,7 +353,9 @@ def lloyd(
     return [tuple(float(v) for v in c) for c in current], [int(n) for n in sizes]
 
 
-def _squared_distances(data: npt.NDArray[np.float64], centers: npt.NDArray[np.float64],
-                       ) -> npt.NDArray[np.float64]:
+def _squared_distances(
+    data: npt.NDArray[np.float64],
+    centers: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
     """(points x centers) squared Euclidean distances."""
     return ((data[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)  # type: ignore[no-any-return]

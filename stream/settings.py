@@ -21,8 +21,11 @@ from operators.tags import DEFAULT_TAGS, TagDefinition, parse_tags
 def _tag_json(tag: TagDefinition) -> dict[str, Any]:
     """The definition's fields that differ from their defaults, as JSON-ready values."""
     defaults = {f.name: f.default for f in fields(TagDefinition)}
-    return {k: list(v) if isinstance(v, tuple) else v
-            for k, v in asdict(tag).items() if v != defaults.get(k)}
+    return {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in asdict(tag).items()
+        if v != defaults.get(k)
+    }
 
 
 DEFAULT_TAGS_JSON = json.dumps([_tag_json(t) for t in DEFAULT_TAGS], separators=(",", ":"))
@@ -35,93 +38,142 @@ def _setting(default: Any, env: str, doc: str) -> Any:
 @dataclass(frozen=True, slots=True)
 class Settings:
     kafka_bootstrap: str = _setting(
-        "127.0.0.1:9092", "SEGSTREAM_KAFKA_BOOTSTRAP", "Kafka bootstrap servers, comma-separated")
+        "127.0.0.1:9092", "SEGSTREAM_KAFKA_BOOTSTRAP", "Kafka bootstrap servers, comma-separated"
+    )
     redis_url: str = _setting(
-        "redis://127.0.0.1:6379/0", "SEGSTREAM_REDIS_URL", "Redis URL for user state and offsets")
+        "redis://127.0.0.1:6379/0", "SEGSTREAM_REDIS_URL", "Redis URL for user state and offsets"
+    )
     input_topic: str = _setting("user-events", "SEGSTREAM_INPUT_TOPIC", "Topic of user events")
     output_topic: str = _setting(
-        "segment-changes", "SEGSTREAM_OUTPUT_TOPIC", "Topic segment changes are published to")
+        "segment-changes", "SEGSTREAM_OUTPUT_TOPIC", "Topic segment changes are published to"
+    )
     dlq_topic: str = _setting(
-        "user-events.dlq", "SEGSTREAM_DLQ_TOPIC", "Dead-letter topic for rejected messages")
+        "user-events.dlq", "SEGSTREAM_DLQ_TOPIC", "Dead-letter topic for rejected messages"
+    )
     late_topic: str = _setting(
-        "user-events.late", "SEGSTREAM_LATE_TOPIC",
-        "Topic for events older than their partition's watermark (counted, not applied)")
+        "user-events.late",
+        "SEGSTREAM_LATE_TOPIC",
+        "Topic for events older than their partition's watermark (counted, not applied)",
+    )
     alert_topic: str = _setting(
-        "churn-alerts", "SEGSTREAM_ALERT_TOPIC",
-        "Topic of alerts: a user entered an alerting tag (see SEGSTREAM_ALERT_TAGS)")
+        "churn-alerts",
+        "SEGSTREAM_ALERT_TOPIC",
+        "Topic of alerts: a user entered an alerting tag (see SEGSTREAM_ALERT_TAGS)",
+    )
     group: str = _setting("segstream", "SEGSTREAM_GROUP", "Kafka consumer group id")
     http_port: int = _setting(
-        8080, "SEGSTREAM_HTTP_PORT", "Port of /metrics and /healthz (0 picks a free port)")
+        8080, "SEGSTREAM_HTTP_PORT", "Port of /metrics and /healthz (0 picks a free port)"
+    )
     http_host: str = _setting("0.0.0.0", "SEGSTREAM_HTTP_HOST", "Address the HTTP server binds")
     key_prefix: str = _setting(
-        "segstream", "SEGSTREAM_KEY_PREFIX", "Prefix of every Redis key segstream writes")
+        "segstream", "SEGSTREAM_KEY_PREFIX", "Prefix of every Redis key segstream writes"
+    )
     max_batch_records: int = _setting(
-        2000, "SEGSTREAM_MAX_BATCH_RECORDS", "Most records handled in one batch")
+        2000, "SEGSTREAM_MAX_BATCH_RECORDS", "Most records handled in one batch"
+    )
     poll_timeout_s: float = _setting(
-        0.5, "SEGSTREAM_POLL_TIMEOUT_S", "Longest wait for records in one poll")
+        0.5, "SEGSTREAM_POLL_TIMEOUT_S", "Longest wait for records in one poll"
+    )
     session_timeout_ms: int = _setting(
-        10_000, "SEGSTREAM_SESSION_TIMEOUT_MS",
-        "Kafka group session timeout: how soon a dead consumer's partitions move")
+        10_000,
+        "SEGSTREAM_SESSION_TIMEOUT_MS",
+        "Kafka group session timeout: how soon a dead consumer's partitions move",
+    )
     max_message_bytes: int = _setting(
-        65_536, "SEGSTREAM_MAX_MESSAGE_BYTES", "Larger messages are dead-lettered as oversized")
+        65_536, "SEGSTREAM_MAX_MESSAGE_BYTES", "Larger messages are dead-lettered as oversized"
+    )
     dlq_max_bytes: int = _setting(
-        1_000_000, "SEGSTREAM_DLQ_MAX_BYTES",
+        1_000_000,
+        "SEGSTREAM_DLQ_MAX_BYTES",
         "Largest dead letter sent whole; past it, the original is described (size, SHA-256, "
-        "first KiB, topic/partition/offset) instead of copied")
+        "first KiB, topic/partition/offset) instead of copied",
+    )
     min_event_time: str = _setting(
-        "1980-01-01", "SEGSTREAM_MIN_EVENT_TIME",
+        "1980-01-01",
+        "SEGSTREAM_MIN_EVENT_TIME",
         "Earliest accepted event time (ISO date, UTC); earlier events are dead-lettered as "
-        "bad_timestamp")
+        "bad_timestamp",
+    )
     max_future_s: int = _setting(
-        300, "SEGSTREAM_MAX_FUTURE_S",
+        300,
+        "SEGSTREAM_MAX_FUTURE_S",
         "Events dated more than this after their Kafka timestamp (or our clock) are "
-        "dead-lettered as future_timestamp")
+        "dead-lettered as future_timestamp",
+    )
     user_ttl_s: int = _setting(
-        180 * 86_400, "SEGSTREAM_USER_TTL_S",
-        "Idle users' state expires after this long (wall-clock), 0 keeps it forever")
+        180 * 86_400,
+        "SEGSTREAM_USER_TTL_S",
+        "Idle users' state expires after this long (wall-clock), 0 keeps it forever",
+    )
     segments: int = _setting(4, "SEGSTREAM_SEGMENTS", "Number of segments (k of k-means)")
     segment_features: str = _setting(
-        "recency_days,frequency,monetary", "SEGSTREAM_SEGMENT_FEATURES",
-        "Comma-separated features segments are built on (log1p, then standardized)")
+        "recency_days,frequency,monetary",
+        "SEGSTREAM_SEGMENT_FEATURES",
+        "Comma-separated features segments are built on (log1p, then standardized)",
+    )
     tags: str = _setting(
-        DEFAULT_TAGS_JSON, "SEGSTREAM_TAGS",
-        "Tag definitions, a JSON list (README, 'Tags'); [] for none")
+        DEFAULT_TAGS_JSON,
+        "SEGSTREAM_TAGS",
+        "Tag definitions, a JSON list (README, 'Tags'); [] for none",
+    )
     alert_tags: str = _setting(
-        "churn_risk", "SEGSTREAM_ALERT_TAGS", "Comma-separated tags whose entry is an alert")
+        "churn_risk", "SEGSTREAM_ALERT_TAGS", "Comma-separated tags whose entry is an alert"
+    )
     switch_margin: float = _setting(
-        0.25, "SEGSTREAM_SWITCH_MARGIN",
-        "A user moves to a nearer segment at once only if nearer by this much (standardized)")
+        0.25,
+        "SEGSTREAM_SWITCH_MARGIN",
+        "A user moves to a nearer segment at once only if nearer by this much (standardized)",
+    )
     switch_after: int = _setting(
-        3, "SEGSTREAM_SWITCH_AFTER",
-        "...or after this many consecutive assignments to the same other segment")
+        3,
+        "SEGSTREAM_SWITCH_AFTER",
+        "...or after this many consecutive assignments to the same other segment",
+    )
     train_sample_permille: int = _setting(
-        250, "SEGSTREAM_TRAIN_SAMPLE_PERMILLE",
-        "Share of events whose features train the model, in per mille")
+        250,
+        "SEGSTREAM_TRAIN_SAMPLE_PERMILLE",
+        "Share of events whose features train the model, in per mille",
+    )
     snapshot_every_samples: int = _setting(
-        10_000, "SEGSTREAM_SNAPSHOT_EVERY_SAMPLES",
-        "Publish a new frozen model snapshot after this many training samples")
+        10_000,
+        "SEGSTREAM_SNAPSHOT_EVERY_SAMPLES",
+        "Publish a new frozen model snapshot after this many training samples",
+    )
     model_seed: int = _setting(42, "SEGSTREAM_MODEL_SEED", "Random seed of the segment model")
     training: bool = _setting(
-        True, "SEGSTREAM_TRAINING",
-        "false freezes the published models: no process trains or takes the trainer lease")
+        True,
+        "SEGSTREAM_TRAINING",
+        "false freezes the published models: no process trains or takes the trainer lease",
+    )
     late_grace_s: int = _setting(
-        3600, "SEGSTREAM_LATE_GRACE_S",
-        "Watermark = latest event time seen in a partition minus this; older events are late")
+        3600,
+        "SEGSTREAM_LATE_GRACE_S",
+        "Watermark = latest event time seen in a partition minus this; older events are late",
+    )
     rescore_interval_s: int = _setting(
-        86_400, "SEGSTREAM_RESCORE_INTERVAL_S",
-        "A user with no events is re-scored this often (event time), so quiet users move")
+        86_400,
+        "SEGSTREAM_RESCORE_INTERVAL_S",
+        "A user with no events is re-scored this often (event time), so quiet users move",
+    )
     max_idle_days: int = _setting(
-        400, "SEGSTREAM_MAX_IDLE_DAYS", "Re-scoring stops for users idle longer than this")
+        400, "SEGSTREAM_MAX_IDLE_DAYS", "Re-scoring stops for users idle longer than this"
+    )
     label_every_days: int = _setting(
-        7, "SEGSTREAM_LABEL_EVERY_DAYS",
-        "A sampled user offers each predictive tag a label at most this often (event time)")
+        7,
+        "SEGSTREAM_LABEL_EVERY_DAYS",
+        "A sampled user offers each predictive tag a label at most this often (event time)",
+    )
     sweep_batch_users: int = _setting(
-        5000, "SEGSTREAM_SWEEP_BATCH_USERS", "Most due users re-scored per partition per batch")
+        5000, "SEGSTREAM_SWEEP_BATCH_USERS", "Most due users re-scored per partition per batch"
+    )
     trainer_lease_s: int = _setting(
-        30, "SEGSTREAM_TRAINER_LEASE_S",
-        "One process trains at a time; another takes over this long after it stops renewing")
+        30,
+        "SEGSTREAM_TRAINER_LEASE_S",
+        "One process trains at a time; another takes over this long after it stops renewing",
+    )
     retry_attempts: int = _setting(
-        5, "SEGSTREAM_RETRY_ATTEMPTS", "Tries of a failing Kafka or Redis call before exiting")
+        5, "SEGSTREAM_RETRY_ATTEMPTS", "Tries of a failing Kafka or Redis call before exiting"
+    )
     log_level: str = _setting("INFO", "SEGSTREAM_LOG_LEVEL", "Python logging level")
 
     @classmethod
@@ -153,9 +205,19 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        positive = ("max_batch_records", "segments", "snapshot_every_samples", "retry_attempts",
-                    "max_message_bytes", "switch_after", "rescore_interval_s", "max_idle_days",
-                    "sweep_batch_users", "label_every_days", "trainer_lease_s")
+        positive = (
+            "max_batch_records",
+            "segments",
+            "snapshot_every_samples",
+            "retry_attempts",
+            "max_message_bytes",
+            "switch_after",
+            "rescore_interval_s",
+            "max_idle_days",
+            "sweep_batch_users",
+            "label_every_days",
+            "trainer_lease_s",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -165,22 +227,25 @@ class Settings:
             raise ValueError("max_future_s must not be negative; dlq_max_bytes at least 4096")
         self.min_event_ms  # noqa: B018 - parsing validates the date
         if self.poll_timeout_s <= 0 or self.switch_margin < 0 or self.late_grace_s < 0:
-            raise ValueError("poll_timeout_s must be positive; switch_margin and late_grace_s "
-                             "not negative")
+            raise ValueError(
+                "poll_timeout_s must be positive; switch_margin and late_grace_s not negative"
+            )
         self.tag_definitions  # noqa: B018 - parsing validates the definitions
         unknown = set(self.segment_feature_names) - set(FEATURES)
         if unknown or not self.segment_feature_names:
             raise ValueError(
                 f"segment_features: unknown {', '.join(sorted(unknown)) or 'empty list'}; "
-                f"known: {', '.join(FEATURES)}")
+                f"known: {', '.join(FEATURES)}"
+            )
 
     @property
     def min_event_ms(self) -> int:
         try:
             day = date.fromisoformat(self.min_event_time)
         except ValueError:
-            raise ValueError(f"min_event_time {self.min_event_time!r} is not an ISO date "
-                             "(YYYY-MM-DD)") from None
+            raise ValueError(
+                f"min_event_time {self.min_event_time!r} is not an ISO date (YYYY-MM-DD)"
+            ) from None
         return int(datetime.combine(day, time(), UTC).timestamp() * 1000)
 
     @property
@@ -207,5 +272,11 @@ def _boolean(raw: object) -> bool:
 
 def describe_settings() -> list[tuple[str, str, str]]:
     """(env var, default, description) for every setting: for --help and the README."""
-    return [(f.metadata["env"], str(f.default).lower() if isinstance(f.default, bool)
-             else str(f.default), f.metadata["doc"]) for f in fields(Settings)]
+    return [
+        (
+            f.metadata["env"],
+            str(f.default).lower() if isinstance(f.default, bool) else str(f.default),
+            f.metadata["doc"],
+        )
+        for f in fields(Settings)
+    ]

@@ -12,8 +12,7 @@ from river import preprocessing
 
 def dump_state(kind: str, version: int, body: Mapping[str, Any]) -> bytes:
     """``body`` under a header naming what it is (``kind``) and its layout ``version``."""
-    return json.dumps({"format": kind, "version": version, **body},
-                      separators=(",", ":")).encode()
+    return json.dumps({"format": kind, "version": version, **body}, separators=(",", ":")).encode()
 
 
 def load_state(blob: bytes, kind: str, version: int) -> dict[str, Any]:
@@ -27,8 +26,7 @@ def load_state(blob: bytes, kind: str, version: int) -> dict[str, Any]:
 
 
 def scaler_to_dict(scaler: preprocessing.StandardScaler) -> dict[str, dict[str, float]]:
-    return {"counts": dict(scaler.counts), "means": dict(scaler.means),
-            "vars": dict(scaler.vars)}
+    return {"counts": dict(scaler.counts), "means": dict(scaler.means), "vars": dict(scaler.vars)}
 
 
 def scaler_from_dict(doc: Mapping[str, Mapping[str, float]]) -> preprocessing.StandardScaler:

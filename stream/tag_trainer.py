@@ -29,8 +29,15 @@ log = logging.getLogger(__name__)
 
 
 class TagLearner:
-    def __init__(self, tag: TagDefinition, *, window: int = 5000, min_labels: int = 300,
-                 min_per_class: int = 30, learning_rate: float = 0.02) -> None:
+    def __init__(
+        self,
+        tag: TagDefinition,
+        *,
+        window: int = 5000,
+        min_labels: int = 300,
+        min_per_class: int = 30,
+        learning_rate: float = 0.02,
+    ) -> None:
         self.tag = tag
         self.window = window
         self.min_labels = min_labels
@@ -61,25 +68,34 @@ class TagLearner:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "tag": {k: list(v) if isinstance(v, tuple) else v
-                    for k, v in asdict(self.tag).items()},
-            "window": self.window, "min_labels": self.min_labels,
-            "min_per_class": self.min_per_class, "learning_rate": self.learning_rate,
-            "labels": self.labels, "positives": self.positives, "version": self.version,
-            "drifts": self.drifts, "recent": [list(pair) for pair in self.recent],
+            "tag": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.tag).items()},
+            "window": self.window,
+            "min_labels": self.min_labels,
+            "min_per_class": self.min_per_class,
+            "learning_rate": self.learning_rate,
+            "labels": self.labels,
+            "positives": self.positives,
+            "version": self.version,
+            "drifts": self.drifts,
+            "recent": [list(pair) for pair in self.recent],
             "scaler": scaler_to_dict(self._scaler),
-            "weights": dict(self._model._weights), "intercept": self._model.intercept,
+            "weights": dict(self._model._weights),
+            "intercept": self._model.intercept,
             "iterations": self._model.optimizer.n_iterations,
         }
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> TagLearner:
-        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in doc["tag"].items()}
-        learner = cls(TagDefinition(**fields), window=int(doc["window"]),
-                      min_labels=int(doc["min_labels"]),
-                      min_per_class=int(doc["min_per_class"]),
-                      learning_rate=float(doc["learning_rate"]))
+        fields: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in doc["tag"].items()
+        }
+        learner = cls(
+            TagDefinition(**fields),
+            window=int(doc["window"]),
+            min_labels=int(doc["min_labels"]),
+            min_per_class=int(doc["min_per_class"]),
+            learning_rate=float(doc["learning_rate"]),
+        )
         learner.labels, learner.positives = int(doc["labels"]), int(doc["positives"])
         learner.version, learner.drifts = int(doc["version"]), int(doc["drifts"])
         learner._scaler = scaler_from_dict(doc["scaler"])
@@ -96,14 +112,17 @@ class TagLearner:
     @property
     def ready(self) -> bool:
         negatives = self.labels - self.positives
-        return self.labels >= self.min_labels and min(self.positives, negatives) >= \
-            self.min_per_class
+        return (
+            self.labels >= self.min_labels and min(self.positives, negatives) >= self.min_per_class
+        )
 
     def metrics(self) -> dict[str, float]:
         scores = [s for s, _ in self.recent]
         labels = [y for _, y in self.recent]
-        out = {"labels": float(self.labels), "positive_share":
-               self.positives / self.labels if self.labels else 0.0}
+        out = {
+            "labels": float(self.labels),
+            "positive_share": self.positives / self.labels if self.labels else 0.0,
+        }
         auc = exact_auc(scores, labels)
         if auc is not None:
             out["auc"] = auc
@@ -119,12 +138,21 @@ class TagLearner:
         """The current model as frozen data, under the current version."""
         names = self.tag.features
         means = tuple(float(self._scaler.means.get(f, 0.0)) for f in names)
-        stds = tuple(math.sqrt(v) if (v := self._scaler.vars.get(f, 0.0)) > 0 else 1.0
-                     for f in names)
+        stds = tuple(
+            math.sqrt(v) if (v := self._scaler.vars.get(f, 0.0)) > 0 else 1.0 for f in names
+        )
         weights = tuple(float(self._model.weights.get(f, 0.0)) for f in names)
-        return TagModel(tag=self.tag.name, version=self.version, features=names, means=means,
-                        stds=stds, weights=weights, intercept=float(self._model.intercept),
-                        ready=self.ready, metrics=self.metrics())
+        return TagModel(
+            tag=self.tag.name,
+            version=self.version,
+            features=names,
+            means=means,
+            stds=stds,
+            weights=weights,
+            intercept=float(self._model.intercept),
+            ready=self.ready,
+            metrics=self.metrics(),
+        )
 
 
 STATE_FORMAT = "segstream.tag-learners"
@@ -133,8 +161,9 @@ STATE_VERSION = 1
 
 def dump_learners(learners: Iterable[TagLearner]) -> bytes:
     """The learners' state as versioned JSON: numbers and names, never a pickle."""
-    return dump_state(STATE_FORMAT, STATE_VERSION,
-                      {"learners": [learner.to_dict() for learner in learners]})
+    return dump_state(
+        STATE_FORMAT, STATE_VERSION, {"learners": [learner.to_dict() for learner in learners]}
+    )
 
 
 def restore_learners(blob: bytes | None) -> dict[str, TagLearner]:
@@ -166,8 +195,7 @@ def exact_auc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
     ends = np.r_[starts[1:], len(values)]
     for start, end in zip(starts, ends, strict=True):
         ranks[order[start:end]] = (start + end + 1) / 2
-    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2)
-                 / (positives * negatives))
+    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def _loss(score: float, label: int) -> float:

@@ -19,8 +19,13 @@ def create_topics(settings: Settings, partitions: int, replication: int) -> None
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
     try:
         existing = set(admin.list_topics())
-        wanted = [settings.input_topic, settings.output_topic, settings.dlq_topic,
-                  settings.late_topic, settings.alert_topic]
+        wanted = [
+            settings.input_topic,
+            settings.output_topic,
+            settings.dlq_topic,
+            settings.late_topic,
+            settings.alert_topic,
+        ]
         new = [NewTopic(t, partitions, replication) for t in wanted if t not in existing]
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):  # created concurrently
@@ -31,11 +36,16 @@ def create_topics(settings: Settings, partitions: int, replication: int) -> None
         admin.close()
 
 
-def produce_simulated(settings: Settings, users: int, days: float, seed: int,
-                      malformed: int) -> int:
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap.split(","),
-                             linger_ms=20, batch_size=256 * 1024, acks="all",
-                             enable_idempotence=True)  # retries keep partition order
+def produce_simulated(
+    settings: Settings, users: int, days: float, seed: int, malformed: int
+) -> int:
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        linger_ms=20,
+        batch_size=256 * 1024,
+        acks="all",
+        enable_idempotence=True,
+    )  # retries keep partition order
     sent = 0
     try:
         for event in generate_events(users, seed=seed, days=days):

@@ -27,8 +27,14 @@ MATCH_CAP = 1.0
 
 class SegmentTrainer:
     def __init__(
-        self, features: Sequence[str], n_segments: int, *, snapshot_every: int = 2000,
-        seed: int = 42, warmup: int | None = None, chunk_size: int = 100,
+        self,
+        features: Sequence[str],
+        n_segments: int,
+        *,
+        snapshot_every: int = 2000,
+        seed: int = 42,
+        warmup: int | None = None,
+        chunk_size: int = 100,
     ) -> None:
         self.features = tuple(features)
         self.n_segments = n_segments
@@ -38,8 +44,12 @@ class SegmentTrainer:
         self.previous: SegmentSnapshot | None = None
         # Warm start on the first 1000 samples, or fewer if snapshots are asked for sooner.
         self.model = StreamSegmentModel(
-            features, n_segments, seed=seed, chunk_size=chunk_size,
-            warmup=min(1000, snapshot_every) if warmup is None else warmup)
+            features,
+            n_segments,
+            seed=seed,
+            chunk_size=chunk_size,
+            warmup=min(1000, snapshot_every) if warmup is None else warmup,
+        )
 
     @property
     def samples(self) -> int:
@@ -64,12 +74,19 @@ class SegmentTrainer:
             lineage = match_segments([], [], centers, MATCH_CAP)
         else:
             lineage = match_segments(
-                previous.segment_ids, [_restandardize(c, previous, means, stds)
-                                       for c in previous.centers], centers, MATCH_CAP)
+                previous.segment_ids,
+                [_restandardize(c, previous, means, stds) for c in previous.centers],
+                centers,
+                MATCH_CAP,
+            )
         total = sum(self.model.counts) or 1.0
         snapshot = SegmentSnapshot(
-            version=self.version, features=self.features, means=means, stds=stds,
-            centers=tuple(centers), segment_ids=lineage.ids,
+            version=self.version,
+            features=self.features,
+            means=means,
+            stds=stds,
+            centers=tuple(centers),
+            segment_ids=lineage.ids,
             shares=tuple(c / total for c in self.model.counts),
         )
         self.previous = snapshot
@@ -78,12 +95,17 @@ class SegmentTrainer:
     def dump(self) -> bytes:
         """The trainer's state as versioned JSON, so a restart or another process continues
         learning. Plain numbers only: loading it never runs code, whatever Redis holds."""
-        return dump_state(STATE_FORMAT, STATE_VERSION, {
-            "snapshot_every": self.snapshot_every, "model_version": self.version,
-            "samples_at_snapshot": self.samples_at_snapshot,
-            "previous": None if self.previous is None else self.previous.to_dict(),
-            "model": self.model.to_dict(),
-        })
+        return dump_state(
+            STATE_FORMAT,
+            STATE_VERSION,
+            {
+                "snapshot_every": self.snapshot_every,
+                "model_version": self.version,
+                "samples_at_snapshot": self.samples_at_snapshot,
+                "previous": None if self.previous is None else self.previous.to_dict(),
+                "model": self.model.to_dict(),
+            },
+        )
 
     @staticmethod
     def restore(blob: bytes | None) -> SegmentTrainer | None:
@@ -93,8 +115,9 @@ class SegmentTrainer:
         try:
             doc = load_state(blob, STATE_FORMAT, STATE_VERSION)
             model = StreamSegmentModel.from_dict(doc["model"])
-            trainer = SegmentTrainer(model.features, model.n_segments,
-                                     snapshot_every=int(doc["snapshot_every"]))
+            trainer = SegmentTrainer(
+                model.features, model.n_segments, snapshot_every=int(doc["snapshot_every"])
+            )
             trainer.model = model
             trainer.version = int(doc["model_version"])
             trainer.samples_at_snapshot = int(doc["samples_at_snapshot"])
@@ -107,11 +130,15 @@ class SegmentTrainer:
 
 
 def _restandardize(
-    center: Sequence[float], old: SegmentSnapshot, means: Sequence[float], stds: Sequence[float],
+    center: Sequence[float],
+    old: SegmentSnapshot,
+    means: Sequence[float],
+    stds: Sequence[float],
 ) -> tuple[float, ...]:
     """A center of ``old`` in the coordinates of the new scaler statistics."""
     return tuple(
         (z * old_std + old_mean - mean) / std
-        for z, old_mean, old_std, mean, std in zip(center, old.means, old.stds, means, stds,
-                                                   strict=True)
+        for z, old_mean, old_std, mean, std in zip(
+            center, old.means, old.stds, means, stds, strict=True
+        )
     )

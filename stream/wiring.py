@@ -56,9 +56,12 @@ def kafka_redis_parts(settings: Settings) -> Parts:
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
     return Parts(
         source=KafkaEventSource(
-            settings.kafka_bootstrap, settings.input_topic, settings.group,
+            settings.kafka_bootstrap,
+            settings.input_topic,
+            settings.group,
             session_timeout_ms=settings.session_timeout_ms,
-            max_poll_records=settings.max_batch_records),
+            max_poll_records=settings.max_batch_records,
+        ),
         sink=KafkaSink(settings.kafka_bootstrap),
         state_store=RedisStateStore(client, settings.key_prefix, settings.user_ttl_s),
         model_store=RedisModelStore(client, settings.key_prefix),
@@ -75,66 +78,108 @@ def in_memory_parts(settings: Settings, broker: InMemoryBroker) -> Parts:
 
 
 def build_processor(
-    settings: Settings, parts: Parts, *, registry: CollectorRegistry | None = None,
-    clock: Clock | None = None, **processor_options: object,
+    settings: Settings,
+    parts: Parts,
+    *,
+    registry: CollectorRegistry | None = None,
+    clock: Clock | None = None,
+    **processor_options: object,
 ) -> Processor:
     """Connect the parts into a ``Processor`` subscribed to its source."""
     metrics = Metrics(
-        registry if registry is not None else CollectorRegistry(), __version__,
+        registry if registry is not None else CollectorRegistry(),
+        __version__,
         input_topic=settings.input_topic,
-        output_topics=(settings.output_topic, settings.dlq_topic, settings.late_topic,
-                       settings.alert_topic),
+        output_topics=(
+            settings.output_topic,
+            settings.dlq_topic,
+            settings.late_topic,
+            settings.alert_topic,
+        ),
         tags=[t.name for t in settings.tag_definitions],
         predictive_tags=[t.name for t in settings.tag_definitions if t.kind == "predictive"],
-        alert_tags=settings.alert_tag_names)
+        alert_tags=settings.alert_tag_names,
+    )
     # Every call to the stores (Redis in production) and every delivery is measured.
-    parts = Parts(parts.source, MeteredSink(parts.sink, metrics),
-                  MeteredStateStore(parts.state_store, metrics),
-                  MeteredModelStore(parts.model_store, metrics))
+    parts = Parts(
+        parts.source,
+        MeteredSink(parts.sink, metrics),
+        MeteredStateStore(parts.state_store, metrics),
+        MeteredModelStore(parts.model_store, metrics),
+    )
     snapshot, trainer_state = parts.model_store.load()
     trainer = SegmentTrainer.restore(trainer_state)
     features = settings.segment_feature_names
     if trainer is None or (trainer.n_segments, trainer.features) != (settings.segments, features):
         trainer = SegmentTrainer(
-            features, settings.segments,
-            snapshot_every=settings.snapshot_every_samples, seed=settings.model_seed)
+            features,
+            settings.segments,
+            snapshot_every=settings.snapshot_every_samples,
+            seed=settings.model_seed,
+        )
         if snapshot is not None and snapshot.features == features:
             trainer.version = snapshot.version  # keep versions increasing across restarts
             trainer.previous = snapshot  # and segment ids stable
     if snapshot is not None and snapshot.features != features:
-        log.warning("stored segment model v%d uses other features; waiting for a new one",
-                    snapshot.version)
+        log.warning(
+            "stored segment model v%d uses other features; waiting for a new one", snapshot.version
+        )
         snapshot = None
     if snapshot is not None:
         log.info("scoring with stored segment model v%d", snapshot.version)
     config = LoopConfig(
-        topics=Topics(settings.output_topic, settings.dlq_topic, settings.late_topic,
-                      settings.alert_topic, settings.dlq_max_bytes),
+        topics=Topics(
+            settings.output_topic,
+            settings.dlq_topic,
+            settings.late_topic,
+            settings.alert_topic,
+            settings.dlq_max_bytes,
+        ),
         sweep_batch_users=settings.sweep_batch_users,
         max_batch_records=settings.max_batch_records,
         poll_timeout_s=settings.poll_timeout_s,
-        limits=EventLimits(settings.max_message_bytes, settings.min_event_ms,
-                           settings.max_future_s * 1000),
+        limits=EventLimits(
+            settings.max_message_bytes, settings.min_event_ms, settings.max_future_s * 1000
+        ),
         retry_attempts=settings.retry_attempts,
         pipeline=PipelineConfig(
-            features, settings.train_sample_permille, settings.switch_margin,
-            settings.switch_after, late_grace_ms=settings.late_grace_s * 1000,
+            features,
+            settings.train_sample_permille,
+            settings.switch_margin,
+            settings.switch_after,
+            late_grace_ms=settings.late_grace_s * 1000,
             rescore_interval_ms=settings.rescore_interval_s * 1000,
-            max_idle_ms=settings.max_idle_days * DAY_MS, tags=settings.tag_definitions,
+            max_idle_ms=settings.max_idle_days * DAY_MS,
+            tags=settings.tag_definitions,
             alert_tags=settings.alert_tag_names,
-            label_every_ms=settings.label_every_days * DAY_MS),
+            label_every_ms=settings.label_every_days * DAY_MS,
+        ),
     )
     clock = clock or SystemClock()
     tag_models = usable_models(parts.model_store.load_tags(), settings.tag_definitions)
     learning = Learning(
-        trainer=trainer, tags=settings.tag_definitions, model_store=parts.model_store,
-        sink=parts.sink, metrics=metrics, clock=clock, output_topic=settings.output_topic,
-        snapshot=snapshot, tag_models=tag_models, lease_ms=settings.trainer_lease_s * 1000,
-        training=settings.training)
+        trainer=trainer,
+        tags=settings.tag_definitions,
+        model_store=parts.model_store,
+        sink=parts.sink,
+        metrics=metrics,
+        clock=clock,
+        output_topic=settings.output_topic,
+        snapshot=snapshot,
+        tag_models=tag_models,
+        lease_ms=settings.trainer_lease_s * 1000,
+        training=settings.training,
+    )
     processor = Processor(
-        source=parts.source, sink=parts.sink, state_store=parts.state_store,
-        model_store=parts.model_store, learning=learning, metrics=metrics,
-        clock=clock, config=config, **processor_options,  # type: ignore[arg-type]
+        source=parts.source,
+        sink=parts.sink,
+        state_store=parts.state_store,
+        model_store=parts.model_store,
+        learning=learning,
+        metrics=metrics,
+        clock=clock,
+        config=config,
+        **processor_options,  # type: ignore[arg-type]
     )
     parts.source.subscribe(processor)
     return processor

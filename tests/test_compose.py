@@ -32,14 +32,17 @@ def compose() -> dict[str, Any]:
 def compose_schema() -> dict[str, Any]:
     go = shutil.which("go")
     if go is None:
-        missing("go (to fetch the Compose schema)", FileNotFoundError("not on PATH"),
-                "install Go")
+        missing("go (to fetch the Compose schema)", FileNotFoundError("not on PATH"), "install Go")
     assert go is not None
-    done = subprocess.run([go, "mod", "download", "-json", COMPOSE_GO], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT)
+    done = subprocess.run(
+        [go, "mod", "download", "-json", COMPOSE_GO],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     if done.returncode != 0:
-        missing("the Go module proxy", RuntimeError(done.stdout + done.stderr),
-                "check the network")
+        missing("the Go module proxy", RuntimeError(done.stdout + done.stderr), "check the network")
     schema_path = Path(json.loads(done.stdout)["Dir"]) / "schema" / "compose-spec.json"
     schema: dict[str, Any] = json.loads(schema_path.read_text())
     return schema
@@ -67,7 +70,10 @@ def test_the_stack_has_every_part_with_health_and_ordering(compose: dict[str, An
         for needed, rule in service.get("depends_on", {}).items():
             assert needed in services, (name, needed)
             assert rule["condition"] in (
-                "service_started", "service_healthy", "service_completed_successfully")
+                "service_started",
+                "service_healthy",
+                "service_completed_successfully",
+            )
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith("./"):
@@ -79,13 +85,19 @@ def test_the_stack_has_every_part_with_health_and_ordering(compose: dict[str, An
 def test_the_init_service_creates_every_topic_segstream_uses(compose: dict[str, Any]) -> None:
     script = compose["services"]["kafka-init"]["command"][0]
     defaults = Settings()
-    for topic in (defaults.input_topic, defaults.output_topic, defaults.dlq_topic,
-                  defaults.late_topic, defaults.alert_topic):
+    for topic in (
+        defaults.input_topic,
+        defaults.output_topic,
+        defaults.dlq_topic,
+        defaults.late_topic,
+        defaults.alert_topic,
+    ):
         assert f" {topic}" in script, topic
 
 
 def test_prometheus_loads_the_shipped_rules_and_grafana_the_dashboards(
-        compose: dict[str, Any]) -> None:
+    compose: dict[str, Any],
+) -> None:
     prometheus = yaml.safe_load((ROOT / "dashboards/prometheus/prometheus.yml").read_text())
     mounts = dict(v.split(":")[:2] for v in compose["services"]["prometheus"]["volumes"])
     assert mounts["./dashboards/prometheus/alerts.yml"] in prometheus["rule_files"]

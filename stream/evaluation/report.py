@@ -14,8 +14,12 @@ from operators.segments import SegmentProfile, SegmentSnapshot
 
 
 def write_segment_files(
-    out_dir: Path, rows: dict[str, dict[str, float]], labels: Sequence[int],
-    snapshot: SegmentSnapshot, columns: Sequence[str], profiles: Sequence[SegmentProfile],
+    out_dir: Path,
+    rows: dict[str, dict[str, float]],
+    labels: Sequence[int],
+    snapshot: SegmentSnapshot,
+    columns: Sequence[str],
+    profiles: Sequence[SegmentProfile],
 ) -> None:
     """``features.csv``, ``segments.csv`` and ``segments.json`` (the final model's profiles)."""
     with (out_dir / "features.csv").open("w", newline="") as handle:
@@ -29,8 +33,14 @@ def write_segment_files(
         writer.writerows(zip(rows, labels, strict=True))
     sizes = {s: labels.count(s) for s in set(labels)}
     segments: list[dict[str, Any]] = [
-        {"segment": p.segment, "name": p.name, "users": sizes.get(p.segment, 0),
-         "centroid": {k: round(v, 4) for k, v in p.centroid.items()}} for p in profiles]
+        {
+            "segment": p.segment,
+            "name": p.name,
+            "users": sizes.get(p.segment, 0),
+            "centroid": {k: round(v, 4) for k, v in p.centroid.items()},
+        }
+        for p in profiles
+    ]
     doc = {"model": snapshot.to_dict(), "segments": segments}
     (out_dir / "segments.json").write_text(json.dumps(doc, indent=2) + "\n")
     _plot_segments(out_dir, rows, labels, snapshot, segments)
@@ -54,8 +64,7 @@ def write_report(out_dir: Path, report: dict[str, Any]) -> None:
         f"| ARI against offline k-means++ | {ari['median']:.3f} | {ari['worst']:.3f} | ≥ 0.8 |",
         f"| unchanged users relabelled per window, as served | {relabel['served_median']:.2%} "
         f"| {relabel['served_max']:.2%} | ≤ 1% |",
-        f"| ... by raw nearest center | {relabel['raw_median']:.2%} | {relabel['raw_max']:.2%} "
-        "| |",
+        f"| ... by raw nearest center | {relabel['raw_median']:.2%} | {relabel['raw_max']:.2%} | |",
         "",
         "## Segments (seed 0)",
         "",
@@ -63,8 +72,11 @@ def write_report(out_dir: Path, report: dict[str, Any]) -> None:
         "|---|---|---|" + "---|" * len(segments[0]["centroid"]),
     ]
     for s in segments:
-        lines.append(f"| {s['segment']} | {s['users']:,} | {s['name']} | "
-                     + " | ".join(f"{v:,.1f}" for v in s["centroid"].values()) + " |")
+        lines.append(
+            f"| {s['segment']} | {s['users']:,} | {s['name']} | "
+            + " | ".join(f"{v:,.1f}" for v in s["centroid"].values())
+            + " |"
+        )
     lines += ["", "Plots: `segment_profiles.png`, `segments_2d.png`.", ""]
     if report.get("tags"):
         lines += _tag_lines(report["tags"])
@@ -92,7 +104,8 @@ def _tag_lines(tags: list[dict[str, Any]]) -> list[str]:
             f"| {tag['tag']} | {tag['horizon_days']:g} d | {_figure(online['auc'])} "
             f"| {_figure(offline['auc'])} | {_figure(online['log_loss'])} "
             f"| {_figure(offline['log_loss'])} | {online['rows']:,} | {online['snapshots']} "
-            "| AUC ≥ 0.74 |")
+            "| AUC ≥ 0.74 |"
+        )
     lines += ["", "Plot: `tag_auc.png` (AUC at each snapshot).", ""]
     return lines
 
@@ -114,8 +127,12 @@ def _plot_tag_auc(out_dir: Path, tags: list[dict[str, Any]]) -> None:
         points = tag["per_snapshot"]
         days = [datetime.fromtimestamp(p["snapshot_ms"] / 1000, UTC) for p in points]
         for key, label in (("online_auc", "online (River)"), ("offline_auc", "offline (sklearn)")):
-            ax.plot(days, [np.nan if p[key] is None else p[key] for p in points], marker=".",
-                    label=label)
+            ax.plot(
+                days,
+                [np.nan if p[key] is None else p[key] for p in points],
+                marker=".",
+                label=label,
+            )
         ax.axhline(0.74, color="grey", linewidth=0.5, linestyle="--")
         ax.set_ylim(0.4, 1.0)
         ax.set_ylabel("ROC AUC")
@@ -128,8 +145,11 @@ def _plot_tag_auc(out_dir: Path, tags: list[dict[str, Any]]) -> None:
 
 
 def _plot_segments(
-    out_dir: Path, rows: dict[str, dict[str, float]], labels: Sequence[int],
-    snapshot: SegmentSnapshot, segments: list[dict[str, Any]],
+    out_dir: Path,
+    rows: dict[str, dict[str, float]],
+    labels: Sequence[int],
+    snapshot: SegmentSnapshot,
+    segments: list[dict[str, Any]],
 ) -> None:
     import matplotlib
 
@@ -140,8 +160,7 @@ def _plot_segments(
     # Profiles: each segment's center in standard units of the (log) features.
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.8 / max(len(segments), 1)
-    for i, (segment, center) in enumerate(zip(snapshot.segment_ids, snapshot.centers,
-                                              strict=True)):
+    for i, (segment, center) in enumerate(zip(snapshot.segment_ids, snapshot.centers, strict=True)):
         name = next(s["name"] for s in segments if s["segment"] == segment)
         ax.bar(np.arange(len(features)) + i * width, center, width, label=f"{segment}: {name}")
     ax.set_xticks(np.arange(len(features)) + 0.4 - width / 2, features)

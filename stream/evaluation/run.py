@@ -50,8 +50,14 @@ class SeedRun:
 
 
 def evaluate(
-    events: list[dict[str, Any]], out_dir: Path, *, k: int, segment_features: Sequence[str],
-    seeds: int = 5, show_progress: bool = True, tags: str | None = None,
+    events: list[dict[str, Any]],
+    out_dir: Path,
+    *,
+    k: int,
+    segment_features: Sequence[str],
+    seeds: int = 5,
+    show_progress: bool = True,
+    tags: str | None = None,
 ) -> dict[str, Any]:
     """Run the evaluation, write its files to ``out_dir`` and return the report.
 
@@ -63,14 +69,29 @@ def evaluate(
             f"only {buyers:,} users with a valid purchase remain, too few to judge {k} "
             f"segments; {sum(rejected.values()):,} of {len(events):,} events would be "
             f"dead-lettered ({_reasons(rejected)}). Fix the input (or, for old histories, "
-            "set SEGSTREAM_MIN_EVENT_TIME) and run again.")
+            "set SEGSTREAM_MIN_EVENT_TIME) and run again."
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     at_ms = max(int(e["ts"]) for e in events) + DAY_MS
-    jobs = [(events, k, tuple(segment_features), seed, at_ms, out_dir if seed == 0 else None,
-             show_progress and seed == 0) for seed in range(seeds)]
-    tag_settings = Settings(segments=k, segment_features=",".join(segment_features),
-                            train_sample_permille=1000, snapshot_every_samples=5000,
-                            tags=Settings().tags if tags is None else tags)
+    jobs = [
+        (
+            events,
+            k,
+            tuple(segment_features),
+            seed,
+            at_ms,
+            out_dir if seed == 0 else None,
+            show_progress and seed == 0,
+        )
+        for seed in range(seeds)
+    ]
+    tag_settings = Settings(
+        segments=k,
+        segment_features=",".join(segment_features),
+        train_sample_permille=1000,
+        snapshot_every_samples=5000,
+        tags=Settings().tags if tags is None else tags,
+    )
     workers = max(1, min(seeds + 1, os.cpu_count() or 1))
     with ProcessPoolExecutor(max_workers=workers) as pool:
         tag_job = pool.submit(evaluate_tags, events, tag_settings, out_dir)  # the longest job
@@ -83,14 +104,21 @@ def evaluate(
         "segment_features": list(segment_features),
         "evaluated_at_ms": at_ms,
         "runs": [asdict(r) for r in runs],
-        "cost_ratio": {"median": statistics.median(r.cost_ratio for r in runs),
-                       "worst": max(r.cost_ratio for r in runs)},
-        "ari": {"median": statistics.median(r.ari for r in runs),
-                "worst": min(r.ari for r in runs)},
+        "cost_ratio": {
+            "median": statistics.median(r.cost_ratio for r in runs),
+            "worst": max(r.cost_ratio for r in runs),
+        },
+        "ari": {
+            "median": statistics.median(r.ari for r in runs),
+            "worst": min(r.ari for r in runs),
+        },
         "relabelled_per_window": {
-            "raw_median": statistics.median(raw), "raw_max": max(raw),
-            "served_median": statistics.median(served), "served_max": max(served),
-            "windows": len(raw)},
+            "raw_median": statistics.median(raw),
+            "raw_max": max(raw),
+            "served_median": statistics.median(served),
+            "served_max": max(served),
+            "windows": len(raw),
+        },
         "tags": tag_reports,
     }
     from stream.evaluation.report import write_report
@@ -104,8 +132,9 @@ class EvaluationError(Exception):
     """The input cannot be evaluated; the message says why and what to do."""
 
 
-def screen(events: Sequence[dict[str, Any]],
-           limits: EventLimits | None = None) -> tuple[int, Counter[str]]:
+def screen(
+    events: Sequence[dict[str, Any]], limits: EventLimits | None = None
+) -> tuple[int, Counter[str]]:
     """(users with a valid purchase, events the decoder would reject by reason)."""
     limits = limits or EventLimits(min_ts_ms=Settings.from_env(os.environ).min_event_ms)
     buyers: set[str] = set()
@@ -124,16 +153,27 @@ def _reasons(counts: Counter[str]) -> str:
 
 
 def _run_seed(
-    events: list[dict[str, Any]], k: int, segment_features: tuple[str, ...], seed: int,
-    at_ms: int, out_dir: Path | None, show_progress: bool,
+    events: list[dict[str, Any]],
+    k: int,
+    segment_features: tuple[str, ...],
+    seed: int,
+    at_ms: int,
+    out_dir: Path | None,
+    show_progress: bool,
 ) -> SeedRun:
     settings = Settings(
-        segments=k, segment_features=",".join(segment_features), model_seed=seed,
+        segments=k,
+        segment_features=",".join(segment_features),
+        model_seed=seed,
         # A history file is small next to a live stream: learn from every user. These runs
         # judge the segments; tags are left out so five of them fit in a test run.
-        train_sample_permille=1000, snapshot_every_samples=5000, tags="[]")
-    replayed = replay_events(settings, events, until_ms=at_ms,
-                             progress=progress_bar() if show_progress else None)
+        train_sample_permille=1000,
+        snapshot_every_samples=5000,
+        tags="[]",
+    )
+    replayed = replay_events(
+        settings, events, until_ms=at_ms, progress=progress_bar() if show_progress else None
+    )
     trainer = replayed.processor.trainer
     assert trainer is not None
     snapshot, _ = trainer.snapshot()  # the final model, after the last re-scorings
@@ -143,20 +183,22 @@ def _run_seed(
     buyers = {u: s for u, s in buyers.items() if s.count("purchase")}
     rows = {u: features_at(s, at_ms) for u, s in buyers.items()}
     labels = [assign_segment(snapshot, f) for f in rows.values()]
-    score = score_against_offline(standardized_log(list(rows.values()), segment_features),
-                                  labels, k, seed)
+    score = score_against_offline(
+        standardized_log(list(rows.values()), segment_features), labels, k, seed
+    )
     if out_dir is not None:
         _write_users(out_dir, rows, labels, snapshot)
-    return SeedRun(seed, score.cost_ratio, score.ari, len(rows), trainer.samples,
-                   snapshot.version)
+    return SeedRun(seed, score.cost_ratio, score.ari, len(rows), trainer.samples, snapshot.version)
 
 
-def _write_users(out_dir: Path, rows: dict[str, dict[str, float]], labels: list[int],
-                 snapshot: SegmentSnapshot) -> None:
+def _write_users(
+    out_dir: Path, rows: dict[str, dict[str, float]], labels: list[int], snapshot: SegmentSnapshot
+) -> None:
     from stream.evaluation.report import write_segment_files
 
-    write_segment_files(out_dir, rows, labels, snapshot, FEATURE_COLUMNS,
-                        segment_profiles(snapshot))
+    write_segment_files(
+        out_dir, rows, labels, snapshot, FEATURE_COLUMNS, segment_profiles(snapshot)
+    )
 
 
 def _stability(k: int, segment_features: Sequence[str]) -> tuple[list[float], list[float]]:

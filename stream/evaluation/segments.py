@@ -31,8 +31,9 @@ def standardized_log(rows: Sequence[Mapping[str, float]], features: Sequence[str
 def partition_cost(z: Matrix, labels: Sequence[int]) -> float:
     """Within-cluster sum of squares of a partition, each cluster about its own mean."""
     array = np.asarray(labels)
-    return float(sum(((z[array == c] - z[array == c].mean(axis=0)) ** 2).sum()
-                     for c in np.unique(array)))
+    return float(
+        sum(((z[array == c] - z[array == c].mean(axis=0)) ** 2).sum() for c in np.unique(array))
+    )
 
 
 def score_against_offline(z: Matrix, labels: Sequence[int], k: int, seed: int) -> PartitionScore:
@@ -47,8 +48,10 @@ def score_against_offline(z: Matrix, labels: Sequence[int], k: int, seed: int) -
 
 
 def relabel_shares(
-    snapshots: Sequence[SegmentSnapshot], population: Sequence[Mapping[str, float]],
-    margin: float, switch_after: int,
+    snapshots: Sequence[SegmentSnapshot],
+    population: Sequence[Mapping[str, float]],
+    margin: float,
+    switch_after: int,
 ) -> tuple[list[float], list[float]]:
     """Share of a fixed population whose segment changes between consecutive snapshots.
 
@@ -68,8 +71,13 @@ def relabel_shares(
         moved = 0
         for i, features in enumerate(population):
             segment, pending, streak = choose_segment(
-                state[i][0], segment_distances(snapshot, features), state[i][1], state[i][2],
-                margin, switch_after)
+                state[i][0],
+                segment_distances(snapshot, features),
+                state[i][1],
+                state[i][2],
+                margin,
+                switch_after,
+            )
             moved += segment != kept[i]
             kept[i], state[i] = segment, (segment, pending, streak)
         served.append(moved / len(population))
@@ -78,20 +86,30 @@ def relabel_shares(
 
 
 def stationary_population(
-    n: int, seed: int, features: Sequence[str] = ("recency_days", "frequency", "monetary"),
+    n: int,
+    seed: int,
+    features: Sequence[str] = ("recency_days", "frequency", "monetary"),
 ) -> list[dict[str, float]]:
     """Users from a fixed mixture of four groups (log-normal around group centers); RFM-like
     centers for the RFM features, seeded random ones for any other feature."""
-    rfm = {"recency_days": (3.0, 20.0, 120.0, 300.0), "frequency": (6.0, 2.0, 1.0, 3.0),
-           "monetary": (1500.0, 150.0, 40.0, 400.0)}
+    rfm = {
+        "recency_days": (3.0, 20.0, 120.0, 300.0),
+        "frequency": (6.0, 2.0, 1.0, 3.0),
+        "monetary": (1500.0, 150.0, 40.0, 400.0),
+    }
     shape = random.Random(f"groups:{','.join(features)}")
-    columns = [rfm.get(f) or tuple(math.exp(shape.uniform(0, 6)) for _ in range(4))
-               for f in features]
+    columns = [
+        rfm.get(f) or tuple(math.exp(shape.uniform(0, 6)) for _ in range(4)) for f in features
+    ]
     groups = list(zip(*columns, strict=True))
     rng = random.Random(seed)
     out = []
     for _ in range(n):
         center = rng.choice(groups)
-        out.append({name: math.exp(math.log(c) + rng.gauss(0, 0.35))
-                    for name, c in zip(features, center, strict=True)})
+        out.append(
+            {
+                name: math.exp(math.log(c) + rng.gauss(0, 0.35))
+                for name, c in zip(features, center, strict=True)
+            }
+        )
     return out

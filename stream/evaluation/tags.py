@@ -79,7 +79,9 @@ def outcome(tag: TagDefinition, purchases: Sequence[int], at_ms: int) -> int:
 
 
 def score_snapshots(
-    events: list[dict[str, Any]], settings: Settings, snapshots: Sequence[int],
+    events: list[dict[str, Any]],
+    settings: Settings,
+    snapshots: Sequence[int],
     progress: Callable[[int, int], None] | None = None,
 ) -> list[TagSnapshotRows]:
     """Replay ``events``, scoring every buyer with each predictive tag at each snapshot."""
@@ -92,8 +94,9 @@ def score_snapshots(
         states = [(u, unpack_state(b)) for u, b in sorted(store.users().items())]
         learners = at.processor.learning.learners
         models = {index: learner.model() for index, learner in learners.items()}
-        names = tuple(dict.fromkeys(
-            f for learner in learners.values() for f in learner.tag.features))
+        names = tuple(
+            dict.fromkeys(f for learner in learners.values() for f in learner.tag.features)
+        )
         for user, state in states:
             if not state.count("purchase"):
                 continue
@@ -142,34 +145,49 @@ def judge(rows: TagSnapshotRows, offline: npt.NDArray[np.float64]) -> dict[str, 
 
     def pooled(scores: npt.NDArray[np.float64], where: npt.NDArray[np.bool_]) -> dict[str, Any]:
         auc = exact_auc(scores[where].tolist(), y[where].tolist())
-        return {"auc": auc, "log_loss": log_loss(scores[where].tolist(), y[where].tolist())
-                if auc is not None else None, "rows": int(where.sum()),
-                "snapshots": len(np.unique(at[where]))}
+        return {
+            "auc": auc,
+            "log_loss": log_loss(scores[where].tolist(), y[where].tolist())
+            if auc is not None
+            else None,
+            "rows": int(where.sum()),
+            "snapshots": len(np.unique(at[where])),
+        }
 
     per_snapshot = []
     for snapshot in np.unique(at):
         now = at == snapshot
-        per_snapshot.append({
-            "snapshot_ms": int(snapshot), "users": int(now.sum()),
-            "positive_share": float(y[now].mean()),
-            "online_auc": _auc(online, y, now & ~np.isnan(online)),
-            "offline_auc": _auc(offline, y, now & ~np.isnan(offline))})
+        per_snapshot.append(
+            {
+                "snapshot_ms": int(snapshot),
+                "users": int(now.sum()),
+                "positive_share": float(y[now].mean()),
+                "online_auc": _auc(online, y, now & ~np.isnan(online)),
+                "offline_auc": _auc(offline, y, now & ~np.isnan(offline)),
+            }
+        )
     return {
-        "tag": rows.tag.name, "horizon_days": rows.tag.horizon_days, "label": rows.tag.label,
+        "tag": rows.tag.name,
+        "horizon_days": rows.tag.horizon_days,
+        "label": rows.tag.label,
         "online": pooled(online, ~np.isnan(online)),
         "offline": pooled(offline, ~np.isnan(offline)),
-        "online_where_both": pooled(online, both), "offline_where_both": pooled(offline, both),
+        "online_where_both": pooled(online, both),
+        "offline_where_both": pooled(offline, both),
         "per_snapshot": per_snapshot,
     }
 
 
-def _auc(scores: npt.NDArray[np.float64], y: npt.NDArray[np.int_],
-         where: npt.NDArray[np.bool_]) -> float | None:
+def _auc(
+    scores: npt.NDArray[np.float64], y: npt.NDArray[np.int_], where: npt.NDArray[np.bool_]
+) -> float | None:
     return exact_auc(scores[where].tolist(), y[where].tolist()) if where.any() else None
 
 
 def evaluate_tags(
-    events: list[dict[str, Any]], settings: Settings, out_dir: Path | None = None,
+    events: list[dict[str, Any]],
+    settings: Settings,
+    out_dir: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Score, judge and (into ``out_dir``) write ``tag_scores.csv``; one report per tag."""
     predictive = [t for t in settings.tag_definitions if t.kind == "predictive"]
@@ -189,8 +207,14 @@ def write_tag_scores(path: Path, tables: Sequence[TagSnapshotRows]) -> None:
         writer.writerow(["user_id", "snapshot", "tag", "score"])
         for rows in tables:
             for user, at, score in zip(rows.users, rows.snapshots, rows.online, strict=True):
-                writer.writerow([user, snapshot_text(at), rows.tag.name,
-                                 "" if math.isnan(score) else f"{score:.6f}"])
+                writer.writerow(
+                    [
+                        user,
+                        snapshot_text(at),
+                        rows.tag.name,
+                        "" if math.isnan(score) else f"{score:.6f}",
+                    ]
+                )
 
 
 def snapshot_text(at_ms: int) -> str:

@@ -34,22 +34,28 @@ EVENTS = int(os.environ.get("SEGSTREAM_CHAOS_EVENTS", "20000"))
 KILLS = int(os.environ.get("SEGSTREAM_CHAOS_KILLS", "3"))
 SCALINGS = 4  # consumers added, then removed: 2 each
 ROOT = Path(__file__).resolve().parents[2]
+
+
 def first_occurrences(by_user: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
     """Each user's change ids in order, exact repeats (redone batches) dropped."""
-    return {user: list(dict.fromkeys(c["change_id"] for c in changes))
-            for user, changes in by_user.items()}
+    return {
+        user: list(dict.fromkeys(c["change_id"] for c in changes))
+        for user, changes in by_user.items()
+    }
 
 
 def test_kills_rebalances_and_a_broker_restart_change_nothing(tmp_path: Path) -> None:
     client: redis.Redis = redis_client()
-    events = list(itertools.islice(generate_events(EVENTS // 40 + 10, seed=31, days=60),
-                                   EVENTS))
-    model = trained_model(itertools.islice(generate_events(400, seed=3, days=40), 15_000),
-                          tmp_path / "model.json")
-    calm = frozen_service(tmp_path / "calm", tmp_path / "model.json", events,
-                          SEGSTREAM_MAX_BATCH_RECORDS="500")
-    chaos = frozen_service(tmp_path / "chaos", tmp_path / "model.json", events,
-                           SEGSTREAM_MAX_BATCH_RECORDS="500")
+    events = list(itertools.islice(generate_events(EVENTS // 40 + 10, seed=31, days=60), EVENTS))
+    model = trained_model(
+        itertools.islice(generate_events(400, seed=3, days=40), 15_000), tmp_path / "model.json"
+    )
+    calm = frozen_service(
+        tmp_path / "calm", tmp_path / "model.json", events, SEGSTREAM_MAX_BATCH_RECORDS="500"
+    )
+    chaos = frozen_service(
+        tmp_path / "chaos", tmp_path / "model.json", events, SEGSTREAM_MAX_BATCH_RECORDS="500"
+    )
     supervisor: Supervisor | None = None
     try:
         started = time.monotonic()
@@ -82,8 +88,9 @@ def test_kills_rebalances_and_a_broker_restart_change_nothing(tmp_path: Path) ->
                 time.sleep(rng.uniform(0, 0.3))  # anywhere in a batch, not just after a save
                 supervisor.kill_one(rng)
             elif action == "broker":
-                subprocess.run([ROOT / "scripts/services.sh", "restart-kafka"], check=True,
-                               timeout=120)
+                subprocess.run(
+                    [ROOT / "scripts/services.sh", "restart-kafka"], check=True, timeout=120
+                )
             elif len(supervisor.copies) <= 2:
                 supervisor.add()
             else:
@@ -114,17 +121,20 @@ def test_kills_rebalances_and_a_broker_restart_change_nothing(tmp_path: Path) ->
         assert set(change_ids(chaos.alert_topic)[0]) == set(change_ids(calm.alert_topic)[0])
         # What an operator sees with `segstream inspect` agrees too.
         for user in rng.sample(sorted(calm_state[0].users), 10):
-            assert inspect_user(Settings.from_env(chaos.env), user, client) == \
-                inspect_user(Settings.from_env(calm.env), user, client)
+            assert inspect_user(Settings.from_env(chaos.env), user, client) == inspect_user(
+                Settings.from_env(calm.env), user, client
+            )
 
         tally = supervisor.tally
-        print(f"\nchaos (seed {seed}): {len(events):,} events, {tally.kills} kill -9, "
-              f"{tally.added} consumers added and {tally.removed} removed, 1 broker restart, "
-              f"{len(tally.exits)} other exits {tally.exits}, {tally.restarts} restarts; "
-              f"{users:,} users compared (features, segment, tags, seq, due index, open "
-              f"labels, segment sizes): 0 mismatches; {len(calm_ids):,} change events, "
-              f"{len(chaos_ids) - len(calm_ids):,} repeats; {calm_s:.0f} s calm, "
-              f"{chaos_s:.0f} s with chaos; model v{model['snapshot']['version']}")
+        print(
+            f"\nchaos (seed {seed}): {len(events):,} events, {tally.kills} kill -9, "
+            f"{tally.added} consumers added and {tally.removed} removed, 1 broker restart, "
+            f"{len(tally.exits)} other exits {tally.exits}, {tally.restarts} restarts; "
+            f"{users:,} users compared (features, segment, tags, seq, due index, open "
+            f"labels, segment sizes): 0 mismatches; {len(calm_ids):,} change events, "
+            f"{len(chaos_ids) - len(calm_ids):,} repeats; {calm_s:.0f} s calm, "
+            f"{chaos_s:.0f} s with chaos; model v{model['snapshot']['version']}"
+        )
     finally:
         if supervisor is not None:
             supervisor.kill_all()

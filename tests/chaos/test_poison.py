@@ -35,9 +35,13 @@ def test_no_malformed_message_stops_a_consumer(tmp_path: Path) -> None:
     supervisor = Supervisor(service, 2)
     try:
         valid = list(itertools.islice(generate_events(300, seed=21, days=30), MESSAGES // 2))
-        producer = KafkaProducer(bootstrap_servers=KAFKA_BOOTSTRAP, acks="all",
-                                 enable_idempotence=True, linger_ms=20,
-                                 max_request_size=1_100_000)
+        producer = KafkaProducer(
+            bootstrap_servers=KAFKA_BOOTSTRAP,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=20,
+            max_request_size=1_100_000,
+        )
         sent: dict[tuple[int, int], str] = {}  # (partition, offset) -> class
         futures = []
         bad = poison(MESSAGES, seed=5)
@@ -46,12 +50,29 @@ def test_no_malformed_message_stops_a_consumer(tmp_path: Path) -> None:
             producer.send(service.input_topic, key=key, value=value)
             name, (bad_key, bad_value) = next(bad)
             # Keyed like a user so the classes spread over the partitions.
-            futures.append((name, producer.send(service.input_topic,
-                                                key=bad_key or None, value=bad_value,
-                                                partition=len(futures) % 4)))
+            futures.append(
+                (
+                    name,
+                    producer.send(
+                        service.input_topic,
+                        key=bad_key or None,
+                        value=bad_value,
+                        partition=len(futures) % 4,
+                    ),
+                )
+            )
         for name, (bad_key, bad_value) in bad:
-            futures.append((name, producer.send(service.input_topic, key=bad_key,
-                                                value=bad_value, partition=len(futures) % 4)))
+            futures.append(
+                (
+                    name,
+                    producer.send(
+                        service.input_topic,
+                        key=bad_key,
+                        value=bad_value,
+                        partition=len(futures) % 4,
+                    ),
+                )
+            )
         producer.flush()
         for name, future in futures:
             metadata = future.get(timeout=30)
@@ -68,16 +89,20 @@ def test_no_malformed_message_stops_a_consumer(tmp_path: Path) -> None:
         supervisor.watch()
         assert supervisor.tally.exits == [] and supervisor.tally.restarts == 0
 
-        dead = {(d["partition"], d["offset"]): d for d in
-                (json.loads(v) for _, v in read_topic(service.dlq_topic))}
+        dead = {
+            (d["partition"], d["offset"]): d
+            for d in (json.loads(v) for _, v in read_topic(service.dlq_topic))
+        }
         missing = {position: name for position, name in sent.items() if position not in dead}
         assert Counter(missing.values()) == Counter()
         assert all(dead[p]["reason"] and dead[p]["detail"] for p in sent)
         assert all(len(json.dumps(d)) <= 1_000_000 for d in dead.values())
         by_class = Counter(sent.values())
-        print(f"\nfuzz through Kafka: {len(sent):,} malformed messages, {len(by_class)} classes, "
-              f"0 exits, 100% dead-lettered; reasons "
-              f"{dict(Counter(dead[p]['reason'] for p in sent))}")
+        print(
+            f"\nfuzz through Kafka: {len(sent):,} malformed messages, {len(by_class)} classes, "
+            f"0 exits, 100% dead-lettered; reasons "
+            f"{dict(Counter(dead[p]['reason'] for p in sent))}"
+        )
         got = {u: features_only(s) for u, s in service.states(client).items()}
         assert got == {u: features_only(s) for u, s in expected_states(valid).items()}
     finally:

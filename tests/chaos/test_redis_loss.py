@@ -50,14 +50,19 @@ def seq_violations(changes: list[dict[str, Any]]) -> list[str]:
 
 
 def test_a_redis_restart_that_loses_everything(tmp_path: Path) -> None:
-    events = list(itertools.islice(generate_events(EVENTS // 40 + 10, seed=41, days=60),
-                                   EVENTS))
+    events = list(itertools.islice(generate_events(EVENTS // 40 + 10, seed=41, days=60), EVENTS))
     private = PrivateRedis(tmp_path)
     client = private.client()
-    service = Service(tmp_path, SEGSTREAM_REDIS_URL=private.url, SEGSTREAM_TAGS=TAGS,
-                      SEGSTREAM_LABEL_EVERY_DAYS="1", SEGSTREAM_MAX_BATCH_RECORDS="500",
-                      SEGSTREAM_SNAPSHOT_EVERY_SAMPLES=str(max(EVENTS // 40, 500)),
-                      SEGSTREAM_TRAIN_SAMPLE_PERMILLE="500", SEGSTREAM_TRAINER_LEASE_S="6")
+    service = Service(
+        tmp_path,
+        SEGSTREAM_REDIS_URL=private.url,
+        SEGSTREAM_TAGS=TAGS,
+        SEGSTREAM_LABEL_EVERY_DAYS="1",
+        SEGSTREAM_MAX_BATCH_RECORDS="500",
+        SEGSTREAM_SNAPSHOT_EVERY_SAMPLES=str(max(EVENTS // 40, 500)),
+        SEGSTREAM_TRAIN_SAMPLE_PERMILLE="500",
+        SEGSTREAM_TRAINER_LEASE_S="6",
+    )
     producer = ordered_producer()
     for event in events:
         producer.send(service.input_topic, *reversed(encode(event)))
@@ -95,13 +100,13 @@ def test_a_redis_restart_that_loses_everything(tmp_path: Path) -> None:
         assert all(code == 0 for code in supervisor.stop())
 
         states = service.states(client)
-        assert {u: features_only(s) for u, s in states.items()} == \
-            {u: features_only(s) for u, s in expected_states(events).items()}
+        assert {u: features_only(s) for u, s in states.items()} == {
+            u: features_only(s) for u, s in expected_states(events).items()
+        }
         final = models.load_snapshot()
         assert isinstance(final, SegmentSnapshot)
         assert versions == sorted(versions) and final.version > before_loss
-        outside = {u: s.segment for u, s in states.items()
-                   if s.segment not in final.segment_ids}
+        outside = {u: s.segment for u, s in states.items() if s.segment not in final.segment_ids}
         assert outside == {}
         docs = [json.loads(value) for _, value in read_topic(service.output_topic)]
         changes = [d for d in docs if d["kind"] == "user_changed"]
@@ -109,11 +114,13 @@ def test_a_redis_restart_that_loses_everything(tmp_path: Path) -> None:
         assert any(c["seq"] >> EPOCH_SHIFT == 1 for c in changes)  # published after the loss
         assert 75 in exits  # the loss was noticed, not papered over
         republished = [d for d in docs if d["kind"] == "model_republished"]
-        print(f"\nredis loss: {len(events):,} events, Redis restarted empty at "
-              f"{len(events) // 2:,}+; exits {exits}; {len(states):,} users: features exact, "
-              f"all in segments of final model v{final.version} (versions seen {versions}; "
-              f"{len(republished)} republished); {len(changes):,} change events, seq never "
-              f"decreased")
+        print(
+            f"\nredis loss: {len(events):,} events, Redis restarted empty at "
+            f"{len(events) // 2:,}+; exits {exits}; {len(states):,} users: features exact, "
+            f"all in segments of final model v{final.version} (versions seen {versions}; "
+            f"{len(republished)} republished); {len(changes):,} change events, seq never "
+            f"decreased"
+        )
     finally:
         supervisor.kill_all()
         private.stop()

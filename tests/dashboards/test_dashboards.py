@@ -19,10 +19,15 @@ def _exported_series() -> set[str]:
     registry = CollectorRegistry()
     Metrics(registry, "test")
     text = generate_latest(registry).decode()
-    return {line.split("{")[0].split(" ")[0] for line in text.splitlines()
-            if line and not line.startswith("#")} | {
+    return {
+        line.split("{")[0].split(" ")[0]
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    } | {
         # Histograms with no observations still expose _bucket/_sum/_count.
-        m.group(0) for m in _METRIC.finditer(text)}
+        m.group(0)
+        for m in _METRIC.finditer(text)
+    }
 
 
 def test_the_overview_model_and_business_dashboards_have_fixed_uids() -> None:

@@ -36,12 +36,27 @@ DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
 RULES = ROOT / "dashboards" / "prometheus" / "alerts.yml"
 MACROS = {"$__rate_interval": "30s", "$__range": "5m", "$__interval": "5s"}
 # Short horizons and daily labels, so tag models are published within a 60-day stream.
-TAGS = json.dumps([
-    {"name": "churn_risk", "kind": "predictive", "label": "no_purchase_within",
-     "horizon_days": 5, "enter": 0.7, "exit": 0.5},
-    {"name": "likely_buyer", "kind": "predictive", "label": "purchase_within",
-     "horizon_days": 3, "enter": 0.6, "exit": 0.4},
-    {"name": "vip", "kind": "rule", "feature": "spend_90d", "op": ">", "value": 300}])
+TAGS = json.dumps(
+    [
+        {
+            "name": "churn_risk",
+            "kind": "predictive",
+            "label": "no_purchase_within",
+            "horizon_days": 5,
+            "enter": 0.7,
+            "exit": 0.5,
+        },
+        {
+            "name": "likely_buyer",
+            "kind": "predictive",
+            "label": "purchase_within",
+            "horizon_days": 3,
+            "enter": 0.6,
+            "exit": 0.4,
+        },
+        {"name": "vip", "kind": "rule", "feature": "spend_90d", "op": ">", "value": 300},
+    ]
+)
 # Series that do not exist while nothing fails (their labels name the failure); their names
 # are checked against the registry by test_dashboards.py instead.
 EMPTY_WHEN_HEALTHY = {"segstream_errors_total"}
@@ -67,27 +82,50 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A base URL of Prometheus scraping a segstream that has processed ~13k events."""
     binary = shutil.which("prometheus")
     if binary is None:
-        missing("prometheus", FileNotFoundError("not on PATH"),
-                "install Debian's prometheus package (`make services-up` does)")
+        missing(
+            "prometheus",
+            FileNotFoundError("not on PATH"),
+            "install Debian's prometheus package (`make services-up` does)",
+        )
     assert binary is not None
     tmp = tmp_path_factory.mktemp("prometheus")
     client: redis.Redis = redis_client()
-    svc = Service(tmp, SEGSTREAM_MAX_BATCH_RECORDS="200", SEGSTREAM_SNAPSHOT_EVERY_SAMPLES="300",
-                  SEGSTREAM_TRAIN_SAMPLE_PERMILLE="1000", SEGSTREAM_TAGS=TAGS,
-                  SEGSTREAM_LABEL_EVERY_DAYS="1", SEGSTREAM_ALERT_TAGS="churn_risk")
+    svc = Service(
+        tmp,
+        SEGSTREAM_MAX_BATCH_RECORDS="200",
+        SEGSTREAM_SNAPSHOT_EVERY_SAMPLES="300",
+        SEGSTREAM_TRAIN_SAMPLE_PERMILLE="1000",
+        SEGSTREAM_TAGS=TAGS,
+        SEGSTREAM_LABEL_EVERY_DAYS="1",
+        SEGSTREAM_ALERT_TAGS="churn_risk",
+    )
     svc.start()
     port = free_port()
     config = tmp / "prometheus.yml"
-    config.write_text(json.dumps({  # JSON is YAML
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(RULES)],
-        "scrape_configs": [{"job_name": "segstream", "static_configs": [
-            {"targets": [f"127.0.0.1:{svc.http_port()}"]}]}],
-    }))
+    config.write_text(
+        json.dumps(
+            {  # JSON is YAML
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(RULES)],
+                "scrape_configs": [
+                    {
+                        "job_name": "segstream",
+                        "static_configs": [{"targets": [f"127.0.0.1:{svc.http_port()}"]}],
+                    }
+                ],
+            }
+        )
+    )
     server = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=(tmp / "prometheus.log").open("wb"))
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp / "prometheus.log").open("wb"),
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -134,8 +172,11 @@ def rule_expressions() -> list[tuple[str, str]]:
     import yaml  # the rules are YAML
 
     doc = yaml.safe_load(RULES.read_text())
-    return [(rule.get("alert") or rule["record"], rule["expr"])
-            for group in doc["groups"] for rule in group["rules"]]
+    return [
+        (rule.get("alert") or rule["record"], rule["expr"])
+        for group in doc["groups"]
+        for rule in group["rules"]
+    ]
 
 
 def substitute(expr: str) -> str:
@@ -172,9 +213,15 @@ def test_every_rule_parses_evaluates_and_records(prometheus: str) -> None:
     assert all(rule["health"] == "ok" and not rule.get("lastError") for rule in rules), rules
     # Recording rules produce series; the healthy service fires no alert but its own absence
     # test's counterpart: up is 1.
-    for record in ("segstream:events_consumed:rate5m", "segstream:consumer_lag_records:sum",
-                   "segstream:dead_letter_ratio:rate5m"):
+    for record in (
+        "segstream:events_consumed:rate5m",
+        "segstream:consumer_lag_records:sum",
+        "segstream:dead_letter_ratio:rate5m",
+    ):
         assert api(prometheus, "query", query=record)["data"]["result"], record
-    firing = [a["labels"]["alertname"] for a in api(prometheus, "alerts")["data"]["alerts"]
-              if a["state"] == "firing"]
+    firing = [
+        a["labels"]["alertname"]
+        for a in api(prometheus, "alerts")["data"]["alerts"]
+        if a["state"] == "firing"
+    ]
     assert "SegstreamDown" not in firing and "SegstreamAbsent" not in firing

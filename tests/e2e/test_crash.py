@@ -42,19 +42,21 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def calm(model_file: Path, tmp_path_factory: pytest.TempPathFactory,
-         ) -> Iterator[tuple[dict[int, PartitionState], set[str]]]:
+def calm(
+    model_file: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[dict[int, PartitionState], set[str]]]:
     """The uninterrupted run: its stored state and its change ids."""
     client = redis_client()
-    service = frozen_service(tmp_path_factory.mktemp("calm") / "logs", model_file, EVENTS,
-                             **BATCH)
+    service = frozen_service(tmp_path_factory.mktemp("calm") / "logs", model_file, EVENTS, **BATCH)
     try:
         service.start()
         service.wait_for_offsets(client, end_offsets(service.input_topic))
         assert service.terminate() == 0
         state = stored_state(client, service.prefix, service.input_topic)
-        assert {u: features_only(s) for p in state.values() for u, s in p.users.items()} == \
-            {u: features_only(s) for u, s in expected_states(EVENTS).items()}
+        assert {u: features_only(s) for p in state.values() for u, s in p.users.items()} == {
+            u: features_only(s) for u, s in expected_states(EVENTS).items()
+        }
         yield state, set(change_ids(service.output_topic)[0])
     finally:
         service.cleanup(client)
@@ -68,19 +70,22 @@ def service(tmp_path: Path, client: redis.Redis, model_file: Path) -> Iterator[S
 
 
 def assert_matches_uninterrupted_run(
-    service: Service, client: redis.Redis, calm: tuple[dict[int, PartitionState], set[str]],
+    service: Service,
+    client: redis.Redis,
+    calm: tuple[dict[int, PartitionState], set[str]],
 ) -> None:
     service.wait_for_offsets(client, end_offsets(service.input_topic))
     assert service.terminate() == 0
     expected, expected_ids = calm
-    assert differences(expected, stored_state(client, service.prefix, service.input_topic)) \
-        == []
+    assert differences(expected, stored_state(client, service.prefix, service.input_topic)) == []
     assert set(change_ids(service.output_topic)[0]) == expected_ids
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_a_kill_at_each_step_of_a_batch_loses_and_doubles_nothing(
-    service: Service, client: redis.Redis, stage: str,
+    service: Service,
+    client: redis.Redis,
+    stage: str,
     calm: tuple[dict[int, PartitionState], set[str]],
 ) -> None:
     service.start(SEGSTREAM_FAILPOINT=f"{stage}:4")
@@ -92,7 +97,9 @@ def test_a_kill_at_each_step_of_a_batch_loses_and_doubles_nothing(
 
 
 def test_kill_9_at_an_arbitrary_moment(
-    service: Service, client: redis.Redis, calm: tuple[dict[int, PartitionState], set[str]],
+    service: Service,
+    client: redis.Redis,
+    calm: tuple[dict[int, PartitionState], set[str]],
 ) -> None:
     service.start(SEGSTREAM_MAX_BATCH_RECORDS="50")
     deadline = time.monotonic() + 120

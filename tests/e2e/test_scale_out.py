@@ -32,8 +32,12 @@ def test_a_surviving_consumer_takes_over_and_nothing_is_lost(tmp_path: Path) -> 
     # A lease longer than the test: whoever takes it first keeps it.
     svc = Service(tmp_path, SEGSTREAM_MAX_BATCH_RECORDS="50", SEGSTREAM_TRAINER_LEASE_S="600")
     first_log = tmp_path / "first.log"
-    first = subprocess.Popen([sys.executable, "-m", "stream", "serve"], env=svc.env,
-                             stdout=subprocess.DEVNULL, stderr=first_log.open("wb"))
+    first = subprocess.Popen(
+        [sys.executable, "-m", "stream", "serve"],
+        env=svc.env,
+        stdout=subprocess.DEVNULL,
+        stderr=first_log.open("wb"),
+    )
     try:
         svc.start()  # the second consumer, same group
         deadline = time.monotonic() + 60
@@ -63,8 +67,9 @@ def test_a_surviving_consumer_takes_over_and_nothing_is_lost(tmp_path: Path) -> 
         got = {u: features_only(s) for u, s in svc.states(client).items()}
         assert got == {u: features_only(s) for u, s in expected_states(events).items()}
         # Both consumers processed batches; exactly one of them trained.
-        trainers = [log for log in (first_log.read_text(), svc.log())
-                    if "took the trainer lease" in log]
+        trainers = [
+            log for log in (first_log.read_text(), svc.log()) if "took the trainer lease" in log
+        ]
         assert len(trainers) == 1
         assert svc.terminate() == 0
     finally:

@@ -36,8 +36,9 @@ def client() -> redis.Redis:
 
 @pytest.fixture
 def service(tmp_path: Path, client: redis.Redis) -> Iterator[Service]:
-    svc = Service(tmp_path, SEGSTREAM_MAX_BATCH_RECORDS="500",
-                  SEGSTREAM_SNAPSHOT_EVERY_SAMPLES="500")
+    svc = Service(
+        tmp_path, SEGSTREAM_MAX_BATCH_RECORDS="500", SEGSTREAM_SNAPSHOT_EVERY_SAMPLES="500"
+    )
     yield svc
     svc.cleanup(client)
 
@@ -51,7 +52,8 @@ def publish(topic: str, messages: list[tuple[bytes, bytes]]) -> None:
 
 
 def test_serve_processes_every_event_once_and_dead_letters_the_rest(
-    service: Service, client: redis.Redis,
+    service: Service,
+    client: redis.Redis,
 ) -> None:
     events = list(itertools.islice(generate_events(1000, seed=11, days=60), 10_000))
     messages = [encode(e) for e in events]
@@ -72,7 +74,8 @@ def test_serve_processes_every_event_once_and_dead_letters_the_rest(
     got = service.states(client)
     assert len(got) == len(expected) >= 800
     assert {u: features_only(s) for u, s in got.items()} == {
-        u: features_only(s) for u, s in expected.items()}
+        u: features_only(s) for u, s in expected.items()
+    }
     assert sum(s.events_total for s in got.values()) == 10_000
 
     # Every malformed message is in the DLQ, with its reason and its original bytes.
@@ -101,23 +104,35 @@ def test_serve_processes_every_event_once_and_dead_letters_the_rest(
 
     # `segstream inspect` reads a user's state back as operators see it.
     user = max(got, key=lambda u: got[u].seq)
-    shown = subprocess.run([sys.executable, "-m", "stream", "inspect", user], env=service.env,
-                           capture_output=True, check=True, text=True).stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "stream", "inspect", user],
+        env=service.env,
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout
     doc = json.loads(shown)
     assert (doc["user_id"], doc["seq"], doc["last_event_ms"]) == (
-        user, got[user].seq, got[user].last_seen_ms)
+        user,
+        got[user].seq,
+        got[user].last_seen_ms,
+    )
     assert doc["features"]["events"] == got[user].events_total
     assert doc["segment"] is None or doc["segment"]["id"] == got[user].segment
     assert len(doc["features"]) == len(FEATURES)
-    missing = subprocess.run([sys.executable, "-m", "stream", "inspect", "nobody"],
-                             env=service.env, capture_output=True)
+    missing = subprocess.run(
+        [sys.executable, "-m", "stream", "inspect", "nobody"], env=service.env, capture_output=True
+    )
     assert missing.returncode == 1
 
     # Metrics and health, then a clean stop on SIGTERM.
     port = service.http_port()
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
-    processed = sum(float(line.split()[-1]) for line in metrics.splitlines()
-                    if line.startswith("segstream_events_processed_total{"))
+    processed = sum(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("segstream_events_processed_total{")
+    )
     assert processed == 10_000
     assert 'segstream_events_dead_lettered_total{reason="not_json"} 10.0' in metrics
     assert "segstream_events_duplicate_total 50.0" in metrics

@@ -15,9 +15,23 @@ from tests.support.data import online_retail_path
 @pytest.fixture(scope="module")
 def evaluation(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("evaluation")
-    code = main(["evaluate", "--input", str(online_retail_path()), "--preset", "online-retail",
-                 "--k", "4", "--segment-features", "recency_days,frequency,monetary",
-                 "--seeds", "5", "--out", str(out)])
+    code = main(
+        [
+            "evaluate",
+            "--input",
+            str(online_retail_path()),
+            "--preset",
+            "online-retail",
+            "--k",
+            "4",
+            "--segment-features",
+            "recency_days,frequency,monetary",
+            "--seeds",
+            "5",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     return out
 
@@ -48,7 +62,8 @@ def test_writes_the_per_user_files_and_plots(evaluation: Path) -> None:
 
 
 def test_predictive_tags_learned_online_rank_as_well_as_offline_retraining(
-        evaluation: Path) -> None:
+    evaluation: Path,
+) -> None:
     tags = {t["tag"]: t for t in json.loads((evaluation / "report.json").read_text())["tags"]}
     assert set(tags) == {"churn_risk", "likely_buyer"}
     for tag in tags.values():

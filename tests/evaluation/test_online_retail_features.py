@@ -53,14 +53,17 @@ def test_streaming_features_equal_the_offline_computation(when: str) -> None:
     states = stream_until(at_ms)
     compared = 0
     for user, history in offline().items():
-        if history.purchase_ms.size + history.cancel_ms.size == 0 or \
-                min([*history.purchase_ms, *history.cancel_ms]) > at_ms:
+        if (
+            history.purchase_ms.size + history.cancel_ms.size == 0
+            or min([*history.purchase_ms, *history.cancel_ms]) > at_ms
+        ):
             assert user not in states
             continue
         truncated = CustomerHistory(
             purchase_ms=history.purchase_ms[history.purchase_ms <= at_ms],
             purchase_cents=history.purchase_cents[history.purchase_ms <= at_ms],
-            cancel_ms=history.cancel_ms[history.cancel_ms <= at_ms])
+            cancel_ms=history.cancel_ms[history.cancel_ms <= at_ms],
+        )
         want = reference_features(truncated, at_ms)
         state = states[user]
         got = features_at(state, at_ms)
@@ -70,8 +73,14 @@ def test_streaming_features_equal_the_offline_computation(when: str) -> None:
         assert state.spend_cents == want["monetary_cents"], user
         for name in ("recency_days", "tenure_days", "inactive_days"):
             assert got[name] == pytest.approx(want[name], abs=1e-6), (user, name)
-        for name in ("purchases_7d", "purchases_30d", "purchases_90d", "spend_7d", "spend_30d",
-                     "spend_90d"):
+        for name in (
+            "purchases_7d",
+            "purchases_30d",
+            "purchases_90d",
+            "spend_7d",
+            "spend_30d",
+            "spend_90d",
+        ):
             assert got[name] == pytest.approx(want[name], rel=1e-5, abs=1e-9), (user, name)
         compared += 1
     assert compared == len(states) > 3_000

@@ -25,37 +25,73 @@ VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 # Generous: the corpus is about shapes, and a message's size is checked before anything else.
 LIMITS = EventLimits(max_bytes=10_000_000)
 
-scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70)
-           | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=20)
-ids = (st.text(max_size=140) | st.integers(-(2**65), 2**65) | st.sampled_from(["u1", "", "0"])
-       | json_values)
-timestamps = (
-    st.integers(0, 5 * 10**12) | st.integers(-(2**80), 2**80)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.from_regex(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}"
-                    r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)?"
-                    r"( UTC|Z|[+-][0-9]{2}:?[0-9]{2})?\Z")
-    | st.datetimes().map(lambda d: d.isoformat()) | st.text(string.printable, max_size=30)
-    | json_values)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=20,
+)
+ids = (
+    st.text(max_size=140)
+    | st.integers(-(2**65), 2**65)
+    | st.sampled_from(["u1", "", "0"])
+    | json_values
+)
+timestamps = (
+    st.integers(0, 5 * 10**12)
+    | st.integers(-(2**80), 2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.from_regex(
+        r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}"
+        r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)?"
+        r"( UTC|Z|[+-][0-9]{2}:?[0-9]{2})?\Z"
+    )
+    | st.datetimes().map(lambda d: d.isoformat())
+    | st.text(string.printable, max_size=30)
+    | json_values
+)
 numbers = st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | json_values
-VALID = {"event_id": "e1", "user_id": "u1", "type": "purchase", "ts": 1_767_225_600_000,
-         "amount": 12.5, "quantity": 2, "currency": "EUR", "item_id": 7, "category": "shoes",
-         "session_id": "s1"}
+VALID = {
+    "event_id": "e1",
+    "user_id": "u1",
+    "type": "purchase",
+    "ts": 1_767_225_600_000,
+    "amount": 12.5,
+    "quantity": 2,
+    "currency": "EUR",
+    "item_id": 7,
+    "category": "shoes",
+    "session_id": "s1",
+}
 FUZZED = {
-    "event_id": ids, "user_id": ids,
+    "event_id": ids,
+    "user_id": ids,
     "type": st.sampled_from([*EVENT_TYPES, "teleport", ""]) | json_values,
-    "ts": timestamps, "amount": numbers, "quantity": numbers,
-    "currency": st.text(max_size=300) | json_values, "item_id": ids, "category": ids,
-    "session_id": ids, "extra": json_values,
+    "ts": timestamps,
+    "amount": numbers,
+    "quantity": numbers,
+    "currency": st.text(max_size=300) | json_values,
+    "item_id": ids,
+    "category": ids,
+    "session_id": ids,
+    "extra": json_values,
 }
 # A valid event with a few fields changed or dropped: most documents are near the boundary.
 documents = st.builds(
     lambda changed, dropped: {k: v for k, v in {**VALID, **changed}.items() if k not in dropped},
     st.dictionaries(st.sampled_from(sorted(FUZZED)), st.none(), max_size=3).flatmap(
-        lambda keys: st.fixed_dictionaries({k: FUZZED[k] for k in keys})),
-    st.sets(st.sampled_from(sorted(VALID)), max_size=1) | st.just(set()))
+        lambda keys: st.fixed_dictionaries({k: FUZZED[k] for k in keys})
+    ),
+    st.sets(st.sampled_from(sorted(VALID)), max_size=1) | st.just(set()),
+)
 
 
 def key_for(doc: dict[str, object]) -> bytes:
@@ -86,9 +122,12 @@ def test_agrees_with_the_json_schema(doc: dict[str, object]) -> None:
         return
     if schema_ok:
         # Only what a schema cannot say: a date the calendar lacks, a lone surrogate, the key.
-        assert (decoded.reason == BAD_TIMESTAMP and isinstance(doc["ts"], str)) \
-            or "surrogate" in decoded.detail or decoded.reason == "key_mismatch" \
-            or "nested deeper" in decoded.detail, (decoded, doc)
+        assert (
+            (decoded.reason == BAD_TIMESTAMP and isinstance(doc["ts"], str))
+            or "surrogate" in decoded.detail
+            or decoded.reason == "key_mismatch"
+            or "nested deeper" in decoded.detail
+        ), (decoded, doc)
 
 
 @settings(max_examples=500)

@@ -37,8 +37,16 @@ def apply(events: list[Event]) -> UserState:
 
 
 def test_counts_and_spend_are_exact() -> None:
-    state = apply([ev(1, "view", 0), ev(2, "add_to_cart", 0.1), ev(3, "purchase", 0.2, 10.10),
-                   ev(4, "purchase", 1, 0.20), ev(5, "cancel", 2), ev(6, "view", 3)])
+    state = apply(
+        [
+            ev(1, "view", 0),
+            ev(2, "add_to_cart", 0.1),
+            ev(3, "purchase", 0.2, 10.10),
+            ev(4, "purchase", 1, 0.20),
+            ev(5, "cancel", 2),
+            ev(6, "view", 3),
+        ]
+    )
     assert state.count("view") == 2 and state.count("purchase") == 2
     assert state.count("cancel") == 1 and state.events_total == 6
     assert state.spend_cents == 1030
@@ -60,8 +68,15 @@ def test_windows_fade_with_their_time_constant_at_read_time() -> None:
 
 
 def test_lifetime_features_are_exact() -> None:
-    state = apply([ev(1, "view", 0), ev(2, "purchase", 0.5, 19.99), ev(3, "purchase", 2, 0.01),
-                   ev(4, "cancel", 3), ev(5, "add_to_cart", 4)])
+    state = apply(
+        [
+            ev(1, "view", 0),
+            ev(2, "purchase", 0.5, 19.99),
+            ev(3, "purchase", 2, 0.01),
+            ev(4, "cancel", 3),
+            ev(5, "add_to_cart", 4),
+        ]
+    )
     f = features_at(state, T0 + 10 * DAY_MS)
     assert f["frequency"] == 2 and f["monetary"] == 20.0 and f["avg_order_value"] == 10.0
     assert f["cancellations"] == 1 and f["events"] == 5
@@ -79,8 +94,13 @@ def test_every_documented_feature_is_computed() -> None:
 
 
 def test_out_of_order_events_give_the_same_features_as_ordered_ones() -> None:
-    events = [ev(1, "view", 0), ev(2, "purchase", 5, 30.0), ev(3, "view", 9), ev(4, "view", 2),
-              ev(5, "add_to_cart", 1)]
+    events = [
+        ev(1, "view", 0),
+        ev(2, "purchase", 5, 30.0),
+        ev(3, "view", 9),
+        ev(4, "view", 2),
+        ev(5, "add_to_cart", 1),
+    ]
     reference = features_at(apply(sorted(events, key=lambda e: e.ts_ms)), T0 + 20 * DAY_MS)
     for order in itertools.permutations(events):
         got = features_at(apply(list(order)), T0 + 20 * DAY_MS)
@@ -116,8 +136,13 @@ def test_a_non_adjacent_repeat_counts_once() -> None:
 
 
 def test_packed_state_round_trips_and_fits_the_redis_budget() -> None:
-    state = apply([ev(1, "view", 0), ev(2, "purchase", 1, 12.34),
-                   Event("e3", "u1", "view", T0 + 5, category="toys")])
+    state = apply(
+        [
+            ev(1, "view", 0),
+            ev(2, "purchase", 1, 12.34),
+            Event("e3", "u1", "view", T0 + 5, category="toys"),
+        ]
+    )
     packed = pack_state(state)
     # 155 bytes; values up to 156 bytes share one allocator class, within which MEMORY USAGE
     # stays under 256 bytes per user for short keys (tests/stream/test_redis_memory.py).
@@ -133,8 +158,14 @@ def test_segment_ids_past_a_byte_pack_exactly(segment: int) -> None:
 
 
 def test_counters_saturate_at_their_limits_instead_of_failing() -> None:
-    state = replace(apply([ev(1, "view", 0)]), counts=(2**40,) * len(EVENT_TYPES),
-                    spend_cents=2**70, seq=2**33, pending_streak=1000, segment=2**40)
+    state = replace(
+        apply([ev(1, "view", 0)]),
+        counts=(2**40,) * len(EVENT_TYPES),
+        spend_cents=2**70,
+        seq=2**33,
+        pending_streak=1000,
+        segment=2**40,
+    )
     again = unpack_state(pack_state(state))
     assert again.counts == (2**32 - 1,) * len(EVENT_TYPES)
     assert (again.spend_cents, again.seq, again.pending_streak) == (2**63 - 1, 2**32 - 1, 255)
@@ -145,9 +176,22 @@ def test_version_2_records_are_still_read() -> None:
     state = apply([ev(1, "view", 0), ev(2, "purchase", 1, 12.34)])
     ids = [d | 0xABCD << 48 for d in state.recent_event_ids[:2]]  # v2 kept 64-bit digests
     v2 = features_module._LAYOUT_V2.pack(
-        2, state.first_seen_ms, state.last_seen_ms, state.last_purchase_ms, state.next_due_ms,
-        *state.counts, state.spend_cents, *state.windows, *ids, state.category_bits,
-        3, -1, 0, 1, 7)
+        2,
+        state.first_seen_ms,
+        state.last_seen_ms,
+        state.last_purchase_ms,
+        state.next_due_ms,
+        *state.counts,
+        state.spend_cents,
+        *state.windows,
+        *ids,
+        state.category_bits,
+        3,
+        -1,
+        0,
+        1,
+        7,
+    )
     again = unpack_state(v2)
     assert again == replace(state, segment=3, tags=1, seq=7)
     assert is_duplicate(again, ev(2, "purchase", 1, 12.34))

@@ -12,12 +12,15 @@ from operators.matching import match_segments, min_cost_assignment
 def test_assignment_is_as_cheap_as_brute_force(seed: int) -> None:
     rng = random.Random(seed)
     rows, cols = rng.randint(1, 6), 6
-    cost = [[rng.choice([rng.random(), float(rng.randint(0, 3))]) for _ in range(cols)]
-            for _ in range(rows)]
+    cost = [
+        [rng.choice([rng.random(), float(rng.randint(0, 3))]) for _ in range(cols)]
+        for _ in range(rows)
+    ]
     got = min_cost_assignment(cost)
     assert len(set(got)) == rows
-    best = min(sum(cost[r][c] for r, c in enumerate(p))
-               for p in itertools.permutations(range(cols), rows))
+    best = min(
+        sum(cost[r][c] for r, c in enumerate(p)) for p in itertools.permutations(range(cols), rows)
+    )
     assert sum(cost[r][c] for r, c in enumerate(got)) == pytest.approx(best)
 
 

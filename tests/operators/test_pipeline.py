@@ -13,7 +13,10 @@ RFM = ("recency_days", "frequency", "monetary")
 CONFIG = PipelineConfig(segment_features=RFM, train_sample_permille=1000)
 # Two segments: segment 0 near "never bought", segment 1 near "bought just now, spent a lot".
 SNAPSHOT = SegmentSnapshot(
-    version=3, features=RFM, means=(0.0,) * 3, stds=(1.0,) * 3,
+    version=3,
+    features=RFM,
+    means=(0.0,) * 3,
+    stds=(1.0,) * 3,
     centers=((0.0, 0.0, 0.0), (0.0, 0.7, 4.6)),
 )
 
@@ -103,12 +106,17 @@ DAY = 86_400_000
 TIMED = replace(CONFIG, late_grace_ms=0, rescore_interval_ms=DAY, max_idle_ms=30 * DAY)
 # Segment 0: recent buyers; segment 1: lapsed buyers (same purchases, 60 days ago).
 RECENCY = SegmentSnapshot(
-    version=1, features=RFM, means=(0.0,) * 3, stds=(1.0,) * 3,
-    centers=((0.0, 0.7, 4.6), (4.1, 0.7, 4.6)))
+    version=1,
+    features=RFM,
+    means=(0.0,) * 3,
+    stds=(1.0,) * 3,
+    centers=((0.0, 0.7, 4.6), (4.1, 0.7, 4.6)),
+)
 
 
-def run_batches(batches: list[list[Event]], snapshot: SegmentSnapshot = RECENCY,
-                config: PipelineConfig = TIMED) -> tuple[dict[str, object], list[object], int]:
+def run_batches(
+    batches: list[list[Event]], snapshot: SegmentSnapshot = RECENCY, config: PipelineConfig = TIMED
+) -> tuple[dict[str, object], list[object], int]:
     """Drive process_events as the loop does: a state store with a due index and a watermark."""
     states: dict[str, object] = {}
     dues: dict[str, int] = {}
@@ -142,16 +150,25 @@ def test_a_quiet_user_leaves_the_segment_when_re_scored_without_an_event() -> No
 
 
 def test_results_do_not_depend_on_batch_boundaries() -> None:
-    events = [Event(f"e{n}", f"u{n % 7}", "purchase" if n % 3 == 0 else "view",
-                    T0 + n * DAY // 3, 10.0 * (n % 5 + 1) if n % 3 == 0 else None)
-              for n in range(300) if n < 60 or n % 7 < 5]  # u5 and u6 go quiet
+    events = [
+        Event(
+            f"e{n}",
+            f"u{n % 7}",
+            "purchase" if n % 3 == 0 else "view",
+            T0 + n * DAY // 3,
+            10.0 * (n % 5 + 1) if n % 3 == 0 else None,
+        )
+        for n in range(300)
+        if n < 60 or n % 7 < 5
+    ]  # u5 and u6 go quiet
     one = run_batches([events])
-    many = run_batches([events[i:i + 17] for i in range(0, len(events), 17)])
+    many = run_batches([events[i : i + 17] for i in range(0, len(events), 17)])
     singles = run_batches([[e] for e in events])
     assert one[0] == many[0] == singles[0]
 
     def per_user(changes: list[object]) -> list[tuple[str, int, str]]:
         return sorted((c.user_id, c.seq, c.change_id) for c in changes)  # type: ignore[attr-defined]
+
     assert per_user(one[1]) == per_user(many[1]) == per_user(singles[1])
     assert len(one[1]) > 7  # first assignments and moves between recent and lapsed
 

@@ -5,8 +5,22 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-FORBIDDEN = {"stream", "redis", "kafka", "confluent_kafka", "prometheus_client", "socket",
-             "requests", "http", "urllib", "time", "random", "threading", "subprocess", "os"}
+FORBIDDEN = {
+    "stream",
+    "redis",
+    "kafka",
+    "confluent_kafka",
+    "prometheus_client",
+    "socket",
+    "requests",
+    "http",
+    "urllib",
+    "time",
+    "random",
+    "threading",
+    "subprocess",
+    "os",
+}
 
 
 def test_operators_import_no_io_clock_or_randomness() -> None:

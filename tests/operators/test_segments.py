@@ -45,9 +45,14 @@ def test_a_retired_current_segment_moves_at_once() -> None:
 
 def test_profiles_give_centroids_in_original_units_and_readable_names() -> None:
     snapshot = SegmentSnapshot(
-        version=1, features=("recency_days", "frequency", "monetary"),
-        means=(math.log1p(30), math.log1p(2), math.log1p(200)), stds=(1.0, 0.5, 1.0),
-        centers=((-1.0, 1.0, 1.2), (1.5, -0.2, 0.1)), segment_ids=(3, 5), shares=(0.4, 0.6))
+        version=1,
+        features=("recency_days", "frequency", "monetary"),
+        means=(math.log1p(30), math.log1p(2), math.log1p(200)),
+        stds=(1.0, 0.5, 1.0),
+        centers=((-1.0, 1.0, 1.2), (1.5, -0.2, 0.1)),
+        segment_ids=(3, 5),
+        shares=(0.4, 0.6),
+    )
     first, second = segment_profiles(snapshot)
     assert first.segment == 3 and first.share == 0.4
     assert first.centroid["recency_days"] == pytest.approx(math.expm1(math.log1p(30) - 1.0))
@@ -58,8 +63,13 @@ def test_profiles_give_centroids_in_original_units_and_readable_names() -> None:
 def test_the_reason_names_the_features_that_moved_the_user() -> None:
     # Standardized log features; segment 5 is "frequent", segment 9 "recent and frequent".
     snapshot = SegmentSnapshot(
-        version=1, features=("recency_days", "frequency", "monetary"), means=(0.0, 0.0, 0.0),
-        stds=(1.0, 1.0, 1.0), centers=((2.0, 1.0, 0.0), (0.0, 1.0, 0.0)), segment_ids=(5, 9))
+        version=1,
+        features=("recency_days", "frequency", "monetary"),
+        means=(0.0, 0.0, 0.0),
+        stds=(1.0, 1.0, 1.0),
+        centers=((2.0, 1.0, 0.0), (0.0, 1.0, 0.0)),
+        segment_ids=(5, 9),
+    )
     # Recency fell (log1p(0.2) ~ 0.18), frequency and monetary sit as close to both centers.
     user = {"recency_days": 0.2, "frequency": math.e - 1, "monetary": 0.0}
     assert segment_reason(snapshot, user, 5, 9) == ("recency_days",)

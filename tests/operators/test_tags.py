@@ -26,12 +26,24 @@ from operators.tags import (
 
 T0 = 1_767_225_600_000
 VIP = TagDefinition("vip", "rule", feature="monetary", op=">", value=100.0)
-CHURN = TagDefinition("churn_risk", "predictive", label=NO_PURCHASE_WITHIN, horizon_days=10,
-                      enter=0.7, exit=0.5, features=("inactive_days",))
+CHURN = TagDefinition(
+    "churn_risk",
+    "predictive",
+    label=NO_PURCHASE_WITHIN,
+    horizon_days=10,
+    enter=0.7,
+    exit=0.5,
+    features=("inactive_days",),
+)
 # p = sigmoid(2 * (log1p(inactive_days) - 1)): ~0.12 when active, > 0.7 after ~4 days idle.
 CHURN_MODEL = TagModel("churn_risk", 1, ("inactive_days",), (1.0,), (1.0,), (2.0,), 0.0, True)
-CONFIG = PipelineConfig(segment_features=("frequency",), train_sample_permille=1000,
-                        late_grace_ms=0, rescore_interval_ms=DAY_MS, tags=(VIP, CHURN))
+CONFIG = PipelineConfig(
+    segment_features=("frequency",),
+    train_sample_permille=1000,
+    late_grace_ms=0,
+    rescore_interval_ms=DAY_MS,
+    tags=(VIP, CHURN),
+)
 
 
 def buy(n: int, day: float, amount: float = 60.0) -> Event:
@@ -77,8 +89,16 @@ def test_a_quiet_user_enters_churn_risk_by_re_scoring_and_raises_an_alert() -> N
 
 
 def test_the_reason_of_a_tag_names_the_features_that_pushed_the_score() -> None:
-    model = TagModel("churn_risk", 1, ("inactive_days", "frequency"), (1.0, 1.0), (1.0, 1.0),
-                     (2.0, -1.0), 0.0, True)
+    model = TagModel(
+        "churn_risk",
+        1,
+        ("inactive_days", "frequency"),
+        (1.0, 1.0),
+        (1.0, 1.0),
+        (2.0, -1.0),
+        0.0,
+        True,
+    )
     quiet_regular = {"inactive_days": 30.0, "frequency": 20.0}  # both above their means
     assert tag_reason(CHURN, True, quiet_regular, model) == ("inactive_days",)
     assert tag_reason(CHURN, False, quiet_regular, model) == ("frequency",)
@@ -100,8 +120,15 @@ def test_labels_describe_the_user_at_each_grid_time_and_are_learned_after_the_ho
     config = replace(CONFIG, label_every_ms=every)
     buys = [buy(n, n / 2) for n in range(12)]  # twice a day for six days, then silence
     active = process_events({}, buys, None, config)
-    quiet = process_events(active.states, [], None, config, watermark_ms=T0 + 40 * DAY_MS,
-                           due_users=["u1"], pending=active.pending)  # 34 quiet days later
+    quiet = process_events(
+        active.states,
+        [],
+        None,
+        config,
+        watermark_ms=T0 + 40 * DAY_MS,
+        due_users=["u1"],
+        pending=active.pending,
+    )  # 34 quiet days later
     churn = [label for label in active.labels + quiet.labels if label.tag == 1]
     times = [b.ts_ms for b in buys]
     phase = user_digest("u1") % (every // 60_000) * 60_000  # whole minutes
@@ -113,8 +140,9 @@ def test_labels_describe_the_user_at_each_grid_time_and_are_learned_after_the_ho
     for label in churn:
         # The features are those at the grid time, not at the scoring that opened the label,
         last = max(t for t in times if t <= label.at_ms)
-        assert math.expm1(label.logs[0]) == pytest.approx((label.at_ms - last) / DAY_MS,
-                                                          rel=2e-3, abs=1e-3)
+        assert math.expm1(label.logs[0]) == pytest.approx(
+            (label.at_ms - last) / DAY_MS, rel=2e-3, abs=1e-3
+        )
         # the outcome is what followed within the 10-day horizon, learned once it has passed.
         bought = any(label.at_ms < t <= label.at_ms + 10 * DAY_MS for t in times)
         assert label.value == (0 if bought else 1)
@@ -134,8 +162,11 @@ def test_a_label_known_early_waits_for_its_horizon() -> None:
 
 
 def test_pending_labels_round_trip_as_stored() -> None:
-    labels = [PendingLabel(0, T0, (1.5, 2.25)), PendingLabel(3, T0 + 9 * 60_000, (0.0,), 1),
-              PendingLabel(1, T0 + 60_000, (), 0)]
+    labels = [
+        PendingLabel(0, T0, (1.5, 2.25)),
+        PendingLabel(3, T0 + 9 * 60_000, (0.0,), 1),
+        PendingLabel(1, T0 + 60_000, (), 0),
+    ]
     assert unpack_pending(pack_pending(labels)) == labels
     assert unpack_pending(b"") == []
 
@@ -143,10 +174,13 @@ def test_pending_labels_round_trip_as_stored() -> None:
 def test_definitions_parse_and_bad_ones_are_refused() -> None:
     parsed = parse_tags('[{"name": "big", "kind": "rule", "feature": "monetary", "value": 5}]')
     assert parsed == (TagDefinition("big", "rule", feature="monetary", value=5),)
-    for bad in ('{"name": "x"}', '[{"name": "x", "kind": "magic"}]',
-                '[{"name": "x", "kind": "rule", "feature": "nope"}]',
-                '[{"name": "x", "kind": "predictive", "label": "purchase_within"}]',
-                '[{"name": "x", "kind": "rule", "feature": "monetary", "colour": 1}]'):
+    for bad in (
+        '{"name": "x"}',
+        '[{"name": "x", "kind": "magic"}]',
+        '[{"name": "x", "kind": "rule", "feature": "nope"}]',
+        '[{"name": "x", "kind": "predictive", "label": "purchase_within"}]',
+        '[{"name": "x", "kind": "rule", "feature": "monetary", "colour": 1}]',
+    ):
         with pytest.raises(ValueError):
             parse_tags(bad)
     assert {t.name for t in DEFAULT_TAGS} == {"churn_risk", "likely_buyer", "vip"}

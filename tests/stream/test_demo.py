@@ -9,8 +9,11 @@ from stream.settings import Settings
 
 def test_demo_finds_segments_that_match_the_simulated_personas() -> None:
     lines: list[str] = []
-    settings = Settings(snapshot_every_samples=2000, train_sample_permille=1000,
-                        segment_features=DEMO_SEGMENT_FEATURES)
+    settings = Settings(
+        snapshot_every_samples=2000,
+        train_sample_permille=1000,
+        segment_features=DEMO_SEGMENT_FEATURES,
+    )
     sizes = run_demo(settings, users=1000, days=60, seed=7, out=lines.append)
     text = "\n".join(lines)
     assert "segment - ->" in text  # first assignments scrolled by

@@ -11,10 +11,25 @@ from stream.settings import Settings
 from stream.wiring import Parts, build_processor, in_memory_parts
 
 # A 5-day horizon and daily labels, so tag labels arrive within a short simulated stream.
-TAGS = json.dumps([{"name": "soon", "kind": "predictive", "label": "purchase_within",
-                    "horizon_days": 5, "enter": 0.6, "exit": 0.4}])
-SETTINGS = Settings(max_batch_records=300, snapshot_every_samples=500, train_sample_permille=1000,
-                    tags=TAGS, label_every_days=1)
+TAGS = json.dumps(
+    [
+        {
+            "name": "soon",
+            "kind": "predictive",
+            "label": "purchase_within",
+            "horizon_days": 5,
+            "enter": 0.6,
+            "exit": 0.4,
+        }
+    ]
+)
+SETTINGS = Settings(
+    max_batch_records=300,
+    snapshot_every_samples=500,
+    train_sample_permille=1000,
+    tags=TAGS,
+    label_every_days=1,
+)
 
 
 class FakeClock:
@@ -27,8 +42,9 @@ class FakeClock:
 
 def process(models: InMemoryModelStore, clock: FakeClock, broker: InMemoryBroker) -> Processor:
     parts = in_memory_parts(SETTINGS, broker)
-    return build_processor(SETTINGS, Parts(parts.source, parts.sink, InMemoryStateStore(),
-                                           models), clock=clock)
+    return build_processor(
+        SETTINGS, Parts(parts.source, parts.sink, InMemoryStateStore(), models), clock=clock
+    )
 
 
 def feed(broker: InMemoryBroker, events: list[dict[str, object]]) -> None:
@@ -87,7 +103,7 @@ def test_the_trainer_adopts_a_model_imported_meanwhile_and_trains_on_above_it() 
     imported = replace(own, version=own.version + 5, means=tuple(m + 0.5 for m in own.means))
     models.save(imported, None)  # what `segstream model import` of a file without trainer does
     clock.now_s += 11
-    feed(broker, events[len(events) // 2:])
+    feed(broker, events[len(events) // 2 :])
     drain(trainer)
     assert trainer.learning.leading
     assert trainer.snapshot is not None and trainer.snapshot.version > imported.version

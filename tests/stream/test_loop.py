@@ -24,8 +24,9 @@ from stream.settings import Settings
 from stream.wiring import Parts, build_processor, in_memory_parts
 from tests.support.events import expected_states, features_only
 
-SETTINGS = Settings(max_batch_records=300, snapshot_every_samples=500, retry_attempts=3,
-                    train_sample_permille=1000)
+SETTINGS = Settings(
+    max_batch_records=300, snapshot_every_samples=500, retry_attempts=3, train_sample_permille=1000
+)
 
 
 def feed(broker: InMemoryBroker, users: int = 60, malformed: int = 0) -> list[dict[str, object]]:
@@ -58,17 +59,22 @@ def test_every_valid_event_counts_once_and_bad_ones_are_dead_lettered() -> None:
     expected = expected_states(events)
     got = {u: unpack_state(b) for u, b in stored_users(parts).items()}
     assert {u: features_only(s) for u, s in got.items()} == {
-        u: features_only(s) for u, s in expected.items()}
+        u: features_only(s) for u, s in expected.items()
+    }
     dead = [json.loads(r.value) for r in broker.records(SETTINGS.dlq_topic)]
     assert sorted(base64.b64decode(d["value_base64"]) for d in dead) == sorted(MALFORMED)
     assert all(d["reason"] and d["detail"] for d in dead)
     published = [json.loads(r.value) for r in broker.records(SETTINGS.output_topic)]
     changes = [c for c in published if c["kind"] == "user_changed"]
     assert changes and {c["user_id"] for c in changes} <= set(expected)
-    assert registry.get_sample_value("segstream_events_dead_lettered_total",
-                                     {"reason": "not_json"}) == 2.0
-    assert sum(registry.get_sample_value("segstream_events_processed_total", {"type": t}) or 0
-               for t in ("view", "add_to_cart", "purchase")) == len(events)
+    assert (
+        registry.get_sample_value("segstream_events_dead_lettered_total", {"reason": "not_json"})
+        == 2.0
+    )
+    assert sum(
+        registry.get_sample_value("segstream_events_processed_total", {"type": t}) or 0
+        for t in ("view", "add_to_cart", "purchase")
+    ) == len(events)
     ends = broker.end_offsets(SETTINGS.input_topic)
     assert all(parts.state_store.next_offset(p) == end for p, end in ends.items() if end)
 
@@ -148,9 +154,15 @@ def test_publishes_versioned_snapshots_and_resumes_them_after_restart() -> None:
     drain(processor)
     assert processor.snapshot is not None and processor.snapshot.version >= 2
     assert registry.get_sample_value("segstream_model_version") == processor.snapshot.version
-    restarted = build_processor(SETTINGS, Parts(
-        in_memory_parts(SETTINGS, broker).source, parts.sink, parts.state_store,
-        parts.model_store))
+    restarted = build_processor(
+        SETTINGS,
+        Parts(
+            in_memory_parts(SETTINGS, broker).source,
+            parts.sink,
+            parts.state_store,
+            parts.model_store,
+        ),
+    )
     assert restarted.snapshot == processor.snapshot
     # Segment sizes follow the published changes; volatility is exposed per live segment.
     sizes = parts.state_store.segment_sizes(processor.owned)
@@ -161,8 +173,10 @@ def test_publishes_versioned_snapshots_and_resumes_them_after_restart() -> None:
             latest[doc["user_id"]] = doc["segment_after"]
     assert sizes == {s: list(latest.values()).count(s) for s in set(latest.values())}
     for segment in processor.snapshot.segment_ids:
-        assert registry.get_sample_value(
-            "segstream_segment_volatility", {"segment": str(segment)}) is not None
+        assert (
+            registry.get_sample_value("segstream_segment_volatility", {"segment": str(segment)})
+            is not None
+        )
     # The trainer is saved with each snapshot, so a restart continues from that point.
     assert restarted.trainer is not None and processor.trainer is not None
     assert restarted.trainer.version == processor.snapshot.version
@@ -183,8 +197,7 @@ def test_assignment_claims_each_partition(monkeypatch: pytest.MonkeyPatch) -> No
     broker = InMemoryBroker()
     feed(broker, users=5)
     parts = in_memory_parts(SETTINGS, broker)
-    processor = build_processor(SETTINGS, Parts(parts.source, parts.sink, store,
-                                                parts.model_store))
+    processor = build_processor(SETTINGS, Parts(parts.source, parts.sink, store, parts.model_store))
     processor.run_once()
     assert sorted(claimed) == [Partition(SETTINGS.input_topic, i) for i in range(4)]
     revoked: Collection[Partition] = list(processor.owned)
@@ -212,11 +225,10 @@ def test_a_failed_claim_stops_the_consumer_instead_of_processing_unowned_partiti
     if backend == "kafka":
         topic = unique("claims")
         create_topics(topic)
-        source = KafkaEventSource(KAFKA_BOOTSTRAP, topic, unique("group"),
-                                  session_timeout_ms=6000)
+        source = KafkaEventSource(KAFKA_BOOTSTRAP, topic, unique("group"), session_timeout_ms=6000)
     processor = build_processor(
-        SETTINGS, Parts(source, parts.sink, BrokenClaims(), parts.model_store),
-        sleep=lambda s: None)
+        SETTINGS, Parts(source, parts.sink, BrokenClaims(), parts.model_store), sleep=lambda s: None
+    )
     with pytest.raises(AssignmentFailed):
         for _ in range(100):  # Kafka assigns within a few polls
             processor.run_once()
@@ -236,8 +248,9 @@ def test_metrics_follow_the_flow_the_stages_and_the_stores() -> None:
             return clock_s
 
     registry = CollectorRegistry()
-    processor = build_processor(SETTINGS, in_memory_parts(SETTINGS, broker), registry=registry,
-                                clock=Clock())
+    processor = build_processor(
+        SETTINGS, in_memory_parts(SETTINGS, broker), registry=registry, clock=Clock()
+    )
     drain(processor)
 
     def value(name: str, **labels: str) -> float:
@@ -246,29 +259,34 @@ def test_metrics_follow_the_flow_the_stages_and_the_stores() -> None:
         return found
 
     topic = SETTINGS.input_topic
-    consumed = sum(value("segstream_events_consumed_total", topic=topic, type=t)
-                   for t in EVENT_TYPES)
+    consumed = sum(
+        value("segstream_events_consumed_total", topic=topic, type=t) for t in EVENT_TYPES
+    )
     assert consumed == len(events)
     assert value("segstream_events_consumed_total", topic=topic, type="invalid") == 1
     assert value("segstream_records_produced_total", topic=SETTINGS.dlq_topic) == 1
     assert value("segstream_records_produced_total", topic=SETTINGS.output_topic) == len(
-        broker.records(SETTINGS.output_topic))
+        broker.records(SETTINGS.output_topic)
+    )
     assert value("segstream_end_to_end_latency_seconds_count") == len(events) + 1
     assert 4 < value("segstream_end_to_end_latency_seconds_sum") / (len(events) + 1) <= 5
     assert value("segstream_last_event_timestamp_seconds", partition="0") >= clock_s - 5
     for stage in ("poll", "decode", "load", "operators", "produce", "save", "commit", "train"):
         assert value("segstream_stage_duration_seconds_count", stage=stage) >= 1, stage
-    assert value("segstream_redis_operation_duration_seconds_count", operation="save") == \
-        value("segstream_batch_duration_seconds_count")
-    assert value("segstream_offset_commits_total", result="success") == \
-        value("segstream_batch_duration_seconds_count")
+    assert value("segstream_redis_operation_duration_seconds_count", operation="save") == value(
+        "segstream_batch_duration_seconds_count"
+    )
+    assert value("segstream_offset_commits_total", result="success") == value(
+        "segstream_batch_duration_seconds_count"
+    )
     assert value("segstream_rebalances_total", kind="assigned") == 1
     assert value("segstream_consumer_lag_records", partition="0") == 0
     assert value("segstream_events_in_progress") == 0
     assert value("segstream_trainer") == 1
     version = str(int(value("segstream_model_version")))
-    assert value("segstream_build_info", version=processor.metrics.version,
-                 model_version=version) == 1
+    assert (
+        value("segstream_build_info", version=processor.metrics.version, model_version=version) == 1
+    )
     processor.revoked(list(processor.owned))
     assert registry.get_sample_value("segstream_consumer_lag_records", {"partition": "0"}) is None
 
@@ -280,11 +298,17 @@ def test_a_retried_save_counts_every_event_once() -> None:
     parts = Parts(parts.source, parts.sink, FlakyStore(failures=2), parts.model_store)
     registry = CollectorRegistry()
     drain(build_processor(SETTINGS, parts, registry=registry, sleep=lambda s: None))
-    processed = sum(registry.get_sample_value("segstream_events_processed_total", {"type": t})
-                    or 0 for t in EVENT_TYPES)
-    consumed = sum(registry.get_sample_value(
-        "segstream_events_consumed_total", {"topic": SETTINGS.input_topic, "type": t}) or 0
-        for t in EVENT_TYPES)
+    processed = sum(
+        registry.get_sample_value("segstream_events_processed_total", {"type": t}) or 0
+        for t in EVENT_TYPES
+    )
+    consumed = sum(
+        registry.get_sample_value(
+            "segstream_events_consumed_total", {"topic": SETTINGS.input_topic, "type": t}
+        )
+        or 0
+        for t in EVENT_TYPES
+    )
     assert processed == consumed == len(events)
 
 
@@ -305,8 +329,7 @@ def test_an_event_whose_processing_raises_is_dead_lettered_and_the_rest_goes_on(
     parts = in_memory_parts(SETTINGS, broker)
     drain(build_processor(SETTINGS, parts))
     dead = [json.loads(r.value) for r in broker.records(SETTINGS.dlq_topic)]
-    assert [(d["reason"], d["detail"].split()[0]) for d in dead] == [("processing_error",
-                                                                      "error")]
+    assert [(d["reason"], d["detail"].split()[0]) for d in dead] == [("processing_error", "error")]
     assert json.loads(base64.b64decode(dead[0]["value_base64"])) == poison
     others = [e for e in events if e is not poison]
     got = {u: features_only(unpack_state(b)) for u, b in stored_users(parts).items()}
@@ -359,6 +382,7 @@ def test_lost_state_publishes_nothing_keeps_the_model_and_stops() -> None:
     while processor.snapshot is None:
         assert processor.run_once()
     version = processor.snapshot.version
+
     def kinds() -> Counter[str]:
         return Counter(json.loads(r.value)["kind"] for r in broker.records(SETTINGS.output_topic))
 

@@ -39,12 +39,19 @@ def prefix() -> Iterator[str]:
 
 def segstream(prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SEGSTREAM_REDIS_URL": REDIS_URL, "SEGSTREAM_KEY_PREFIX": prefix}
-    return subprocess.run([sys.executable, "-m", "stream", "model", *args], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "stream", "model", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_a_model_round_trips_through_export_and_import(
-    model_doc: dict[str, Any], prefix: str, tmp_path: Path,
+    model_doc: dict[str, Any],
+    prefix: str,
+    tmp_path: Path,
 ) -> None:
     path = tmp_path / "in.json"
     path.write_text(json.dumps(model_doc))
@@ -59,7 +66,9 @@ def test_a_model_round_trips_through_export_and_import(
 
 
 def test_importing_over_a_newer_model_publishes_above_it(
-    model_doc: dict[str, Any], prefix: str, tmp_path: Path,
+    model_doc: dict[str, Any],
+    prefix: str,
+    tmp_path: Path,
 ) -> None:
     newer = json.loads(json.dumps(model_doc))
     newer["snapshot"]["version"] += 5
@@ -79,14 +88,19 @@ def test_importing_over_a_newer_model_publishes_above_it(
     assert json.loads(segstream(prefix, "export").stdout)["snapshot"]["version"] == bumped
 
 
-@pytest.mark.parametrize(("doc", "message"), [
-    ({"format": "segstream-model", "version": 99}, "reads version 1"),
-    ({"format": "something-else"}, "not a segstream-model document"),
-    ({"format": "segstream-model", "version": 1, "snapshot": {"version": 1}},
-     "damaged"),
-])
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"format": "segstream-model", "version": 99}, "reads version 1"),
+        ({"format": "something-else"}, "not a segstream-model document"),
+        ({"format": "segstream-model", "version": 1, "snapshot": {"version": 1}}, "damaged"),
+    ],
+)
 def test_a_foreign_file_is_refused_clearly(
-    doc: dict[str, Any], message: str, prefix: str, tmp_path: Path,
+    doc: dict[str, Any],
+    message: str,
+    prefix: str,
+    tmp_path: Path,
 ) -> None:
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(doc))
@@ -99,5 +113,3 @@ def test_a_foreign_file_is_refused_clearly(
 def test_exporting_with_no_model_published_says_so(prefix: str) -> None:
     done = segstream(prefix, "export")
     assert done.returncode == 2 and "no segment model is published" in done.stderr
-
-

@@ -14,8 +14,15 @@ from stream.ports import ModelStore
 from stream.redis_store import RedisModelStore
 from tests.support.servers import redis_client, unique
 
-SNAPSHOT = SegmentSnapshot(version=3, features=("frequency",), means=(1.0,), stds=(2.0,),
-                           centers=((0.5,), (-0.5,)), segment_ids=(4, 7), shares=(0.6, 0.4))
+SNAPSHOT = SegmentSnapshot(
+    version=3,
+    features=("frequency",),
+    means=(1.0,),
+    stds=(2.0,),
+    centers=((0.5,), (-0.5,)),
+    segment_ids=(4, 7),
+    shares=(0.6, 0.4),
+)
 TAG = TagModel("soon", 2, ("frequency",), (0.1,), (1.0,), (0.7,), -0.2, True, {"auc": 0.8})
 
 

@@ -25,20 +25,24 @@ from stream.wiring import Parts, build_processor, in_memory_parts
 from tests.support.events import expected_states, features_only
 from tests.support.model import TAGS, trained_model
 
-SETTINGS = Settings(max_batch_records=300, training=False, tags=TAGS, label_every_days=1,
-                    train_sample_permille=200)
+SETTINGS = Settings(
+    max_batch_records=300, training=False, tags=TAGS, label_every_days=1, train_sample_permille=200
+)
 EVENTS = list(itertools.islice(generate_events(200, seed=17, days=40), 8000))
 BEFORE, AFTER = EVENTS[:5000], EVENTS[5000:]
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return trained_model(itertools.islice(generate_events(300, seed=3, days=40), 10_000),
-                         tmp_path_factory.mktemp("model") / "model.json")
+    return trained_model(
+        itertools.islice(generate_events(300, seed=3, days=40), 10_000),
+        tmp_path_factory.mktemp("model") / "model.json",
+    )
 
 
-def processor(broker: InMemoryBroker, store: InMemoryStateStore,
-              model: dict[str, Any]) -> Processor:
+def processor(
+    broker: InMemoryBroker, store: InMemoryStateStore, model: dict[str, Any]
+) -> Processor:
     models = InMemoryModelStore()
     models.save(SegmentSnapshot.from_dict(model["snapshot"]), None)
     models.save_tags({t["tag"]: TagModel.from_dict(t) for t in model["tags"]})
@@ -56,11 +60,16 @@ def drain(process: Processor) -> None:
         pass
 
 
-def changes(broker: InMemoryBroker, since: dict[Partition, int] | None = None,
-            ) -> list[dict[str, Any]]:
+def changes(
+    broker: InMemoryBroker,
+    since: dict[Partition, int] | None = None,
+) -> list[dict[str, Any]]:
     """The change topic's records (after ``since``, a former ``ends``), in order per user."""
-    return [json.loads(r.value) for r in broker.records(SETTINGS.output_topic)
-            if r.offset >= (since or {}).get(r.partition, 0)]
+    return [
+        json.loads(r.value)
+        for r in broker.records(SETTINGS.output_topic)
+        if r.offset >= (since or {}).get(r.partition, 0)
+    ]
 
 
 def ends(broker: InMemoryBroker) -> dict[Partition, int]:
@@ -90,12 +99,12 @@ def test_a_rebuild_publishes_nothing_twice_and_raises_the_epoch(model: dict[str,
     after = changes(broker, since=mark)
     # Nothing from before the loss again; together, exactly the uninterrupted run's changes.
     assert {c["change_id"] for c in published}.isdisjoint(c["change_id"] for c in after)
-    assert sorted(c["change_id"] for c in published + after) == \
-        sorted(c["change_id"] for c in expected)
+    assert sorted(c["change_id"] for c in published + after) == sorted(
+        c["change_id"] for c in expected
+    )
     # Under epoch 1: the same changes, each seq one epoch higher than the calm run's.
     calm_seq = {c["change_id"]: c["seq"] for c in expected}
-    assert after and all(c["seq"] == calm_seq[c["change_id"]] + (1 << EPOCH_SHIFT)
-                         for c in after)
+    assert after and all(c["seq"] == calm_seq[c["change_id"]] + (1 << EPOCH_SHIFT) for c in after)
     for user in {c["user_id"] for c in expected}:
         seqs = [c["seq"] for c in published + after if c["user_id"] == user]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
@@ -112,9 +121,11 @@ def test_a_rebuilt_partition_commits_nothing_below_the_published_offset() -> Non
             self.commits: list[dict[Partition, int]] = []
 
         def committed(self) -> dict[Partition, Committed]:
-            return {p0: Committed(100, Note(2, 5).encode()),
-                    p1: Committed(120, Note(2, 3).encode()),
-                    Partition("t", 2): Committed(9, Note(0, 7).encode())}  # the trainer's
+            return {
+                p0: Committed(100, Note(2, 5).encode()),
+                p1: Committed(120, Note(2, 3).encode()),
+                Partition("t", 2): Committed(9, Note(0, 7).encode()),
+            }  # the trainer's
 
         def commit(self, offsets: dict[Partition, int], metadata: Any = None) -> bool:
             self.commits.append(dict(offsets))
@@ -141,6 +152,7 @@ def test_unreadable_commit_notes_read_as_epoch_zero() -> None:
 
 
 def test_the_model_file_helper_writes_json(tmp_path: Path) -> None:
-    doc = trained_model(itertools.islice(generate_events(100, seed=2, days=20), 3000),
-                        tmp_path / "m.json")
+    doc = trained_model(
+        itertools.islice(generate_events(100, seed=2, days=20), 3000), tmp_path / "m.json"
+    )
     assert json.loads((tmp_path / "m.json").read_text()) == doc

@@ -25,9 +25,17 @@ def test_a_user_costs_at_most_256_bytes_in_redis(user_id: str) -> None:
     state = None
     for n in range(50):
         kind = ("view", "add_to_cart", "purchase", "cancel")[n % 4]
-        state = update_features(state, Event(
-            f"e{n}", user_id, kind, T0 + n * 3_600_000, 12.5 if kind == "purchase" else None,
-            category=f"cat-{n % 7}"))
+        state = update_features(
+            state,
+            Event(
+                f"e{n}",
+                user_id,
+                kind,
+                T0 + n * 3_600_000,
+                12.5 if kind == "purchase" else None,
+                category=f"cat-{n % 7}",
+            ),
+        )
     assert state is not None
     store.claim(partition)
     key = store.user_key(partition, user_id)

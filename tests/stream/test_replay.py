@@ -23,8 +23,9 @@ def test_replays_a_clickstream_in_memory_with_a_progress_bar(
 
 
 def test_a_bad_mapping_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["replay", str(rees46_sample_path()), "--user-column", "who",
-                 "--time-column", "event_time"])
+    code = main(
+        ["replay", str(rees46_sample_path()), "--user-column", "who", "--time-column", "event_time"]
+    )
     assert code == 2
     assert "no column who" in capsys.readouterr().err
 
@@ -36,11 +37,15 @@ def test_replays_into_kafka_and_redis(monkeypatch: pytest.MonkeyPatch) -> None:
     create_topics(*topics.values(), partitions=2)
     prefix = unique("replay")
     for name, value in {
-        "SEGSTREAM_INPUT_TOPIC": topics["events"], "SEGSTREAM_OUTPUT_TOPIC": topics["changes"],
-        "SEGSTREAM_DLQ_TOPIC": topics["dlq"], "SEGSTREAM_LATE_TOPIC": topics["late"],
+        "SEGSTREAM_INPUT_TOPIC": topics["events"],
+        "SEGSTREAM_OUTPUT_TOPIC": topics["changes"],
+        "SEGSTREAM_DLQ_TOPIC": topics["dlq"],
+        "SEGSTREAM_LATE_TOPIC": topics["late"],
         "SEGSTREAM_ALERT_TOPIC": topics["alerts"],
-        "SEGSTREAM_KEY_PREFIX": prefix, "SEGSTREAM_REDIS_URL": REDIS_URL,
-        "SEGSTREAM_GROUP": unique("group"), "SEGSTREAM_SNAPSHOT_EVERY_SAMPLES": "200",
+        "SEGSTREAM_KEY_PREFIX": prefix,
+        "SEGSTREAM_REDIS_URL": REDIS_URL,
+        "SEGSTREAM_GROUP": unique("group"),
+        "SEGSTREAM_SNAPSHOT_EVERY_SAMPLES": "200",
         "SEGSTREAM_TRAIN_SAMPLE_PERMILLE": "1000",
     }.items():
         monkeypatch.setenv(name, value)
@@ -67,10 +72,10 @@ def history(path: Path, year: int, users: int = 80) -> Path:
 
 
 def test_a_history_from_the_1990s_replays_and_the_dead_letters_are_counted(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    mapping = ["--user-column", "customer", "--time-column", "when", "--amount-column",
-               "amount"]
+    mapping = ["--user-column", "customer", "--time-column", "when", "--amount-column", "amount"]
     code = main(["replay", str(history(tmp_path / "old.csv", 1994)), *mapping])
     out = capsys.readouterr().out
     assert code == 0 and "400 valid, 0 dead-lettered (none)" in out
@@ -82,11 +87,24 @@ def test_a_history_from_the_1990s_replays_and_the_dead_letters_are_counted(
 
 
 def test_evaluate_explains_why_too_few_users_remain(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code = main(["evaluate", "--input", str(history(tmp_path / "older.csv", 1975)),
-                 "--user-column", "customer", "--time-column", "when", "--amount-column",
-                 "amount", "--out", str(tmp_path / "eval")])
+    code = main(
+        [
+            "evaluate",
+            "--input",
+            str(history(tmp_path / "older.csv", 1975)),
+            "--user-column",
+            "customer",
+            "--time-column",
+            "when",
+            "--amount-column",
+            "amount",
+            "--out",
+            str(tmp_path / "eval"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "only 0 users with a valid purchase remain" in err

@@ -13,23 +13,30 @@ def test_defaults_match_the_documented_topology() -> None:
     assert settings.kafka_bootstrap == "127.0.0.1:9092"
     assert settings.redis_url == "redis://127.0.0.1:6379/0"
     assert (settings.input_topic, settings.output_topic, settings.dlq_topic) == (
-        "user-events", "segment-changes", "user-events.dlq")
+        "user-events",
+        "segment-changes",
+        "user-events.dlq",
+    )
     assert settings.http_port == 8080 and settings.group == "segstream"
 
 
 def test_environment_overrides_a_toml_file_which_overrides_defaults(tmp_path: Path) -> None:
     config = tmp_path / "segstream.toml"
     config.write_text('max_batch_records = 500\ninput_topic = "from-file"\n')
-    settings = Settings.from_env({"SEGSTREAM_CONFIG": str(config),
-                                  "SEGSTREAM_INPUT_TOPIC": "from-env"})
+    settings = Settings.from_env(
+        {"SEGSTREAM_CONFIG": str(config), "SEGSTREAM_INPUT_TOPIC": "from-env"}
+    )
     assert settings.max_batch_records == 500 and settings.input_topic == "from-env"
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"SEGSTREAM_HTTP_PORT": "eighty"}, "SEGSTREAM_HTTP_PORT='eighty' is not a valid int"),
-    ({"SEGSTREAM_SEGMENTS": "0"}, "segments must be at least 1"),
-    ({"SEGSTREAM_TRAIN_SAMPLE_PERMILLE": "2000"}, "between 0 and 1000"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SEGSTREAM_HTTP_PORT": "eighty"}, "SEGSTREAM_HTTP_PORT='eighty' is not a valid int"),
+        ({"SEGSTREAM_SEGMENTS": "0"}, "segments must be at least 1"),
+        ({"SEGSTREAM_TRAIN_SAMPLE_PERMILLE": "2000"}, "between 0 and 1000"),
+    ],
+)
 def test_bad_values_fail_with_the_variable_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Settings.from_env(env)
@@ -50,7 +57,8 @@ def test_help_lists_every_environment_variable(capsys: pytest.CaptureFixture[str
 
 
 def test_cli_refuses_bad_settings_with_status_2(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("SEGSTREAM_SEGMENTS", "many")
     assert main(["serve"]) == 2

@@ -45,8 +45,11 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         return
     create_topics(topic, partitions=4)
     sink = KafkaSink(KAFKA_BOOTSTRAP)
-    yield Backend(topic, sink, lambda: KafkaEventSource(
-        KAFKA_BOOTSTRAP, topic, unique("group"), session_timeout_ms=6000))
+    yield Backend(
+        topic,
+        sink,
+        lambda: KafkaEventSource(KAFKA_BOOTSTRAP, topic, unique("group"), session_timeout_ms=6000),
+    )
     sink.close()
 
 

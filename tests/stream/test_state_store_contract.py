@@ -39,10 +39,16 @@ def test_saved_users_and_offsets_are_read_back(new_store: Callable[[], StateStor
     store = new_store()
     store.claim(P0)
     store.claim(P1)
-    store.save({P0: PartitionWrite(0, 10, {"a": b"\x01", "b": b"\x02"}),
-                P1: PartitionWrite(0, 3, {"c": b"\x03"})})
+    store.save(
+        {
+            P0: PartitionWrite(0, 10, {"a": b"\x01", "b": b"\x02"}),
+            P1: PartitionWrite(0, 3, {"c": b"\x03"}),
+        }
+    )
     assert store.load({P0: ["a", "b", "zz"], P1: ["c"]}) == {
-        P0: {"a": b"\x01", "b": b"\x02"}, P1: {"c": b"\x03"}}
+        P0: {"a": b"\x01", "b": b"\x02"},
+        P1: {"c": b"\x03"},
+    }
     assert store.next_offset(P0) == 10 and store.next_offset(P1) == 3
     assert new_store().claim(P0) == 10  # a restarted consumer resumes here
 
@@ -81,8 +87,13 @@ def test_due_users_and_the_watermark_are_saved_with_the_batch(
     store = new_store()
     store.claim(P0)
     assert store.watermark(P0) == 0 and store.due_users(P0, 10**15, 10) == []
-    store.save({P0: PartitionWrite(0, 4, {"a": b"1", "b": b"2", "c": b"3"}, 1000,
-                                   {"a": 300, "b": 100, "c": 200})})
+    store.save(
+        {
+            P0: PartitionWrite(
+                0, 4, {"a": b"1", "b": b"2", "c": b"3"}, 1000, {"a": 300, "b": 100, "c": 200}
+            )
+        }
+    )
     assert store.watermark(P0) == 1000
     assert store.due_users(P0, 250, 10) == ["b", "c"]  # earliest first, up to the time
     assert store.due_users(P0, 10**15, 2) == ["b", "c"]  # at most the limit
@@ -98,8 +109,12 @@ def test_segment_sizes_follow_the_saved_deltas(new_store: Callable[[], StateStor
     store = new_store()
     store.claim(P0)
     store.claim(P1)
-    store.save({P0: PartitionWrite(0, 3, {}, segment_deltas={0: 2, 1: 1}),
-                P1: PartitionWrite(0, 1, {}, segment_deltas={1: 1})})
+    store.save(
+        {
+            P0: PartitionWrite(0, 3, {}, segment_deltas={0: 2, 1: 1}),
+            P1: PartitionWrite(0, 1, {}, segment_deltas={1: 1}),
+        }
+    )
     store.save({P0: PartitionWrite(3, 5, {}, segment_deltas={0: -2, 2: 2})})
     assert store.segment_sizes([P0, P1]) == {1: 2, 2: 2}
     assert store.segment_sizes([P1]) == {1: 1}
@@ -141,7 +156,8 @@ def lose(store: StateStore, only_offset: bool = False) -> None:
 
 @pytest.mark.parametrize("saved_before", [False, True])
 def test_a_vanished_claim_is_lost_state_not_a_rebalance(
-    new_store: Callable[[], StateStore], saved_before: bool,
+    new_store: Callable[[], StateStore],
+    saved_before: bool,
 ) -> None:
     store = new_store()
     store.claim(P0)
@@ -174,8 +190,10 @@ def test_redis_keys_share_a_cluster_slot_per_partition_and_expire() -> None:
     store.claim(P0)
     store.save({P0: PartitionWrite(0, 1, {"alice": b"x"}, 5, {"alice": 9})})
     keys = sorted(k.decode() for k in client.scan_iter(f"{prefix}:*"))
-    assert keys == [f"{prefix}:{{events-0}}:{suffix}"
-                    for suffix in ("due", "offset", "owner", "u:alice", "watermark")]
+    assert keys == [
+        f"{prefix}:{{events-0}}:{suffix}"
+        for suffix in ("due", "offset", "owner", "u:alice", "watermark")
+    ]
     assert client.hgetall(f"{prefix}:{{events-0}}:segments") == {}
     assert 0 < client.ttl(f"{prefix}:{{events-0}}:u:alice") <= 100
     assert client.ttl(f"{prefix}:{{events-0}}:offset") == -1  # offsets never expire

@@ -10,8 +10,13 @@ from sklearn.metrics import roc_auc_score
 from operators.tags import NO_PURCHASE_WITHIN, TagDefinition, predict
 from stream.tag_trainer import TagLearner, dump_learners, exact_auc, log_loss, restore_learners
 
-TAG = TagDefinition("churn_risk", "predictive", label=NO_PURCHASE_WITHIN, horizon_days=90,
-                    features=("inactive_days", "frequency"))
+TAG = TagDefinition(
+    "churn_risk",
+    "predictive",
+    label=NO_PURCHASE_WITHIN,
+    horizon_days=90,
+    features=("inactive_days", "frequency"),
+)
 
 
 def labelled(n: int, seed: int) -> list[tuple[tuple[float, float], int]]:

@@ -33,23 +33,31 @@ def sample_vectors(n: int) -> list[dict[str, float]]:
     return vectors
 
 
-def blob_vectors(n: int, seed: int, blobs: tuple[tuple[float, ...], ...] = BLOBS,
-                 ) -> list[dict[str, float]]:
+def blob_vectors(
+    n: int,
+    seed: int,
+    blobs: tuple[tuple[float, ...], ...] = BLOBS,
+) -> list[dict[str, float]]:
     """Points around ``blobs`` in log1p space, as raw feature values."""
     rng = random.Random(seed)
     out = []
     for _ in range(n):
         center = rng.choice(blobs)
-        out.append({name: math.expm1(max(c + rng.gauss(0, 0.25), 0.0))
-                    for name, c in zip(("a", "b", "c"), center, strict=True)})
+        out.append(
+            {
+                name: math.expm1(max(c + rng.gauss(0, 0.25), 0.0))
+                for name, c in zip(("a", "b", "c"), center, strict=True)
+            }
+        )
     return out
 
 
 def cost(snapshot: SegmentSnapshot, vectors: list[dict[str, float]]) -> float:
     from operators.segments import standardize
 
-    return sum(min(math.dist(standardize(snapshot, v), c) ** 2 for c in snapshot.centers)
-               for v in vectors)
+    return sum(
+        min(math.dist(standardize(snapshot, v), c) ** 2 for c in snapshot.centers) for v in vectors
+    )
 
 
 def test_snapshot_scores_like_the_model() -> None:
@@ -96,8 +104,10 @@ def test_reaches_the_offline_kmeans_cost_on_separated_clusters() -> None:
     from operators.segments import standardize
 
     points = [standardize(snapshot, v) for v in held_out]
-    truth = [tuple((c - m) / s for c, m, s in zip(b, snapshot.means, snapshot.stds, strict=True))
-             for b in BLOBS]
+    truth = [
+        tuple((c - m) / s for c, m, s in zip(b, snapshot.means, snapshot.stds, strict=True))
+        for b in BLOBS
+    ]
     offline_centers, _ = lloyd(points, truth, 50)
     offline = sum(min(math.dist(p, c) ** 2 for c in offline_centers) for p in points)
     assert cost(snapshot, held_out) <= 1.05 * offline
@@ -112,8 +122,9 @@ def test_stationary_stream_keeps_ids_and_creates_nothing_after_the_first_snapsho
         if trainer.due():
             lineages.append(trainer.snapshot()[1])
     assert len(lineages) >= 8
-    assert all(lin.ids == (0, 1, 2, 3) and not lin.created and not lin.retired
-               for lin in lineages[1:])
+    assert all(
+        lin.ids == (0, 1, 2, 3) and not lin.created and not lin.retired for lin in lineages[1:]
+    )
 
 
 def test_a_dead_center_is_reseeded_where_the_data_went() -> None:
@@ -127,8 +138,9 @@ def test_a_dead_center_is_reseeded_where_the_data_went() -> None:
     snapshot, _ = trainer.snapshot()
     from operators.segments import standardize
 
-    new_blob = standardize(snapshot, {n: math.expm1(v) for n, v in zip("abc", moved[3],
-                                                                       strict=True)})
+    new_blob = standardize(
+        snapshot, {n: math.expm1(v) for n, v in zip("abc", moved[3], strict=True)}
+    )
     assert min(math.dist(new_blob, c) for c in snapshot.centers) < 0.5
 
 
@@ -142,8 +154,13 @@ def test_the_same_samples_give_the_same_model_under_any_hash_seed() -> None:
         "print(json.dumps(t.snapshot()[0].to_dict()))\n"
     )
     outputs = {
-        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
         for seed in ("1", "2", "3")
     }
     assert len(outputs) == 1

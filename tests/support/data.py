@@ -14,15 +14,17 @@ SHARED_DATA = ROOT.parent / "shared/data"
 def _data_file(env: str, default: Path) -> Path:
     path = Path(os.environ.get(env, default))
     if not path.is_file():
-        missing(f"{path}", FileNotFoundError("no such file"),
-                f"download it (see README, 'Evaluation') and set {env} to its path")
+        missing(
+            f"{path}",
+            FileNotFoundError("no such file"),
+            f"download it (see README, 'Evaluation') and set {env} to its path",
+        )
     return path
 
 
 def online_retail_path() -> Path:
     """``SEGSTREAM_ONLINE_RETAIL``, else ``../shared/data/online_retail/online_retail.csv.gz``."""
-    return _data_file("SEGSTREAM_ONLINE_RETAIL",
-                      SHARED_DATA / "online_retail/online_retail.csv.gz")
+    return _data_file("SEGSTREAM_ONLINE_RETAIL", SHARED_DATA / "online_retail/online_retail.csv.gz")
 
 
 def rees46_sample_path() -> Path:

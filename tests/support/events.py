@@ -26,5 +26,13 @@ def expected_states(events: Iterable[dict[str, Any]]) -> dict[str, UserState]:
 
 def features_only(state: UserState) -> tuple[object, ...]:
     """The fields events determine exactly (segment and seq depend on the model's timing)."""
-    return (state.first_seen_ms, state.last_seen_ms, state.last_purchase_ms, state.counts,
-            state.spend_cents, state.windows, state.recent_event_ids, state.category_bits)
+    return (
+        state.first_seen_ms,
+        state.last_seen_ms,
+        state.last_purchase_ms,
+        state.counts,
+        state.spend_cents,
+        state.windows,
+        state.recent_event_ids,
+        state.category_bits,
+    )

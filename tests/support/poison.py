@@ -29,20 +29,35 @@ CLASSES: dict[str, Callable[[random.Random], Message]] = {
     "encoded_surrogate": lambda r: (b"u", _raw('{"user_id":"u\ud800"}')),
     "escaped_surrogate": lambda r: (b"u\\ud800", _doc(user_id="u\ud800")),
     "surrogate_category": lambda r: (b"u", _doc(category="\udfff", event_id=f"s{r.random()}")),
-    "huge_integer": lambda r: (b"u", _raw('{"event_id":"e","user_id":"u","type":"view","ts":'
-                                          + "9" * r.randint(4301, 6000) + "}")),
-    "huge_amount": lambda r: (b"u", _raw(json.dumps(VALID)[:-1] + ',"amount":1' + "0" * 400
-                                         + "}")),
+    "huge_integer": lambda r: (
+        b"u",
+        _raw(
+            '{"event_id":"e","user_id":"u","type":"view","ts":' + "9" * r.randint(4301, 6000) + "}"
+        ),
+    ),
+    "huge_amount": lambda r: (b"u", _raw(json.dumps(VALID)[:-1] + ',"amount":1' + "0" * 400 + "}")),
     "float_out_of_range": lambda r: (b"u", _raw(json.dumps(VALID)[:-1] + ',"amount":1e400}')),
     "nan": lambda r: (b"u", _raw(json.dumps(VALID)[:-1] + ',"amount":NaN}')),
-    "deep_nesting": lambda r: (b"u", _raw('{"x":' + "[" * r.randint(20, 20_000)
-                                          + "]" * 20_000 + "}")),
-    "wrong_type": lambda r: (b"u", _doc(**{r.choice(["user_id", "ts", "type", "amount"]):
-                                           r.choice([[1], {"a": 1}, True, "12x"])})),
+    "deep_nesting": lambda r: (
+        b"u",
+        _raw('{"x":' + "[" * r.randint(20, 20_000) + "]" * 20_000 + "}"),
+    ),
+    "wrong_type": lambda r: (
+        b"u",
+        _doc(
+            **{
+                r.choice(["user_id", "ts", "type", "amount"]): r.choice(
+                    [[1], {"a": 1}, True, "12x"]
+                )
+            }
+        ),
+    ),
     "missing_field": lambda r: (b"u", _without(r.choice(list(VALID)))),
     "key_mismatch": lambda r: (r.choice([None, b"someone-else"]), _doc()),
-    "duplicate_keys": lambda r: (b"u", _raw('{"event_id":"e","user_id":"u","user_id":"v",'
-                                            '"type":"view","ts":1767225600000}')),
+    "duplicate_keys": lambda r: (
+        b"u",
+        _raw('{"event_id":"e","user_id":"u","user_id":"v","type":"view","ts":1767225600000}'),
+    ),
     "integer_currency": lambda r: (b"u", _doc(currency=978)),
     "iso_week_date": lambda r: (b"u", _doc(ts="2026-W01-1")),
     "seconds_timestamp": lambda r: (b"u", _doc(ts=1_767_225_600)),

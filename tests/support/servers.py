@@ -53,8 +53,9 @@ def ordered_producer() -> KafkaProducer:
     plain producer's retries then land after later batches, and the service rightly sets events
     that arrive over an hour behind their partition aside as late.
     """
-    return KafkaProducer(bootstrap_servers=KAFKA_BOOTSTRAP, linger_ms=20, acks="all",
-                         enable_idempotence=True)
+    return KafkaProducer(
+        bootstrap_servers=KAFKA_BOOTSTRAP, linger_ms=20, acks="all", enable_idempotence=True
+    )
 
 
 def unique(name: str) -> str:
@@ -71,8 +72,12 @@ def create_topics(*names: str, partitions: int = 4) -> None:
 
 def read_topic(topic: str) -> list[tuple[bytes | None, bytes]]:
     """Every record of ``topic`` from the start to its current end, as (key, value)."""
-    consumer = KafkaConsumer(bootstrap_servers=KAFKA_BOOTSTRAP, enable_auto_commit=False,
-                             fetch_max_bytes=16 << 20, receive_message_max_bytes=20 << 20)
+    consumer = KafkaConsumer(
+        bootstrap_servers=KAFKA_BOOTSTRAP,
+        enable_auto_commit=False,
+        fetch_max_bytes=16 << 20,
+        receive_message_max_bytes=20 << 20,
+    )
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
         consumer.assign(partitions)
@@ -113,9 +118,22 @@ class PrivateRedis:
         if shutil.which("redis-server") is None:
             missing("redis-server", FileNotFoundError("not on PATH"), "run `make services-up`")
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.log_dir)],
-            stdout=(self.log_dir / "redis.log").open("ab"), stderr=subprocess.STDOUT)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.log_dir),
+            ],
+            stdout=(self.log_dir / "redis.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
         client = self.client()
         for _ in range(100):
             try:

@@ -24,8 +24,14 @@ class Service:
         self.late_topic = unique("late")
         self.alert_topic = unique("alerts")
         self.prefix = unique("e2e")
-        create_topics(self.input_topic, self.output_topic, self.dlq_topic, self.late_topic,
-                      self.alert_topic, partitions=4)
+        create_topics(
+            self.input_topic,
+            self.output_topic,
+            self.dlq_topic,
+            self.late_topic,
+            self.alert_topic,
+            partitions=4,
+        )
         self.env = {
             **os.environ,
             "SEGSTREAM_KAFKA_BOOTSTRAP": KAFKA_BOOTSTRAP,
@@ -51,8 +57,11 @@ class Service:
         self.runs += 1
         self.log_path = self.log_dir / f"serve-{self.runs}.log"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "stream", "serve"], env={**self.env, **extra_env},
-            stdout=subprocess.DEVNULL, stderr=self.log_path.open("wb"))
+            [sys.executable, "-m", "stream", "serve"],
+            env={**self.env, **extra_env},
+            stdout=subprocess.DEVNULL,
+            stderr=self.log_path.open("wb"),
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -89,8 +98,9 @@ class Service:
                 found[partition] = int(value)
         return found
 
-    def wait_for_offsets(self, client: redis.Redis, ends: dict[int, int],
-                         timeout_s: float = 180) -> None:
+    def wait_for_offsets(
+        self, client: redis.Redis, ends: dict[int, int], timeout_s: float = 180
+    ) -> None:
         """Until Redis holds ``ends`` as every partition's next offset; fail if the service dies."""
         wanted = {p: e for p, e in ends.items() if e}
         deadline = time.monotonic() + timeout_s

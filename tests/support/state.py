@@ -23,8 +23,9 @@ class PartitionState:
     segment_sizes: dict[int, int]
 
 
-def stored_state(client: redis.Redis, prefix: str, topic: str,
-                 partitions: int = 4) -> dict[int, PartitionState]:
+def stored_state(
+    client: redis.Redis, prefix: str, topic: str, partitions: int = 4
+) -> dict[int, PartitionState]:
     found = {}
     for index in range(partitions):
         base = f"{prefix}:{{{topic}-{index}}}"
@@ -39,15 +40,20 @@ def stored_state(client: redis.Redis, prefix: str, topic: str,
             watermark=None if watermark is None else int(watermark),
             users=users,
             due={u.decode(): s for u, s in client.zrange(f"{base}:due", 0, -1, withscores=True)},
-            labels={u.decode(): unpack_pending(v)
-                    for u, v in client.hgetall(f"{base}:labels").items()},
-            segment_sizes={int(s): int(n) for s, n in client.hgetall(f"{base}:segments").items()
-                           if int(n)})
+            labels={
+                u.decode(): unpack_pending(v) for u, v in client.hgetall(f"{base}:labels").items()
+            },
+            segment_sizes={
+                int(s): int(n) for s, n in client.hgetall(f"{base}:segments").items() if int(n)
+            },
+        )
     return found
 
 
-def differences(expected: dict[int, PartitionState], got: dict[int, PartitionState],
-                ) -> list[str]:
+def differences(
+    expected: dict[int, PartitionState],
+    got: dict[int, PartitionState],
+) -> list[str]:
     """What differs, per partition and user (empty when the runs agree exactly)."""
     out = []
     for index, want in expected.items():
@@ -60,8 +66,10 @@ def differences(expected: dict[int, PartitionState], got: dict[int, PartitionSta
                 out.append(f"partition {index}: {name} differs")
         for user in want.users.keys() | have.users.keys():
             if want.users.get(user) != have.users.get(user):
-                out.append(f"partition {index}: user {user}: {want.users.get(user)} != "
-                           f"{have.users.get(user)}")
+                out.append(
+                    f"partition {index}: user {user}: {want.users.get(user)} != "
+                    f"{have.users.get(user)}"
+                )
     return out
 
 

@@ -20,8 +20,9 @@ class Tally:
 
 
 class Supervisor:
-    def __init__(self, service: Service, count: int, restart_after_s: float = 0.5,
-                 **env: str) -> None:
+    def __init__(
+        self, service: Service, count: int, restart_after_s: float = 0.5, **env: str
+    ) -> None:
         self.service, self.env, self.restart_after_s = service, env, restart_after_s
         self.tally = Tally()
         self.started = 0

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import FrameType
 
 from stream import __version__
+from stream.commands import history_command, model_command
 from stream.settings import Settings, describe_settings
 
 log = logging.getLogger("segstream")
@@ -116,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command in ("replay", "evaluate"):
         logging.getLogger().setLevel(logging.WARNING)  # the progress bar tells the story
-        return _history_command(args, settings)
+        return history_command(args, settings)
     if args.command == "inspect":
         import json
 
@@ -129,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(doc, indent=2))
         return 0
     if args.command == "model":
-        return _model_command(args, settings)
+        return model_command(args, settings)
     if args.command == "produce":
         from stream.tools import produce_simulated
 
@@ -162,125 +163,6 @@ def _history_arguments(parser: argparse.ArgumentParser, positional: bool = True)
     )
     mapping.add_argument("--delimiter", default=",")
     mapping.add_argument("--cancel-prefix", help="invoices starting with this are cancels")
-
-
-def _history_command(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.history import PRESETS, CsvMapping, HistoryError, read_history
-
-    mapping: CsvMapping | None = None
-    if args.preset:
-        mapping = PRESETS[args.preset]
-    elif args.user_column or args.time_column:
-        if not (args.user_column and args.time_column):
-            print("segstream: a CSV needs --user-column and --time-column", file=sys.stderr)
-            return 2
-        mapping = CsvMapping(
-            user=args.user_column,
-            time=args.time_column,
-            amount=args.amount_column,
-            quantity=args.quantity_column,
-            price=args.price_column,
-            type=args.type_column,
-            invoice=args.invoice_column,
-            category=args.category_column,
-            time_format=args.time_format,
-            delimiter=args.delimiter,
-            cancel_prefix=args.cancel_prefix,
-        )
-    try:
-        events = read_history(args.input, mapping)
-    except (HistoryError, OSError) as exc:
-        print(f"segstream: {exc}", file=sys.stderr)
-        return 2
-    if not events:
-        print(f"segstream: no events in {args.input}", file=sys.stderr)
-        return 2
-    if args.command == "evaluate":
-        from stream.evaluation.run import EvaluationError, evaluate
-
-        try:
-            report = evaluate(
-                events,
-                args.out,
-                k=args.k,
-                seeds=args.seeds,
-                segment_features=args.segment_features.split(","),
-                tags=settings.tags,
-            )
-        except EvaluationError as exc:
-            print(f"segstream: {exc}", file=sys.stderr)
-            return 2
-        print((args.out / "report.md").read_text())
-        print(
-            f"cost ratio median {report['cost_ratio']['median']:.3f}, "
-            f"ARI median {report['ari']['median']:.3f}; files in {args.out}; "
-            f"dead-lettered: {_by_reason(report['dead_lettered'])}"
-        )
-        return 0
-    from operators.features import DAY_MS
-    from stream.replay import progress_bar, replay_events
-
-    end_ms = max(int(e["ts"]) for e in events) + DAY_MS
-    replayed = replay_events(
-        settings, events, until_ms=end_ms, kafka=args.kafka, progress=progress_bar()
-    )
-    snapshot = replayed.processor.snapshot
-    dead = replayed.processor.metrics.dead_lettered()
-    applied = replayed.events - sum(dead.values())
-    print(
-        f"replayed {replayed.events:,} events from {args.input}: {applied:,} valid, "
-        f"{sum(dead.values()):,} dead-lettered ({_by_reason(dead)}); segment model "
-        f"v{snapshot.version if snapshot else 0}; changes on {settings.output_topic}"
-        + ("" if args.kafka else " (in memory)")
-    )
-    if applied == 0:
-        print(
-            "segstream: every event was dead-lettered; see the reasons above (an old "
-            "history? set SEGSTREAM_MIN_EVENT_TIME)",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
-
-
-def _model_command(args: argparse.Namespace, settings: Settings) -> int:
-    import json
-
-    import redis
-
-    from stream.errors import DependencyError
-    from stream.model_file import ModelFileError, export_model, import_model
-    from stream.redis_store import RedisModelStore
-
-    store = RedisModelStore(
-        redis.Redis.from_url(settings.redis_url, socket_timeout=10), settings.key_prefix
-    )
-    try:
-        if args.model_command == "export":
-            text = json.dumps(export_model(store), indent=1) + "\n"
-            if args.out is None:
-                sys.stdout.write(text)
-            else:
-                args.out.write_text(text)
-            return 0
-        version = import_model(store, json.loads(args.file.read_text()))
-    except (ModelFileError, DependencyError, OSError, ValueError) as exc:
-        print(f"segstream: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"published segment model v{version} from {args.file} under "
-        f"{settings.key_prefix!r}; serving processes pick it up within a lease period"
-    )
-    return 0
-
-
-def _by_reason(counts: dict[str, int]) -> str:
-    return (
-        ", ".join(
-            f"{reason}: {n:,}" for reason, n in sorted(counts.items(), key=lambda item: -item[1])
-        )
-        or "none"
-    )
 
 
 def serve(settings: Settings) -> int:

@@ -10,7 +10,8 @@ from operators.features import unpack_state
 from operators.inspection import describe_user
 from operators.tags import usable_models
 from stream.ports import Partition
-from stream.redis_store import RedisModelStore, RedisStateStore
+from stream.redis_models import RedisModelStore
+from stream.redis_store import RedisStateStore
 from stream.settings import Settings
 
 MAX_PARTITIONS = 10_000

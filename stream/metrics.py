@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from operators.events import EVENT_TYPES, REJECTION_REASONS
 from stream.errors import DependencyError
+from stream.model_metrics import ModelMetrics
 from stream.outputs import Tally
 from stream.ports import Partition, Record
 
@@ -39,7 +40,7 @@ REDIS_OPERATIONS = (
 INVALID_TYPE = "invalid"  # events_consumed's type for records that did not decode
 
 
-class Metrics:
+class Metrics(ModelMetrics):
     def __init__(
         self,
         registry: CollectorRegistry,
@@ -51,6 +52,7 @@ class Metrics:
         predictive_tags: Sequence[str] = (),
         alert_tags: Sequence[str] = (),
     ) -> None:
+        super().__init__(registry, predictive_tags)
         self.registry = registry
         self.version = version
         self.events_consumed = Counter(
@@ -123,18 +125,6 @@ class Metrics:
         self.redis_errors = Counter(
             "segstream_redis_errors", "Failed Redis operations.", ["operation"], registry=registry
         )
-        self.centroid_shift = Gauge(
-            "segstream_segment_centroid_shift",
-            "Distance (log1p units) each segment's center moved at the last snapshot.",
-            ["segment"],
-            registry=registry,
-        )
-        self.drift_detections = Counter(
-            "segstream_drift_detections",
-            "Changes in a predictive tag's error rate detected by ADWIN on its labels.",
-            ["tag"],
-            registry=registry,
-        )
         self.events_processed = Counter(
             "segstream_events_processed",
             "Valid events applied to user state, by event type.",
@@ -183,42 +173,6 @@ class Metrics:
             ["tag"],
             registry=registry,
         )
-        self.labels_resolved = Counter(
-            "segstream_labels_resolved",
-            "Delayed labels of predictive tags resolved (value 1: the outcome happened).",
-            ["tag", "value"],
-            registry=registry,
-        )
-        self.tag_auc = Gauge(
-            "segstream_tag_auc",
-            "Exact ROC AUC of each predictive tag, prequential, over its last 5000 labels.",
-            ["tag"],
-            registry=registry,
-        )
-        self.tag_log_loss = Gauge(
-            "segstream_tag_log_loss",
-            "Log-loss of each predictive tag, prequential, over its last 5000 labels.",
-            ["tag"],
-            registry=registry,
-        )
-        self.tag_ready = Gauge(
-            "segstream_tag_ready",
-            "1 once a predictive tag has enough labels to score users, else 0.",
-            ["tag"],
-            registry=registry,
-        )
-        self.segment_users = Gauge(
-            "segstream_segment_users",
-            "Users per segment in this consumer's partitions, updated at each model snapshot.",
-            ["segment"],
-            registry=registry,
-        )
-        self.segment_volatility = Gauge(
-            "segstream_segment_volatility",
-            "(Enters + exits) / users of each segment over the last snapshot window.",
-            ["segment"],
-            registry=registry,
-        )
         self.batch_duration = Histogram(
             "segstream_batch_duration_seconds",
             "Time to process one batch, from poll to Kafka commit.",
@@ -253,22 +207,6 @@ class Metrics:
             "Input partitions this consumer owns.",
             registry=registry,
         )
-        self.model_snapshots = Counter(
-            "segstream_model_snapshots_published",
-            "Segment model snapshots published.",
-            registry=registry,
-        )
-        self.model_version = Gauge(
-            "segstream_model_version",
-            "Version of the segment model used for scoring.",
-            registry=registry,
-        )
-        self.trainer = Gauge(
-            "segstream_trainer",
-            "1 while this process holds the trainer lease (trains and "
-            "publishes the models), else 0.",
-            registry=registry,
-        )
         self.last_batch = Gauge(
             "segstream_last_batch_timestamp_seconds",
             "Wall-clock time the last batch finished (liveness).",
@@ -281,7 +219,6 @@ class Metrics:
             registry=registry,
         )
         self._model_version_label = "0"
-        self._segments: set[int] = set()  # segments with users/volatility series
         self.build_info.labels(version=version, model_version="0").set(1)
         # Create every labelled child up front: series exist at 0 before the first event.
         for event_type in EVENT_TYPES:
@@ -306,10 +243,6 @@ class Metrics:
         for tag in tags:
             for direction in ("enter", "exit"):
                 self.tag_transitions.labels(tag=tag, direction=direction)
-        for tag in predictive_tags:
-            self.drift_detections.labels(tag=tag)
-            for value in ("0", "1"):
-                self.labels_resolved.labels(tag=tag, value=value)
         for tag in alert_tags:
             self.alerts.labels(tag=tag)
 
@@ -364,22 +297,6 @@ class Metrics:
                 for gauge in (self.consumer_lag, self.last_event_timestamp):
                     with suppress(KeyError):  # never set: no series to remove
                         gauge.remove(str(partition.index))
-
-    def segment_figures(
-        self, segments: Sequence[int], sizes: Mapping[int, int], moves: Mapping[int, int]
-    ) -> None:
-        """Users per segment and volatility (enters + exits per user) at a new snapshot; a
-        retired segment's series are dropped."""
-        for segment in self._segments - set(segments):
-            self.segment_users.remove(str(segment))
-            self.segment_volatility.remove(str(segment))
-        for segment in segments:
-            size = sizes.get(segment, 0)
-            self.segment_users.labels(segment=str(segment)).set(size)
-            self.segment_volatility.labels(segment=str(segment)).set(
-                moves.get(segment, 0) / size if size else 0.0
-            )
-        self._segments = set(segments)
 
     def dead_lettered(self) -> dict[str, int]:
         """Records dead-lettered so far, by reason (those with any)."""

@@ -19,7 +19,7 @@ from typing import Any
 from operators.segments import SegmentSnapshot
 from operators.tags import TagModel
 from stream.ports import ModelStore
-from stream.redis_store import RedisModelStore
+from stream.redis_models import RedisModelStore
 from stream.trainer import SegmentTrainer
 
 FORMAT = "segstream-model"

@@ -35,12 +35,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from river import cluster, preprocessing
 
+from stream.kmeans import Point, kmeans_cost, kmeans_plus_plus, lloyd, nearest
 from stream.state_codec import scaler_from_dict, scaler_to_dict
-
-Point = tuple[float, ...]
 
 
 class StreamSegmentModel:
@@ -289,73 +287,3 @@ class StreamSegmentModel:
 def _center(features: Sequence[str], point: Point) -> defaultdict[str, float]:
     # River's KMeans draws a random value for a missing key; every key is present here.
     return defaultdict(float, zip(features, point, strict=True))
-
-
-def nearest(centers: Sequence[Point], p: Point) -> tuple[int, float]:
-    """(index, distance) of the nearest center; ties go to the lower index."""
-    best, best_distance = 0, math.inf
-    for i, c in enumerate(centers):
-        distance = math.dist(c, p)
-        if distance < best_distance:
-            best, best_distance = i, distance
-    return best, best_distance
-
-
-def kmeans_plus_plus(
-    points: Sequence[Point],
-    k: int,
-    rng: random.Random,
-    existing: Sequence[Point] = (),
-) -> list[Point]:
-    """k-means++ seeding: each new center is a point drawn with probability ~ D(x)^2."""
-    data = np.asarray(points, dtype=float)
-    chosen: list[Point] = []
-    if not existing:
-        chosen.append(points[rng.randrange(len(points))])
-    anchors = [*existing, *chosen]
-    gaps = _squared_distances(data, np.asarray(anchors, dtype=float)).min(axis=1)
-    while len(chosen) < k:
-        cumulative = np.cumsum(gaps)
-        total = float(cumulative[-1])
-        if total <= 0:
-            pick = rng.randrange(len(points))
-        else:
-            pick = min(int(np.searchsorted(cumulative, rng.random() * total)), len(points) - 1)
-        chosen.append(points[pick])
-        gaps = np.minimum(gaps, ((data - data[pick]) ** 2).sum(axis=1))
-    return chosen
-
-
-def kmeans_cost(points: Sequence[Point], centers: Sequence[Point]) -> float:
-    """Sum of squared distances from each point to its nearest center."""
-    squared = _squared_distances(np.asarray(points, dtype=float), np.asarray(centers, dtype=float))
-    return float(squared.min(axis=1).sum())
-
-
-def lloyd(
-    points: Sequence[Point],
-    centers: Sequence[Point],
-    iterations: int,
-) -> tuple[list[Point], list[int]]:
-    """Lloyd's k-means iterations from ``centers``; an empty cluster keeps its center."""
-    data = np.asarray(points, dtype=float)
-    current = np.asarray(centers, dtype=float)
-    sizes = np.zeros(len(current), dtype=int)
-    for _ in range(iterations):
-        labels = _squared_distances(data, current).argmin(axis=1)
-        sizes = np.bincount(labels, minlength=len(current))
-        sums = np.zeros_like(current)
-        np.add.at(sums, labels, data)
-        moved = np.where(sizes[:, None] > 0, sums / np.maximum(sizes, 1)[:, None], current)
-        if np.array_equal(moved, current):
-            break
-        current = moved
-    return [tuple(float(v) for v in c) for c in current], [int(n) for n in sizes]
-
-
-def _squared_distances(
-    data: npt.NDArray[np.float64],
-    centers: npt.NDArray[np.float64],
-) -> npt.NDArray[np.float64]:
-    """(points x centers) squared Euclidean distances."""
-    return ((data[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)  # type: ignore[no-any-return]

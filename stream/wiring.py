@@ -32,7 +32,8 @@ from stream.memory import (
 from stream.metrics import Metrics
 from stream.outputs import Topics
 from stream.ports import Clock, EventSource, ModelStore, Sink, StateStore
-from stream.redis_store import RedisModelStore, RedisStateStore
+from stream.redis_models import RedisModelStore
+from stream.redis_store import RedisStateStore
 from stream.settings import Settings
 from stream.trainer import SegmentTrainer
 

@@ -22,7 +22,7 @@ import pytest
 from operators.segments import SegmentSnapshot
 from stream.generator import encode, generate_events
 from stream.rebuild import EPOCH_SHIFT
-from stream.redis_store import RedisModelStore
+from stream.redis_models import RedisModelStore
 from tests.support.events import expected_states, features_only
 from tests.support.model import TAGS
 from tests.support.servers import PrivateRedis, end_offsets, ordered_producer, read_topic

@@ -11,7 +11,7 @@ from operators.segments import SegmentSnapshot
 from operators.tags import TagModel
 from stream.memory import InMemoryModelStore
 from stream.ports import ModelStore
-from stream.redis_store import RedisModelStore
+from stream.redis_models import RedisModelStore
 from tests.support.servers import redis_client, unique
 
 SNAPSHOT = SegmentSnapshot(

@@ -13,7 +13,7 @@ from operators.events import Event, decode_event
 from operators.features import UserState, features_at, update_features
 from operators.segments import SegmentSnapshot, assign_segment
 from stream.generator import encode, generate_events
-from stream.segment_model import lloyd, nearest
+from stream.kmeans import lloyd, nearest
 from stream.trainer import SegmentTrainer
 
 FEATURES = ("recency_days", "frequency", "monetary", "views_30d")

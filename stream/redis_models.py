@@ -1,0 +1,106 @@
+"""The published models in Redis: one hash, ``{prefix}:model:segments``, with the segment
+snapshot (``snapshot``, JSON), its trainer's state (``trainer``, versioned JSON), the tag models
+(``tags``, JSON) and their learners' state (``learners``, versioned JSON); and the trainer lease,
+``{prefix}:model:trainer``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+import redis
+
+from operators.segments import SegmentSnapshot
+from operators.tags import TagModel
+from stream.errors import DependencyError
+
+# Take the trainer lease if free, renew it if ours. KEYS: lease; ARGV: token, lease in ms.
+_LEASE_SCRIPT = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+class RedisModelStore:
+    """The published models in one hash (``<prefix>:model:segments``): the segment snapshot
+    (JSON) and its trainer's state, the tag models (JSON) and their learners' state."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "segstream") -> None:
+        self._client = client
+        self._key = f"{prefix}:model:segments"
+        self._lease_key = f"{prefix}:model:trainer"
+        self._lease = client.register_script(_LEASE_SCRIPT)
+
+    def _get(self, *fields: str) -> list[bytes | None]:
+        try:
+            return self._client.hmget(self._key, list(fields))  # type: ignore[return-value]
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: loading {', '.join(fields)} failed: {exc}") from exc
+
+    def _set(self, mapping: Mapping[str, bytes | None]) -> None:
+        present = {k: v for k, v in mapping.items() if v is not None}
+        try:
+            self._client.hset(self._key, mapping=present)  # type: ignore[arg-type]
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: saving {', '.join(present)} failed: {exc}") from exc
+
+    def load(self) -> tuple[SegmentSnapshot | None, bytes | None]:
+        snapshot, trainer = self._get("snapshot", "trainer")
+        if snapshot is None:
+            return None, None
+        return SegmentSnapshot.from_dict(json.loads(snapshot)), trainer
+
+    def load_snapshot(self) -> SegmentSnapshot | None:
+        (snapshot,) = self._get("snapshot")
+        return SegmentSnapshot.from_dict(json.loads(snapshot)) if snapshot else None
+
+    def save(self, snapshot: SegmentSnapshot, trainer_state: bytes | None) -> None:
+        self._set({"snapshot": json.dumps(snapshot.to_dict()).encode(), "trainer": trainer_state})
+
+    def load_tags(self) -> dict[str, TagModel]:
+        (stored,) = self._get("tags")
+        return {doc["tag"]: TagModel.from_dict(doc) for doc in json.loads(stored)} if stored else {}
+
+    def load_learners(self) -> bytes | None:
+        (learners,) = self._get("learners")
+        return learners
+
+    def save_tags(self, models: Mapping[str, TagModel], learners: bytes | None = None) -> None:
+        self._set(
+            {
+                "tags": json.dumps([m.to_dict() for m in models.values()]).encode(),
+                "learners": learners,
+            }
+        )
+
+    def replace(
+        self,
+        snapshot: SegmentSnapshot,
+        trainer_state: bytes | None,
+        tags: Mapping[str, TagModel],
+        learners: bytes | None,
+    ) -> None:
+        """Publish all of it at once, dropping state the new models do not come with."""
+        mapping = {
+            "snapshot": json.dumps(snapshot.to_dict()).encode(),
+            "tags": json.dumps([m.to_dict() for m in tags.values()]).encode(),
+            "trainer": trainer_state,
+            "learners": learners,
+        }
+        try:
+            with self._client.pipeline(transaction=True) as pipe:
+                pipe.delete(self._key)
+                pipe.hset(self._key, mapping={k: v for k, v in mapping.items() if v is not None})
+                pipe.execute()
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: publishing the models failed: {exc}") from exc
+
+    def hold_trainer_lease(self, token: str, lease_ms: int) -> bool:
+        try:
+            return bool(self._lease(keys=[self._lease_key], args=[token, lease_ms]))
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: the trainer lease failed: {exc}") from exc

@@ -23,6 +23,7 @@ class Batch:
     sources: dict[int, Record] = field(default_factory=dict)  # id(event) -> its record
     outputs: dict[Partition, Outputs] = field(default_factory=dict)
     until_ms: dict[Partition, int] = field(default_factory=dict)  # forced watermark (a sweep)
+    reassign: dict[Partition, list[str]] = field(default_factory=dict)  # users to move now
 
 
 def decode_records(

@@ -72,6 +72,13 @@ class MeteredStateStore:
             self._metrics, "due_users", lambda: self.store.due_users(partition, until_ms, limit)
         )
 
+    def scan_users(
+        self, partition: Partition, cursor: int, count: int
+    ) -> tuple[int, dict[str, bytes]]:
+        return _timed(
+            self._metrics, "scan_users", lambda: self.store.scan_users(partition, cursor, count)
+        )
+
     def load_pending(
         self,
         users: Mapping[Partition, Collection[str]],

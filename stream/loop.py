@@ -60,6 +60,7 @@ from stream.ports import (
     StateStore,
 )
 from stream.retry import with_retries
+from stream.sweeps import reassign_some, sweep_until
 from stream.trainer import SegmentTrainer
 
 log = logging.getLogger(__name__)
@@ -138,10 +139,11 @@ class Processor(Ownership):
                 lambda: self.source.poll(self.config.max_batch_records, self.config.poll_timeout_s),
             )
         self.last_loop_s = self.clock.time_s()
-        if not records:
-            return 0
-        for part in self.rebuilds.split(records):  # two when a rebuild ends inside the batch
-            self._process(part)
+        for part in self.rebuilds.split(records) if records else []:
+            self._process(part)  # two parts when a rebuild ends inside the batch
+        if not records:  # idle: still follow the models the trainer publishes
+            self._with_retries("train", lambda: self._train([], []))
+        reassign_some(self)  # a chunk of users out of retired segments, if a model retired any
         return len(records)
 
     def _process(self, records: list[Record]) -> None:
@@ -186,6 +188,7 @@ class Processor(Ownership):
                 dues[partition],
                 self.learning.tag_models,
                 pending.get(partition, {}),
+                batch.reassign.get(partition, ()),
             )
             outputs = batch.outputs.setdefault(partition, Outputs(self.config.topics, batch.now_ms))
             outputs.seq_base = self.rebuilds.seq_base(partition)
@@ -257,7 +260,9 @@ class Processor(Ownership):
                     partition, until, self.config.sweep_batch_users
                 )
             users = {
-                p: {e.user_id for e in batch.events.get(p, [])} | set(dues[p])
+                p: {e.user_id for e in batch.events.get(p, [])}
+                | set(dues[p])
+                | set(batch.reassign.get(p, ()))
                 for p in batch.next_offsets
             }
             try:
@@ -291,29 +296,14 @@ class Processor(Ownership):
         return saved
 
     def sweep_until(self, at_ms: int) -> int:
-        """Let event time pass to ``at_ms`` with no events: re-score every user due by then.
+        """Re-score every user due by ``at_ms`` (``stream.sweeps.sweep_until``)."""
+        return sweep_until(self, at_ms)
 
-        For replays and evaluations, whose input ends while users are still due; the live loop
-        only moves time with events. The same path as a batch, with no records. Returns the
-        number of re-scorings.
-        """
-        rescored = 0
-        for partition in sorted(self.owned, key=str):
-            offset = self.state_store.next_offset(partition)
-            if offset is None:
-                continue
-            until = max(self.watermarks.get(partition, 0), at_ms)
-            while partition in self.owned and self.state_store.due_users(partition, until, 1):
-                batch = Batch(
-                    int(self.clock.time_s() * 1000),
-                    {partition: offset},
-                    {partition: offset},
-                    until_ms={partition: until},
-                )
-                vectors, labels = self._run(batch)
-                self._train(vectors, labels)
-                rescored += sum(o.tally.rescored for o in batch.outputs.values())
-        return rescored
+    def run_pass(self, batch: Batch) -> int:
+        """Steps 3-8 for a pass with no new records (a sweep); returns the re-scorings."""
+        vectors, labels = self._run(batch)
+        self._train(vectors, labels)
+        return sum(o.tally.rescored for o in batch.outputs.values())
 
     def _load_pending(
         self,
@@ -326,7 +316,9 @@ class Processor(Ownership):
         return {p: {u: unpack_pending(b) for u, b in found.items()} for p, found in loaded.items()}
 
     def _train(self, vectors: list[dict[str, float]], labels: list[Label]) -> None:
+        before = self.snapshot
         if self.learning.learn(vectors, labels) and self.snapshot is not None:
+            self.reassignments.model_changed(before, self.snapshot, self.owned)
             if self.learning.leading:
                 self.rebuilds.note_model(self.source, self.learning.version)
             sizes = self.state_store.segment_sizes(self.owned)

@@ -248,6 +248,14 @@ class InMemoryStateStore:
         due = sorted((at, user) for user, at in dues.items() if at <= until_ms)
         return [user for _, user in due[:limit]]
 
+    def scan_users(
+        self, partition: Partition, cursor: int, count: int
+    ) -> tuple[int, dict[str, bytes]]:
+        users = sorted(self._data.get(partition, _PartitionData()).users.items())
+        chunk = users[cursor : cursor + count]
+        following = cursor + count if cursor + count < len(users) else 0
+        return following, dict(chunk)
+
     def users(self) -> dict[str, bytes]:
         """Every stored user record, for the demo's summary."""
         return {u: v for data in self._data.values() for u, v in data.users.items()}

@@ -29,6 +29,7 @@ REDIS_OPERATIONS = (
     "load",
     "load_pending",
     "due_users",
+    "scan_users",
     "save",
     "watermark",
     "next_offset",

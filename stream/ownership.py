@@ -16,6 +16,7 @@ from stream.learning import Learning
 from stream.metrics import Metrics
 from stream.ports import EventSource, Partition, StateStore
 from stream.rebuild import Rebuilds
+from stream.sweeps import Reassignments
 
 log = logging.getLogger("stream.loop")
 
@@ -32,6 +33,7 @@ class Ownership:
         self.unsaveable: set[Partition] = set()  # owned, but their state can no longer be saved
         self.watermarks: dict[Partition, int] = {}
         self.rebuilds = Rebuilds()  # epochs, and partitions rebuilding after a state loss
+        self.reassignments = Reassignments()  # scans for users in retired segments
 
     def assigned(self, partitions: Collection[Partition]) -> dict[Partition, int | None]:
         resume = {p: self.state_store.claim(p) for p in partitions}
@@ -52,6 +54,7 @@ class Ownership:
     def revoked(self, partitions: Collection[Partition]) -> None:
         self.owned.difference_update(partitions)
         self.rebuilds.revoked(partitions)
+        self.reassignments.revoked(partitions)
         self.unsaveable.difference_update(partitions)
         self.metrics.rebalanced("revoked", partitions, len(self.owned))
         log.info("revoked %s", sorted(map(str, partitions)))

@@ -111,6 +111,12 @@ class StateStore(Protocol):
         """Up to ``limit`` users of the partition whose re-scoring is due at or before
         ``until_ms``, earliest first."""
 
+    def scan_users(
+        self, partition: Partition, cursor: int, count: int
+    ) -> tuple[int, dict[str, bytes]]:
+        """About ``count`` of the partition's user records from ``cursor`` (0 to start), and
+        the cursor to go on from (0 once every user was returned at least once)."""
+
     def load_pending(
         self,
         users: Mapping[Partition, Collection[str]],

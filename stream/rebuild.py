@@ -36,17 +36,21 @@ class Note:
 
     epoch: int = 0
     model_version: int = 0
+    rebuilding: bool = False  # nothing published under ``epoch`` yet: a rebuild is under way
 
     def encode(self) -> str:
-        return json.dumps({"epoch": self.epoch, "model": self.model_version}, separators=(",", ":"))
+        doc = {"epoch": self.epoch, "model": self.model_version}
+        if self.rebuilding:
+            doc["rebuilding"] = 1
+        return json.dumps(doc, separators=(",", ":"))
 
     @staticmethod
     def decode(text: str) -> Note:
         """An unreadable or empty note (a commit by another tool) reads as epoch 0."""
         try:
             doc = json.loads(text)
-            return Note(int(doc["epoch"]), int(doc["model"]))
-        except (ValueError, KeyError, TypeError):
+            return Note(int(doc["epoch"]), int(doc["model"]), bool(doc.get("rebuilding")))
+        except (ValueError, KeyError, TypeError, AttributeError):
             return Note()
 
 
@@ -72,8 +76,17 @@ class Rebuilds:
             self.until.pop(partition, None)
             self.epochs[partition] = note.epoch
             if last is not None and (stored is None or stored < last.offset):
-                self.epochs[partition] = note.epoch + 1
                 self.until[partition] = last.offset
+                if note.rebuilding:  # taken over mid-rebuild: nothing published under it yet
+                    log.warning(
+                        "resuming the rebuild of %s at %s, quiet up to offset %d (epoch %d)",
+                        partition,
+                        "the start" if stored is None else stored,
+                        last.offset,
+                        note.epoch,
+                    )
+                    continue
+                self.epochs[partition] = note.epoch + 1
                 raised[partition] = last.offset
                 log.warning(
                     "STATE LOST for %s: the store resumes at %s but outputs were "
@@ -147,4 +160,7 @@ class Rebuilds:
         return out
 
     def notes(self, partitions: Collection[Partition], model_version: int) -> dict[Partition, str]:
-        return {p: Note(self.epochs.get(p, 0), model_version).encode() for p in partitions}
+        return {
+            p: Note(self.epochs.get(p, 0), model_version, p in self.until).encode()
+            for p in partitions
+        }

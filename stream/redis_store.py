@@ -256,5 +256,26 @@ class RedisStateStore:
             raise DependencyError(f"redis: reading due users of {partition} failed") from exc
         return [u.decode() for u in users]
 
+    def scan_users(
+        self, partition: Partition, cursor: int, count: int
+    ) -> tuple[int, dict[str, bytes]]:
+        try:
+            following, keys = self._client.scan(
+                cursor, match=self.user_key(partition, "*"), count=count
+            )
+            names = [k if isinstance(k, bytes) else k.encode() for k in keys]
+            values: list[bytes | None] = []
+            if names:
+                values = self._client.mget(names)  # type: ignore[assignment]
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: scanning the users of {partition} failed") from exc
+        prefix = len(self.user_key(partition, ""))
+        found = {
+            key.decode()[prefix:]: value
+            for key, value in zip(names, values, strict=True)
+            if value is not None
+        }
+        return int(following), found
+
     def close(self) -> None:
         self._client.close()

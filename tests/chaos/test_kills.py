@@ -100,7 +100,8 @@ def test_kills_rebalances_and_a_broker_restart_change_nothing(tmp_path: Path) ->
             progress()
             time.sleep(0.1)
         chaos_s = time.monotonic() - started
-        assert all(code == 0 for code in supervisor.stop())
+        stopped = supervisor.stop()
+        assert all(code == 0 for code in stopped), (stopped, supervisor.logs())
 
         calm_state = stored_state(client, calm.prefix, calm.input_topic)
         chaos_state = stored_state(client, chaos.prefix, chaos.input_topic)

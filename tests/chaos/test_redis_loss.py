@@ -96,6 +96,15 @@ def test_a_redis_restart_that_loses_everything(tmp_path: Path) -> None:
                 print(f"[test] {exc}")
             assert time.monotonic() < deadline, service.offsets(client)
             time.sleep(0.1)
+        # Users in a segment the last model retired move within a few scans.
+        final = models.load_snapshot()
+        while final is None or any(
+            s.segment not in final.segment_ids for s in service.states(client).values()
+        ):
+            watch()
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+            final = models.load_snapshot()
         exits = supervisor.tally.exits
         assert all(code == 0 for code in supervisor.stop())
 
@@ -103,15 +112,14 @@ def test_a_redis_restart_that_loses_everything(tmp_path: Path) -> None:
         assert {u: features_only(s) for u, s in states.items()} == {
             u: features_only(s) for u, s in expected_states(events).items()
         }
-        final = models.load_snapshot()
-        assert isinstance(final, SegmentSnapshot)
+        assert isinstance(final, SegmentSnapshot) and final == models.load_snapshot()
         assert versions == sorted(versions) and final.version > before_loss
         outside = {u: s.segment for u, s in states.items() if s.segment not in final.segment_ids}
         assert outside == {}
         docs = [json.loads(value) for _, value in read_topic(service.output_topic)]
         changes = [d for d in docs if d["kind"] == "user_changed"]
         assert seq_violations(changes) == []
-        assert any(c["seq"] >> EPOCH_SHIFT == 1 for c in changes)  # published after the loss
+        assert any(c["seq"] >> EPOCH_SHIFT >= 1 for c in changes)  # published after the loss
         assert 75 in exits  # the loss was noticed, not papered over
         republished = [d for d in docs if d["kind"] == "model_republished"]
         print(

@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping
 import pytest
 from prometheus_client import CollectorRegistry
 
-from operators import pipeline
+from operators import scoring
 from operators.events import EVENT_TYPES, Event
 from operators.features import UserState, unpack_state
 from stream.errors import DependencyError, StateLost
@@ -318,14 +318,14 @@ def test_an_event_whose_processing_raises_is_dead_lettered_and_the_rest_goes_on(
     broker = InMemoryBroker()
     events = feed(broker)
     poison = events[len(events) // 2]
-    real_update = pipeline.update_features
+    real_update = scoring.update_features
 
     def update(state: UserState | None, event: Event, digest: int | None = None) -> UserState:
         if event.event_id == poison["event_id"]:
             raise struct.error("simulated bug")
         return real_update(state, event, digest)
 
-    monkeypatch.setattr(pipeline, "update_features", update)
+    monkeypatch.setattr(scoring, "update_features", update)
     parts = in_memory_parts(SETTINGS, broker)
     drain(build_processor(SETTINGS, parts))
     dead = [json.loads(r.value) for r in broker.records(SETTINGS.dlq_topic)]

@@ -156,3 +156,26 @@ def test_the_model_file_helper_writes_json(tmp_path: Path) -> None:
         itertools.islice(generate_events(100, seed=2, days=20), 3000), tmp_path / "m.json"
     )
     assert json.loads((tmp_path / "m.json").read_text()) == doc
+
+
+def test_a_rebuild_taken_over_midway_keeps_its_epoch() -> None:
+    p0 = Partition("t", 0)
+
+    class Source:
+        def __init__(self) -> None:
+            self.commits: list[dict[Partition, int]] = []
+
+        def committed(self) -> dict[Partition, Committed]:
+            return {p0: Committed(100, Note(3, 5, rebuilding=True).encode())}
+
+        def commit(self, offsets: dict[Partition, int], metadata: Any = None) -> bool:
+            self.commits.append(dict(offsets))
+            return True
+
+    source, rebuilds = Source(), Rebuilds()
+    rebuilds.assigned(source, {p0: 40}, 5)  # type: ignore[arg-type]
+    assert source.commits == [] and rebuilds.seq_base(p0) == 3 << EPOCH_SHIFT
+    assert rebuilds.quiet(p0, 90)
+    assert Note.decode(rebuilds.notes([p0], 5)[p0]).rebuilding
+    assert rebuilds.saved({p0: 100}) == {p0: 100}
+    assert not Note.decode(rebuilds.notes([p0], 5)[p0]).rebuilding  # publishing from here

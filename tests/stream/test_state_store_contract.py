@@ -199,3 +199,20 @@ def test_redis_keys_share_a_cluster_slot_per_partition_and_expire() -> None:
     assert client.ttl(f"{prefix}:{{events-0}}:offset") == -1  # offsets never expire
     for key in keys:
         client.delete(key)
+
+
+def test_a_scan_returns_every_user_of_the_partition(new_store: Callable[[], StateStore]) -> None:
+    store = new_store()
+    store.claim(P0)
+    store.claim(P1)
+    users = {f"user-{i}:x*": bytes([i]) for i in range(250)}  # odd ids are fine
+    store.save({P0: PartitionWrite(0, 1, users), P1: PartitionWrite(0, 1, {"other": b"o"})})
+    seen: dict[str, bytes] = {}
+    cursor, rounds = 0, 0
+    while True:
+        cursor, found = store.scan_users(P0, cursor, 40)
+        seen.update(found)
+        rounds += 1
+        if cursor == 0:
+            break
+    assert seen == users and rounds > 1

@@ -74,11 +74,16 @@ class Supervisor:
         copy.terminate()
         self.tally.removed += 1
 
+    def logs(self) -> str:
+        """The tails of the running copies' logs."""
+        return "\n".join(f"--- {c.log_path.name}\n{c.log()[-3000:]}" for c in self.copies)
+
     def stop(self) -> list[int]:
-        """SIGTERM every copy; their exit codes."""
-        codes = [copy.terminate() for copy in self.copies if copy.process is not None]
-        self.copies = []
-        return codes
+        """SIGTERM every copy once it is serving (a signal during the imports would just end
+        the interpreter); their exit codes."""
+        for copy in self.copies:
+            copy.http_port(timeout_s=60)
+        return [copy.terminate() for copy in self.copies if copy.process is not None]
 
     def kill_all(self) -> None:
         for copy in self.copies:

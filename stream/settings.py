@@ -164,7 +164,10 @@ class Settings:
         "A sampled user offers each predictive tag a label at most this often (event time)",
     )
     sweep_batch_users: int = _setting(
-        5000, "SEGSTREAM_SWEEP_BATCH_USERS", "Most due users re-scored per partition per batch"
+        5000,
+        "SEGSTREAM_SWEEP_BATCH_USERS",
+        "Most due users re-scored per partition per batch; also the users scanned per "
+        "step for those in a segment a new model retired",
     )
     trainer_lease_s: int = _setting(
         30,

@@ -12,9 +12,9 @@ from stream.settings import describe_settings
 README = Path(__file__).parents[1].joinpath("README.md").read_text()
 
 
-def test_every_setting_is_documented_with_its_default() -> None:
-    for env, default, _ in describe_settings():
-        assert f"| `{env}` | `{default}` |" in README, env
+def test_every_setting_is_documented_with_its_default_and_description() -> None:
+    for env, default, doc in describe_settings():
+        assert f"| `{env}` | `{default}` | {doc} |" in README, env
 
 
 def test_every_metric_is_documented() -> None:

@@ -101,7 +101,7 @@ def test_no_malformed_message_stops_a_consumer(tmp_path: Path) -> None:
         print(
             f"\nfuzz through Kafka: {len(sent):,} malformed messages, {len(by_class)} classes, "
             f"0 exits, 100% dead-lettered; reasons "
-            f"{dict(Counter(dead[p]['reason'] for p in sent))}"
+            f"{dict(Counter(dead[p]['reason'] for p in sent))}; by class {dict(by_class)}"
         )
         got = {u: features_only(s) for u, s in service.states(client).items()}
         assert got == {u: features_only(s) for u, s in expected_states(valid).items()}

@@ -192,11 +192,12 @@ class Processor(Ownership):
             )
             outputs = batch.outputs.setdefault(partition, Outputs(self.config.topics, batch.now_ms))
             outputs.seq_base = self.rebuilds.seq_base(partition)
-            outputs.outcome(outcome, batch.sources)
             if self.rebuilds.quiet(partition, batch.next_offsets[partition]):
-                outputs.records.clear()  # published before the loss: state only
+                outputs.quiet = True  # published before the loss: state only
+                outputs.records.clear()  # (the decoder's dead letters)
                 quiet.add(partition)
-            else:
+            outputs.outcome(outcome, batch.sources)
+            if partition not in quiet:
                 training.extend(outcome.training_vectors)
                 labels.extend(outcome.labels)
             writes[partition] = PartitionWrite(

@@ -51,10 +51,14 @@ class Outputs:
     topics: Topics
     now_ms: int
     seq_base: int = 0  # the partition's epoch, as high bits of seq (stream.rebuild)
+    quiet: bool = False  # a rebuild below the published offset: tally only, nothing to send
     records: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
     tally: Tally = field(default_factory=Tally)
 
     def dead_letter(self, record: Record, rejected: Rejected) -> None:
+        self.tally.dead_lettered[rejected.reason] += 1
+        if self.quiet:
+            return
         self.records.append(
             (
                 self.topics.dlq,
@@ -64,22 +68,32 @@ class Outputs:
                 ),
             )
         )
-        self.tally.dead_lettered[rejected.reason] += 1
 
     def outcome(self, outcome: BatchOutcome, sources: dict[int, Record]) -> None:
         """The changes, alerts, late and failed events of one partition's transition."""
         tally = self.tally
+        publish = not self.quiet
         if self.seq_base:
             outcome.changes = [replace(c, seq=self.seq_base | c.seq) for c in outcome.changes]
         for change, tag in outcome.alerts:
-            self.records.append(
-                (self.topics.alert, change.user_id.encode(), encode_alert(change, tag, self.now_ms))
-            )
+            if publish:
+                self.records.append(
+                    (
+                        self.topics.alert,
+                        change.user_id.encode(),
+                        encode_alert(change, tag, self.now_ms),
+                    )
+                )
             tally.alerts[tag] += 1
         for change in outcome.changes:
-            self.records.append(
-                (self.topics.output, change.user_id.encode(), encode_change(change, self.now_ms))
-            )
+            if publish:
+                self.records.append(
+                    (
+                        self.topics.output,
+                        change.user_id.encode(),
+                        encode_change(change, self.now_ms),
+                    )
+                )
             for tag in change.tags_added:
                 tally.tag_moves[tag, "enter"] += 1
             for tag in change.tags_removed:
@@ -95,7 +109,7 @@ class Outputs:
                     tally.segment_deltas[segment] += step
                     tally.segment_touches[segment] += 1
         tally.changes += len(outcome.changes)
-        for event, watermark in outcome.late:
+        for event, watermark in outcome.late if publish else ():
             record = sources[id(event)]
             late = Rejected(
                 "late", f"event time {event.ts_ms} is before the partition's watermark {watermark}"

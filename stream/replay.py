@@ -74,22 +74,14 @@ def _replay_on_kafka(
     until_ms: int | None,
     progress: Callable[[int, int], None] | None,
 ) -> Replayed:
-    from kafka import KafkaProducer
-
+    from stream.kafka_io import KafkaSink
     from stream.wiring import kafka_redis_parts
 
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","),
-        linger_ms=20,
-        batch_size=256 * 1024,
-        acks="all",
-        # retries must not reorder a partition: late events are dropped
-        enable_idempotence=True,
-    )
+    # Idempotent: retries must not reorder a partition (late events are dropped).
+    producer = KafkaSink(settings.kafka_bootstrap, linger_ms=20, batch_size=256 * 1024)
     try:
         for event in events:
-            key, value = encode(event)
-            producer.send(settings.input_topic, key=key, value=value)
+            producer.send(settings.input_topic, *encode(event))
         producer.flush()
     finally:
         producer.close()

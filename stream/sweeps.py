@@ -63,11 +63,11 @@ class Reassignments:
                 self.cursors[partition] = following
             else:
                 del self.cursors[partition]
+            segments = {user: unpack_state(packed).segment for user, packed in found.items()}
             return partition, [
                 user
-                for user, packed in found.items()
-                if unpack_state(packed).segment not in current
-                and unpack_state(packed).segment != NO_SEGMENT
+                for user, segment in segments.items()
+                if segment not in current and segment != NO_SEGMENT
             ]
         return None
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from stream.generator import MALFORMED, encode, generate_events
+from stream.kafka_io import KafkaSink
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,21 +40,15 @@ def create_topics(settings: Settings, partitions: int, replication: int) -> None
 def produce_simulated(
     settings: Settings, users: int, days: float, seed: int, malformed: int
 ) -> int:
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","),
-        linger_ms=20,
-        batch_size=256 * 1024,
-        acks="all",
-        enable_idempotence=True,
-    )  # retries keep partition order
+    # Idempotent: retries keep each partition in order.
+    producer = KafkaSink(settings.kafka_bootstrap, linger_ms=20, batch_size=256 * 1024)
     sent = 0
     try:
         for event in generate_events(users, seed=seed, days=days):
-            key, value = encode(event)
-            producer.send(settings.input_topic, key=key, value=value)
+            producer.send(settings.input_topic, *encode(event))
             sent += 1
         for i in range(malformed):
-            producer.send(settings.input_topic, key=b"u", value=MALFORMED[i % len(MALFORMED)])
+            producer.send(settings.input_topic, b"u", MALFORMED[i % len(MALFORMED)])
             sent += 1
         producer.flush()
     finally:

@@ -7,10 +7,9 @@ sampled user, and the trainer learns the :class:`Label`s it releases.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from operators.features import UserState, features_at
 from operators.tags import PendingLabel, TagDefinition, half, resolve
 
 _MINUTE = 60_000
@@ -36,7 +35,8 @@ def settle_labels(
     digest: int,
     at_ms: int,
     purchase_ms: int | None,
-    before: UserState | None,
+    before_last_seen_ms: int | None,
+    features_before: Callable[[int, Sequence[str]], Mapping[str, float]],
 ) -> list[PendingLabel]:
     """Settle what a scoring at ``at_ms`` tells a sampled user's pending labels: append the
     labels it releases to ``released``, return the labels still (or newly) open.
@@ -44,7 +44,9 @@ def settle_labels(
     Labels describe the user at grid times (every ``label_every_ms``, at a phase of its own
     per user), not at the scorings that open them, so each sampled user is seen the way
     users are scored: at any moment, quiet or not. A label is opened from the state before
-    this scoring's event, only if nothing happened between the grid time and now.
+    this scoring's event, only if nothing happened between the grid time and now:
+    ``before_last_seen_ms`` is that state's last event (None: a new user), and
+    ``features_before(t, names)`` its features at time ``t``.
 
     A label is learned only once its horizon has passed, even when its outcome is known
     earlier: learning early outcomes at once (a purchase settles ``churn_risk`` the day it
@@ -61,7 +63,7 @@ def settle_labels(
             kept.append(label if value == label.value else replace(label, value=value))
     every = label_every_ms
     grid = at_ms - (at_ms - digest % (every // _MINUTE) * _MINUTE) % every
-    if before is not None and grid >= before.last_seen_ms:
+    if before_last_seen_ms is not None and grid >= before_last_seen_ms:
         taken = {(label.tag, label.at_ms) for label in kept}
         logs: dict[str, float] | None = None
         for index, tag in enumerate(tags):
@@ -69,7 +71,7 @@ def settle_labels(
             if tag.kind != "predictive" or (index, grid) in taken or at_ms > grid + tag.horizon_ms:
                 continue
             if logs is None:
-                values = features_at(before, grid, label_features)
+                values = features_before(grid, label_features)
                 logs = {f: half(math.log1p(max(v, 0.0))) for f, v in values.items()}
             label = PendingLabel(index, grid, tuple(logs[f] for f in tag.features))
             kept.append(replace(label, value=resolve(tag, label, purchase_ms, at_ms)))

@@ -1,45 +1,165 @@
-"""The per-batch transition: user states, events and due users in; new states, changes out.
+"""The per-batch transition: stored records, events and due users in; new records and changes
+out. The one place to read what happens to an event after decoding, in six steps:
 
-This is the one place to read what happens to an event after decoding:
-
-1. an event older than the partition's watermark (the latest event time seen minus a grace) is
-   *late*: it is set aside for the late topic, untouched;
-2. a redelivered duplicate is dropped;
-3. re-scorings the user had due before the event's time run first (step 6);
-4. ``update_features`` → scoring (``operators.scoring.Scorer.score``): ``features_at`` →
-   ``choose_segment`` (anti-flapping) → each tag (rules, predictive models with hysteresis) →
-   delayed labels resolved and new ones opened → a ``UserChanged`` when the segment or the
-   tags moved, and an alert when an alerting tag (``churn_risk``) was entered;
-5. the user's next re-scoring is scheduled ``rescore_interval`` after the event;
-6. after the events, users whose re-scoring is due by the watermark are re-scored at their due
-   time, as if a clock event had arrived then: this is how a user who went quiet leaves a
-   segment, or enters ``churn_risk``, without sending anything;
-7. users named in ``reassign`` who hold a segment the model no longer has (it was retired) are
-   scored at the watermark and take the nearest segment at once.
+1. **decode** (``operators.events``, run by the shell): bytes to ``Event``s;
+2. **dedupe and late** (``operators.timeline``): an event older than the partition's watermark
+   (the latest event time seen minus a grace) is *late*, set aside for the late topic
+   untouched; a redelivered duplicate is dropped;
+3. **features** (``operators.timeline``): each event updates its user's record, in order, and
+   notes the moments the user is scored at: the event itself, the re-scorings the user had due
+   before it, and after the batch those due by the new watermark (a user who went quiet leaves
+   a segment, or enters ``churn_risk``, without sending anything); users named in
+   ``reassign`` whose segment the model retired are scored at the watermark;
+4. **score** (``operators.scores``): every moment at once, as arrays: features at the moment's
+   time, segment distances, tag probabilities;
+5. **decide** (``operators.decide``): per user, moment by moment: anti-flapping, hysteresis, a
+   ``UserChanged`` when the segment or the tags moved (an alert when an alerting tag was
+   entered), training vectors and delayed labels of sampled users;
+6. **emit**: the changed users' records, in their stored form, and their due times.
 
 Every time comes from events (``ts``) or from the watermark derived from them, never from the
 wall clock, and late events are never applied: a replay gives the answers the live run gave.
+Batch boundaries change nothing: a moment is scored at its own time whatever batch holds it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from operators.events import Event
-from operators.features import NO_SEGMENT, UserState
-from operators.scoring import BatchOutcome, PipelineConfig, Scorer
-from operators.segments import SegmentSnapshot
-from operators.tags import PendingLabel, TagModel
+import numpy as np
 
-__all__ = ["BatchOutcome", "PipelineConfig", "advance_watermark", "process_events"]
+from operators.columns import VERSION_FIELDS
+from operators.decide import Context, Decisions, decide
+from operators.events import Event
+from operators.features import UserState
+from operators.records import new_records, read_records, set_recent_ids, write_records
+from operators.scores import score_moments
+from operators.scoring import BatchOutcome, PipelineConfig, label_features, scored_features
+from operators.segments import SegmentSnapshot
+from operators.state_layout import pack_state, unpack_state
+from operators.tags import PendingLabel, TagModel
+from operators.timeline import Table, Timeline, run_timeline
+
+_U32 = 2**32 - 1
+_I64 = 2**63 - 1
+
+__all__ = ["BatchOutcome", "PipelineConfig", "advance_watermark", "process_events", "run_batch"]
 
 
 def advance_watermark(watermark_ms: int, events: Iterable[Event], late_grace_ms: int) -> int:
-    """The watermark after ``events``, as ``process_events`` will move it (late ones do not)."""
+    """The watermark after ``events``, as ``run_batch`` will move it (late ones do not)."""
     for event in events:
         if event.ts_ms >= watermark_ms:
             watermark_ms = max(watermark_ms, event.ts_ms - late_grace_ms)
     return watermark_ms
+
+
+def run_batch(
+    stored: Mapping[str, bytes],
+    events: Sequence[Event],
+    snapshot: SegmentSnapshot | None,
+    config: PipelineConfig,
+    watermark_ms: int = 0,
+    due_users: Iterable[str] = (),
+    tag_models: Mapping[str, TagModel] | None = None,
+    pending: Mapping[str, Sequence[PendingLabel]] | None = None,
+    reassign: Iterable[str] = (),
+) -> BatchOutcome:
+    """Apply ``events`` in order, then the due re-scorings. Pure: the inputs stay untouched.
+
+    ``stored`` holds the stored records of the events' users and of ``due_users`` (users the
+    state store indexed as due by the watermark after the batch; a superset is harmless);
+    ``watermark_ms`` is the partition's watermark before the batch; ``pending`` holds the
+    users' open labels; ``reassign``: users to move out of segments the snapshot retired.
+    """
+    users = list(stored)
+    table = Table(users, read_records([stored[u] for u in users]))
+    has_centers = snapshot is not None and bool(snapshot.centers)
+    timeline = run_timeline(
+        table, list(events), config, watermark_ms, due_users, reassign, has_centers
+    )
+    moments = timeline.moments
+    versions = table.versions()
+    at_moments = versions[moments.version] if moments.row else np.empty((0, VERSION_FIELDS))
+    scores = score_moments(
+        at_moments, moments.at_ms, scored_features(config), snapshot, config, tag_models or {}
+    )
+    decisions = decide(
+        Context(
+            table,
+            moments,
+            scores,
+            versions,
+            events,
+            snapshot,
+            config,
+            tag_models or {},
+            pending or {},
+            label_features(config),
+        )
+    )
+    return _emit(table, timeline, decisions, events)
+
+
+def _emit(
+    table: Table, timeline: Timeline, decisions: Decisions, events: Sequence[Event]
+) -> BatchOutcome:
+    """Step 6: the outcome, with the changed users' records in their stored form."""
+    out = BatchOutcome(
+        changes=decisions.changes,
+        alerts=decisions.alerts,
+        training_vectors=decisions.training_vectors,
+        labels=decisions.labels,
+        pending=decisions.pending,
+        late=timeline.late,
+        failed=timeline.failed,
+        dues=timeline.dues,
+        watermark_ms=timeline.watermark_ms,
+        processed_by_type=timeline.processed_by_type,
+        duplicates=timeline.duplicates,
+        rescored=sum(decisions.rescorings.values()),
+    )
+    broken = decisions.broken
+    for row, error in broken.items():  # left as stored, out of the due index until an event
+        user = table.users[row]
+        moments = timeline.moments
+        mine = [i for i, r in zip(moments.event, moments.row, strict=True) if r == row]
+        failed = [(events[i], error) for i in mine if i >= 0]
+        out.failed += failed
+        if not failed:
+            out.failed_rescorings.append((user, error))
+        out.processed_by_type.subtract(e.type for e, _ in failed)
+        out.dues[user] = 0
+    rows = sorted((table.updated | decisions.scored) - set(broken))
+    if not rows:
+        return out
+    records = new_records(len(rows))
+    stored = [r for r in rows if r < table.stored]
+    if stored:
+        mask = np.asarray([r < table.stored for r in rows])
+        records[mask] = table.records[stored]
+    updated = [i for i, r in enumerate(rows) if r in table.updated]
+    if updated:
+        picked = [rows[i] for i in updated]
+        part = records[updated]
+        part["first_seen"] = [table.first[r] for r in picked]
+        part["last_seen"] = [table.last[r] for r in picked]
+        part["last_purchase"] = [table.last_purchase[r] for r in picked]
+        # Counters saturate at their field's limit (as ``pack_state`` does), never overflow.
+        part["counts"] = np.minimum([table.counts[r] for r in picked], _U32)
+        part["spend_cents"] = [min(table.spend[r], _I64) for r in picked]
+        part["windows"] = [table.windows[r] for r in picked]
+        part["category_bits"] = [table.category[r] for r in picked]
+        set_recent_ids(part, np.asarray([table.recent[r] for r in picked], dtype=np.uint64))
+        records[updated] = part
+    records["next_due"] = [table.next_due[r] for r in rows]
+    records["segment"] = [decisions.segment[r] for r in rows]
+    records["pending_segment"] = [decisions.pending_segment[r] for r in rows]
+    records["pending_streak"] = [min(decisions.streak[r], 255) for r in rows]
+    records["tags"] = [decisions.tags[r] for r in rows]
+    records["seq"] = [min(decisions.seq[r], _U32) for r in rows]
+    out.records = dict(zip((table.users[r] for r in rows), write_records(records), strict=True))
+    return out
 
 
 def process_events(
@@ -53,54 +173,19 @@ def process_events(
     pending: Mapping[str, Sequence[PendingLabel]] | None = None,
     reassign: Iterable[str] = (),
 ) -> BatchOutcome:
-    """Apply ``events`` in order, then the due re-scorings. Pure: the inputs stay untouched.
-
-    ``watermark_ms`` is the partition's watermark before the batch; ``due_users`` are users the
-    state store indexed as due by the watermark after it (a superset is harmless);
-    ``pending`` holds the users' open labels; ``reassign``: users to move out of segments the
-    snapshot retired.
-    """
-    batch = Scorer(
-        snapshot, config, tag_models or {}, pending or {}, BatchOutcome(watermark_ms=watermark_ms)
+    """``run_batch`` on ``UserState``s: for tests and tools that hold records as objects.
+    The outcome's ``states`` holds the changed users' records."""
+    stored = {u: pack_state(s) for u, s in states.items() if s is not None}
+    out = run_batch(
+        stored,
+        list(events),
+        snapshot,
+        config,
+        watermark_ms,
+        due_users,
+        tag_models,
+        pending,
+        reassign,
     )
-    out = batch.out
-    for event in events:
-        if event.ts_ms < out.watermark_ms:
-            out.late.append((event, out.watermark_ms))
-            continue
-        mark = batch.mark(event.user_id)
-        try:
-            batch.apply(event, states.get(event.user_id))
-        except Exception as exc:  # one event's bug must not stop the stream: dead-letter it
-            batch.rollback(mark)
-            out.failed.append((event, type(exc).__name__))
-    # Users whose re-scoring fell due by the new watermark: those the store indexed, and those
-    # this batch touched (their due times were set or moved here).
-    for user_id in dict.fromkeys([*due_users, *out.states]):
-        stored = out.states.get(user_id) or states.get(user_id)
-        if stored is None:
-            out.dues[user_id] = 0  # expired or erased: drop it from the index
-            continue
-        if stored.next_due_ms and stored.next_due_ms <= out.watermark_ms:
-            mark = batch.mark(user_id)
-            try:
-                stored = out.states[user_id] = batch.catch_up(user_id, stored, out.watermark_ms)
-            except Exception as exc:  # left as it was, and out of the index until its next event
-                batch.rollback(mark)
-                out.failed_rescorings.append((user_id, type(exc).__name__))
-                out.dues[user_id] = 0
-                continue
-        out.dues[user_id] = stored.next_due_ms  # the index follows the record, always
-    current = set(snapshot.segment_ids) if snapshot is not None and snapshot.centers else set()
-    for user_id in reassign if current else ():
-        stored = out.states.get(user_id) or states.get(user_id)
-        if stored is None or stored.segment == NO_SEGMENT or stored.segment in current:
-            continue
-        mark = batch.mark(user_id)
-        try:
-            out.states[user_id] = batch.reassign(user_id, stored, out.watermark_ms)
-            out.rescored += 1
-        except Exception as exc:  # left in the retired segment until its next scoring
-            batch.rollback(mark)
-            out.failed_rescorings.append((user_id, type(exc).__name__))
+    out.states = {u: unpack_state(b) for u, b in out.records.items()}
     return out

@@ -13,8 +13,9 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from operators.features import features_at, unpack_state
+from operators.features import features_at
 from operators.segments import SegmentSnapshot, assign_segment
+from operators.state_layout import unpack_state
 from stream.generator import encode, generate_events, persona_of
 from stream.memory import InMemoryBroker, InMemoryStateStore
 from stream.ports import Partition

@@ -6,8 +6,8 @@ from typing import Any
 
 import redis
 
-from operators.features import unpack_state
 from operators.inspection import describe_user
+from operators.state_layout import unpack_state
 from operators.tags import usable_models
 from stream.ports import Partition
 from stream.redis_models import RedisModelStore

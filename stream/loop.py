@@ -38,9 +38,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from operators.events import EventLimits
-from operators.features import pack_state, unpack_state
 from operators.labels import Label
-from operators.pipeline import PipelineConfig, advance_watermark, process_events
+from operators.pipeline import PipelineConfig, advance_watermark, run_batch
 from operators.segments import SegmentSnapshot
 from operators.tags import PendingLabel, pack_pending, unpack_pending
 from stream.batch import Batch, decode_records
@@ -176,11 +175,10 @@ class Processor(Ownership):
         labels: list[Label] = []
         quiet: set[Partition] = set()
         for partition in list(batch.next_offsets):
-            states = {u: unpack_state(b) for u, b in stored.get(partition, {}).items()}
             # A sweep moves time without events: to its forced watermark.
             watermark = max(self.watermarks.get(partition, 0), batch.until_ms.get(partition, 0))
-            outcome = process_events(
-                states,
+            outcome = run_batch(
+                stored.get(partition, {}),
                 batch.events.get(partition, []),
                 self.snapshot,
                 self.config.pipeline,
@@ -203,7 +201,7 @@ class Processor(Ownership):
             writes[partition] = PartitionWrite(
                 batch.first_offsets[partition],
                 batch.next_offsets[partition],
-                {u: pack_state(s) for u, s in outcome.states.items()},
+                outcome.records,
                 outcome.watermark_ms,
                 outcome.dues,
                 outputs.segment_deltas(),

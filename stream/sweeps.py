@@ -15,8 +15,9 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from operators.features import NO_SEGMENT, unpack_state
+from operators.features import NO_SEGMENT
 from operators.segments import SegmentSnapshot
+from operators.state_layout import unpack_state
 from stream.batch import Batch
 from stream.errors import DependencyError
 from stream.ports import Partition, StateStore

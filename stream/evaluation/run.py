@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from operators.events import EventLimits, Rejected, decode_event
-from operators.features import DAY_MS, features_at, unpack_state
+from operators.features import DAY_MS, features_at
 from operators.segments import SegmentSnapshot, assign_segment, segment_profiles
+from operators.state_layout import unpack_state
 from stream.evaluation.segments import (
     relabel_shares,
     score_against_offline,

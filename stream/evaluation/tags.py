@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from operators.features import DAY_MS, features_at, unpack_state
+from operators.features import DAY_MS, features_at
+from operators.state_layout import unpack_state
 from operators.tags import PURCHASE_WITHIN, TagDefinition, predict
 from stream.memory import InMemoryStateStore
 from stream.replay import Replayed, replay_events

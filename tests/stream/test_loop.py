@@ -8,13 +8,14 @@ import json
 import struct
 from collections import Counter
 from collections.abc import Collection, Mapping
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from operators import scoring
-from operators.events import EVENT_TYPES, Event
-from operators.features import UserState, unpack_state
+from operators import timeline
+from operators.events import EVENT_TYPES
+from operators.state_layout import unpack_state
 from stream.errors import DependencyError, StateLost
 from stream.generator import MALFORMED, encode, generate_events
 from stream.loop import Processor
@@ -318,14 +319,14 @@ def test_an_event_whose_processing_raises_is_dead_lettered_and_the_rest_goes_on(
     broker = InMemoryBroker()
     events = feed(broker)
     poison = events[len(events) // 2]
-    real_update = scoring.update_features
+    real_update = timeline.update_record
 
-    def update(state: UserState | None, event: Event, digest: int | None = None) -> UserState:
-        if event.event_id == poison["event_id"]:
+    def update(*fields: Any) -> Any:
+        if fields[-1].event_id == poison["event_id"]:
             raise struct.error("simulated bug")
-        return real_update(state, event, digest)
+        return real_update(*fields)
 
-    monkeypatch.setattr(scoring, "update_features", update)
+    monkeypatch.setattr(timeline, "update_record", update)
     parts = in_memory_parts(SETTINGS, broker)
     drain(build_processor(SETTINGS, parts))
     dead = [json.loads(r.value) for r in broker.records(SETTINGS.dlq_topic)]

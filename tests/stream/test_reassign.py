@@ -9,8 +9,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from operators.features import unpack_state
 from operators.segments import SegmentSnapshot
+from operators.state_layout import unpack_state
 from stream.generator import encode, generate_events
 from stream.memory import InMemoryBroker, InMemoryModelStore, InMemoryStateStore
 from stream.settings import Settings

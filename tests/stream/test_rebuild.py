@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from operators.features import unpack_state
 from operators.segments import SegmentSnapshot
+from operators.state_layout import unpack_state
 from operators.tags import TagModel
 from stream.errors import StateLost
 from stream.generator import encode, generate_events

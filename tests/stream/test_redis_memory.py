@@ -7,7 +7,8 @@ import uuid
 import pytest
 
 from operators.events import Event
-from operators.features import pack_state, update_features
+from operators.features import update_features
+from operators.state_layout import pack_state
 from stream.ports import Partition, PartitionWrite
 from stream.redis_store import RedisStateStore
 from tests.support.servers import redis_client

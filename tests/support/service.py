@@ -12,7 +12,8 @@ from pathlib import Path
 
 import redis
 
-from operators.features import UserState, unpack_state
+from operators.features import UserState
+from operators.state_layout import unpack_state
 from tests.support.servers import KAFKA_BOOTSTRAP, REDIS_URL, create_topics, unique
 
 

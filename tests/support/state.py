@@ -8,7 +8,8 @@ from typing import Any
 
 import redis
 
-from operators.features import UserState, unpack_state
+from operators.features import UserState
+from operators.state_layout import unpack_state
 from operators.tags import PendingLabel, unpack_pending
 from tests.support.servers import read_topic
 

@@ -1,0 +1,304 @@
+"""Steps 2 and 3 of a batch: dedupe and late events, then features, in event order.
+
+The only sequential step. Each event that is neither late nor a redelivery updates its user's
+record (plain ints and floats, no object per event) and leaves a new *version* of it; every
+moment the user must be scored at (the event, and the re-scorings due before it) is noted as
+a (version, time) pair, to be scored all at once afterwards (``operators.scores``). Nothing
+here depends on a score: when a user is next due, what trains, and which label opens follow
+from event times only.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+
+from operators.columns import VERSION_FIELDS, Matrix, record_versions
+from operators.events import EVENT_TYPES, Event
+from operators.features import (
+    CATEGORY_BITS,
+    DAY_MS,
+    RECENT_IDS,
+    WINDOW_COUNT,
+    WINDOW_DAYS,
+    event_digest,
+)
+from operators.records import Records, recent_ids
+from operators.scoring import PipelineConfig
+
+EVENT, RESCORE, REASSIGN = 0, 1, 2  # kinds of scoring moment
+_TYPE_INDEX: Final = {name: i for i, name in enumerate(EVENT_TYPES)}
+_PURCHASE: Final = _TYPE_INDEX["purchase"]
+_CANCEL: Final = _TYPE_INDEX["cancel"]
+# The window sums' measure of each event type: views, carts, purchases (and spend).
+_MEASURE: Final = {_TYPE_INDEX["view"]: 0, _TYPE_INDEX["add_to_cart"]: 1, _PURCHASE: 2}
+_W: Final = len(WINDOW_DAYS)
+_WINDOW_MS: Final = tuple(w * DAY_MS for w in WINDOW_DAYS)
+_FLOAT32S: Final = struct.Struct(f"<{WINDOW_COUNT}f")
+_NO_FADE: Final = (1.0,) * _W
+_EMPTY_WINDOWS: Final = (0.0,) * WINDOW_COUNT
+
+
+@dataclass(slots=True)
+class Moments:
+    """Scoring moments in the order they happened, as parallel columns."""
+
+    row: list[int] = field(default_factory=list)  # the user's row in the table
+    at_ms: list[int] = field(default_factory=list)
+    version: list[int] = field(default_factory=list)  # the record version scored
+    kind: list[int] = field(default_factory=list)  # EVENT, RESCORE or REASSIGN
+    event: list[int] = field(default_factory=list)  # index of the event in the batch, or -1
+    train: list[bool] = field(default_factory=list)  # offers a training vector if sampled
+    before: list[int] = field(default_factory=list)  # version before the event; -1: new user
+    purchase_ms: list[int] = field(default_factory=list)  # the event's time if a purchase
+
+    def add(
+        self, row: int, at_ms: int, version: int, kind: int, event: int, train: bool, before: int
+    ) -> None:
+        self.row.append(row)
+        self.at_ms.append(at_ms)
+        self.version.append(version)
+        self.kind.append(kind)
+        self.event.append(event)
+        self.train.append(train)
+        self.before.append(before)
+        self.purchase_ms.append(0)
+
+
+class Table:
+    """The batch's users: the stored records' fields as Python columns, updated in place."""
+
+    def __init__(self, users: list[str], records: Records) -> None:
+        self.users = users
+        self.index = {user: row for row, user in enumerate(users)}
+        self.stored = len(users)  # rows below this have a stored record
+        self.records = records
+        self.first = records["first_seen"].tolist()
+        self.last = records["last_seen"].tolist()
+        self.last_purchase = records["last_purchase"].tolist()
+        self.next_due = records["next_due"].tolist()
+        self.counts: list[list[int]] = records["counts"].tolist()
+        self.spend = records["spend_cents"].tolist()
+        self.windows: list[tuple[float, ...]] = [tuple(w) for w in records["windows"].tolist()]
+        self.recent: list[tuple[int, ...]] = [tuple(r) for r in recent_ids(records).tolist()]
+        self.category = records["category_bits"].tolist()
+        self.version = list(range(len(users)))  # version row of each user's current record
+        self.exists = [True] * len(users)
+        self.updated: set[int] = set()  # rows whose features events changed
+        self._initial = record_versions(records)
+        self._new: list[tuple[float, ...]] = []
+
+    def row_of(self, user: str) -> int:
+        row = self.index.get(user)
+        if row is None:
+            row = self.index[user] = len(self.users)
+            self.users.append(user)
+            self.first.append(0)
+            self.last.append(0)
+            self.last_purchase.append(0)
+            self.next_due.append(0)
+            self.counts.append([0] * len(EVENT_TYPES))
+            self.spend.append(0)
+            self.windows.append(_EMPTY_WINDOWS)
+            self.recent.append((0,) * RECENT_IDS)
+            self.category.append(0)
+            self.version.append(-1)
+            self.exists.append(False)
+        return row
+
+    def versions(self) -> Matrix:
+        """Every version row: the stored records', then those the events made."""
+        if not self._new:
+            return self._initial
+        made = np.asarray(self._new, dtype=np.float64).reshape(-1, VERSION_FIELDS)
+        return np.vstack([self._initial, made])
+
+    def apply(self, row: int, event: Event, digest: int) -> None:
+        """Update the row's record with ``event`` (``update_record``) and note a new version."""
+        first, last, last_purchase, counts, spend, windows, category = update_record(
+            self.first[row],
+            self.last[row],
+            self.last_purchase[row],
+            self.counts[row],
+            self.spend[row],
+            self.windows[row],
+            self.category[row],
+            event,
+        )
+        self.first[row], self.last[row], self.last_purchase[row] = first, last, last_purchase
+        self.counts[row], self.spend[row], self.windows[row] = counts, spend, windows
+        self.category[row] = category
+        self.recent[row] = (digest, *self.recent[row][:-1])
+        self.exists[row] = True
+        self.updated.add(row)
+        self.version[row] = self.stored + len(self._new)
+        self._new.append(
+            (
+                first,
+                last,
+                last_purchase,
+                counts[_PURCHASE],
+                counts[_CANCEL],
+                sum(counts),
+                spend,
+                category,
+                *windows,
+            )
+        )
+
+
+def update_record(
+    first: int,
+    last: int,
+    last_purchase: int,
+    counts: list[int],
+    spend: int,
+    windows: tuple[float, ...],
+    category: int,
+    event: Event,
+) -> tuple[int, int, int, list[int], int, tuple[float, ...], int]:
+    """A record's feature fields after ``event`` (``operators.features.update_features``'s
+    arithmetic on plain values); ``last == 0`` means a new user."""
+    ts = event.ts_ms
+    if last == 0:
+        first = last = ts
+    index = _TYPE_INDEX[event.type]
+    is_purchase = index == _PURCHASE
+    cents = round((event.amount or 0.0) * 100) if is_purchase else 0
+    anchor = last if last > ts else ts
+    # Age the stored sums to the new anchor, then add this event at its weight there.
+    ageing = _fades(anchor - last)
+    weights = _fades(anchor - ts)
+    if ageing is _NO_FADE:
+        sums = list(windows)
+    else:
+        sums = [value * ageing[i % _W] for i, value in enumerate(windows)]
+    measure = _MEASURE.get(index)
+    if measure is not None:
+        for w in range(_W):
+            sums[measure * _W + w] += weights[w]
+    if is_purchase:
+        for w in range(_W):
+            sums[3 * _W + w] += cents / 100 * weights[w]
+    counts = counts.copy()
+    counts[index] += 1
+    if event.category:
+        category |= 1 << (zlib.crc32(event.category.encode()) % CATEGORY_BITS)
+    return (
+        min(first, ts),
+        anchor,
+        max(last_purchase, ts) if is_purchase else last_purchase,
+        counts,
+        spend + cents,
+        _FLOAT32S.unpack(_FLOAT32S.pack(*sums)),  # rounded to float32 as stored
+        category,
+    )
+
+
+def _fades(elapsed_ms: int) -> tuple[float, ...]:
+    if elapsed_ms == 0:
+        return _NO_FADE
+    return tuple(math.exp(-elapsed_ms / w) for w in _WINDOW_MS)
+
+
+@dataclass(slots=True)
+class Timeline:
+    """What steps 2 and 3 found: moments to score, and the events set aside."""
+
+    moments: Moments = field(default_factory=Moments)
+    late: list[tuple[Event, int]] = field(default_factory=list)
+    failed: list[tuple[Event, str]] = field(default_factory=list)
+    processed_by_type: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    watermark_ms: int = 0
+    dues: dict[str, int] = field(default_factory=dict)
+    touched: dict[int, None] = field(default_factory=dict)  # rows with events, in order
+
+
+def run_timeline(
+    table: Table,
+    events: list[Event],
+    config: PipelineConfig,
+    watermark_ms: int,
+    due_users: Iterable[str],
+    reassign: Iterable[str],
+    has_centers: bool,
+) -> Timeline:
+    """Apply the events in order; note every scoring moment (see the module docstring)."""
+    out = Timeline(watermark_ms=watermark_ms)
+    moments, grace, interval = out.moments, config.late_grace_ms, config.rescore_interval_ms
+    for number, event in enumerate(events):
+        ts = event.ts_ms
+        if ts < out.watermark_ms:
+            out.late.append((event, out.watermark_ms))
+            continue
+        watermark_before = out.watermark_ms
+        out.watermark_ms = max(out.watermark_ms, ts - grace)
+        row = table.row_of(event.user_id)
+        digest = event_digest(event.event_id)
+        exists = table.exists[row]
+        if exists and digest in table.recent[row]:
+            out.duplicates += 1  # a redelivery or a producer retry
+            continue
+        before, last_before = table.version[row], table.last[row]
+        try:
+            table.apply(row, event, digest)
+        except Exception as exc:  # one event's bug must not stop the stream: dead-letter it
+            out.watermark_ms = watermark_before
+            out.failed.append((event, type(exc).__name__))
+            continue
+        if exists:  # re-scorings that fell due before this event, each at its due time
+            _catch_up(table, row, ts, config, moments, before, last_before)
+        # The training sample is of users, not events (heavy users would dominate); a sampled
+        # user offers a vector at most once a day.
+        train = not exists or last_before // DAY_MS < ts // DAY_MS
+        moments.add(row, ts, table.version[row], EVENT, number, train, before if exists else -1)
+        if event.type == "purchase":
+            moments.purchase_ms[-1] = ts
+        table.next_due[row] = table.last[row] + interval
+        out.processed_by_type[event.type] += 1
+        out.touched[row] = None
+    # Users whose re-scoring fell due by the new watermark: those the store indexed, and those
+    # this batch touched (their due times were set or moved here).
+    for user in dict.fromkeys([*due_users, *(table.users[r] for r in out.touched)]):
+        row = table.index.get(user, -1)
+        if row < 0 or not table.exists[row]:
+            out.dues[user] = 0  # expired or erased: drop it from the index
+            continue
+        version = table.version[row]
+        _catch_up(table, row, out.watermark_ms, config, moments, version, table.last[row])
+        out.dues[user] = table.next_due[row]  # the index follows the record, always
+    for user in reassign if has_centers else ():
+        row = table.index.get(user, -1)
+        if row >= 0 and table.exists[row]:
+            at = max(out.watermark_ms, table.last[row])
+            moments.add(row, at, table.version[row], REASSIGN, -1, False, table.version[row])
+    return out
+
+
+def _catch_up(
+    table: Table,
+    row: int,
+    until_ms: int,
+    config: PipelineConfig,
+    moments: Moments,
+    version: int,
+    last_seen: int,
+) -> None:
+    """Note the row's re-scorings due at or before ``until_ms``, each at its due time, scoring
+    ``version`` (the record as it was: nothing happened to the user meanwhile)."""
+    due = table.next_due[row]
+    while due and due <= until_ms:
+        follow = due + config.rescore_interval_ms
+        if follow - last_seen > config.max_idle_ms:
+            follow = 0  # idle for good: stop re-scoring (the record expires by TTL)
+        moments.add(row, due, version, RESCORE, -1, True, version)
+        due = follow
+    table.next_due[row] = due

@@ -10,6 +10,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+import orjson
+
 from operators.features import NO_SEGMENT
 from operators.matching import Lineage
 from operators.segments import SegmentSnapshot, segment_profiles
@@ -86,7 +88,7 @@ def user_changed(
 def encode_change(change: UserChanged, emitted_at_ms: int) -> bytes:
     """The JSON published on the change topic (schema in the README, "Change events")."""
     scores = dict(change.tag_scores)
-    return json.dumps(
+    return orjson.dumps(
         {
             "kind": "user_changed",
             "change_id": change.change_id,
@@ -108,13 +110,12 @@ def encode_change(change: UserChanged, emitted_at_ms: int) -> bytes:
                 "tags": {name: list(why) for name, why in change.reason if name != "segment"},
             },
         },
-        separators=(",", ":"),
-    ).encode()
+    )
 
 
 def encode_alert(change: UserChanged, tag: str, emitted_at_ms: int) -> bytes:
     """A churn alert (or any alerting tag's): the user just entered ``tag``."""
-    return json.dumps(
+    return orjson.dumps(
         {
             "kind": "tag_entered",
             "alert_id": change.change_id,
@@ -127,8 +128,7 @@ def encode_alert(change: UserChanged, tag: str, emitted_at_ms: int) -> bytes:
             "event_time_ms": change.event_time_ms,
             "emitted_at_ms": emitted_at_ms,
         },
-        separators=(",", ":"),
-    ).encode()
+    )
 
 
 def lineage_events(

@@ -9,6 +9,7 @@ cost per moment is a few array operations, not a Python call per feature.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Final
 
@@ -109,10 +110,35 @@ assert set(FEATURES) == {*_WINDOW_INDEX, *(f for f in FEATURES if f not in _WIND
 def version_features(
     version: Sequence[float], at_ms: int, names: Sequence[str]
 ) -> dict[str, float]:
-    """One version's features at one time, in Python (for the rare single moment: a label)."""
-    row = np.asarray([version], dtype=np.float64)
-    values = feature_matrix(row, np.asarray([float(at_ms)]), names)[0]
-    return {name: float(v) for name, v in zip(names, values, strict=True)}
+    """One version's features at one time, in plain Python: for the rare single moment (a
+    label opening), where an array's overhead would cost more than the arithmetic."""
+    v, t = version, float(at_ms)
+    return {name: _scalar(v, t, name) for name in names}
+
+
+def _scalar(v: Sequence[float], t: float, name: str) -> float:
+    index = _WINDOW_INDEX.get(name)
+    if index is not None:
+        elapsed = t - v[LAST]
+        stored = float(v[WINDOWS_AT + index])
+        window_ms = WINDOW_DAYS[index % len(WINDOW_DAYS)] * DAY_MS
+        return stored * math.exp(-elapsed / window_ms) if elapsed > 0 else stored
+    if name == "recency_days":
+        then = v[LAST_PURCHASE] if v[LAST_PURCHASE] > 0 else v[FIRST]
+        return float(max(t - then, 0.0) / DAY_MS)
+    if name == "tenure_days":
+        return float(max(t - v[FIRST], 0.0) / DAY_MS)
+    if name == "inactive_days":
+        return float(max(t - v[LAST], 0.0) / DAY_MS)
+    if name == "avg_order_value":
+        return float(v[SPEND_CENTS] / 100 / v[PURCHASES]) if v[PURCHASES] > 0 else 0.0
+    simple = {"frequency": PURCHASES, "cancellations": CANCELS, "events": EVENTS}
+    if name in simple:
+        return float(v[simple[name]])
+    if name == "monetary":
+        return float(v[SPEND_CENTS] / 100)
+    zeros = max(CATEGORY_BITS - int(v[CATEGORY]).bit_count(), 1)
+    return CATEGORY_BITS * math.log(CATEGORY_BITS / zeros)  # categories
 
 
 def log1p_clipped(values: Matrix) -> Matrix:

@@ -17,7 +17,7 @@ from operators.changes import UserChanged, user_changed
 from operators.columns import LAST, Matrix, version_features
 from operators.events import Event
 from operators.features import NO_SEGMENT, user_digest
-from operators.labels import Label, settle_labels
+from operators.labels import Label, first_deadline, settle_labels
 from operators.scores import Scores
 from operators.scoring import PipelineConfig
 from operators.segments import SegmentSnapshot, segment_reason
@@ -44,6 +44,7 @@ class Decisions:
     broken: dict[int, str] = field(default_factory=dict)  # row -> exception class
     vector_rows: list[int] = field(default_factory=list)  # the row of each training vector
     label_rows: list[int] = field(default_factory=list)  # ... and of each released label
+    quiet_until: dict[int, int] = field(default_factory=dict)  # row -> first label deadline
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,9 @@ def _settle(c: Context, out: Decisions, m: int, row: int, digest: int) -> None:
     current = out.pending.get(user)
     if current is None:
         current = list(c.pending_in.get(user, ()))
+    quiet_until = out.quiet_until.get(row)
+    if quiet_until is None:
+        quiet_until = out.quiet_until[row] = first_deadline(c.config.tags, current)
     kept = settle_labels(
         c.config.tags,
         c.config.label_every_ms,
@@ -143,9 +147,11 @@ def _settle(c: Context, out: Decisions, m: int, row: int, digest: int) -> None:
         c.moments.purchase_ms[m] or None,
         int(c.versions[before, LAST]) if before >= 0 else None,
         partial(version_features, c.versions[before]),
+        quiet_until,
     )
-    if kept != current:
+    if kept is not current and kept != current:
         out.pending[user] = kept
+        out.quiet_until[row] = first_deadline(c.config.tags, kept)
 
 
 def _change(

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+import orjson
+
 EVENT_TYPES: Final = ("view", "click", "add_to_cart", "remove_from_cart", "purchase", "cancel")
 
 # Rejection reasons: a closed set, used as the `reason` metric label.
@@ -140,21 +142,13 @@ def _decode(
         raise _Invalid(EMPTY, "empty message (a tombstone or an empty value)")
     if len(value) > limits.max_bytes:
         raise _Invalid(OVERSIZED, f"message is {len(value)} bytes, the limit is {limits.max_bytes}")
-    try:
-        text = value.decode("utf-8")  # strict: no UTF-16/32 guessing, no encoded surrogates
-    except UnicodeDecodeError as exc:
-        raise _Invalid(NOT_JSON, f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
-    try:
-        doc = json.loads(
-            text, object_pairs_hook=_object, parse_int=_integer, parse_constant=_no_constant
-        )
-    except json.JSONDecodeError as exc:
-        raise _Invalid(NOT_JSON, f"not valid JSON: {exc}") from None
-    except RecursionError:
-        raise _Invalid(NOT_JSON, "JSON nested too deeply") from None
+    doc = _fast_parse(value)
+    if doc is None:  # not the plain case: the strict parser says exactly what is wrong
+        doc = _strict_parse(value)
     if not isinstance(doc, dict):
         raise _Invalid(NOT_OBJECT, f"expected a JSON object, got {type(doc).__name__}")
-    _check_depth(doc)
+    if any(type(v) is dict or type(v) is list for v in doc.values()):
+        _check_depth(doc)
     event = _event_from(doc, limits)
     if received_ms is not None and event.ts_ms > received_ms + limits.max_future_ms:
         raise _Invalid(
@@ -168,6 +162,49 @@ def _decode(
         shown = "none" if key is None else repr(key[:MAX_ID_LENGTH])
         raise _Invalid(KEY_MISMATCH, f"message key {shown} must equal user_id {event.user_id!r}")
     return event
+
+
+# A JSON string followed by a colon: a key (a string value is followed by , ] or }).
+_KEY: Final = re.compile(rb'"(?:[^"\\]|\\.)*"\s*:')
+
+
+def _fast_parse(value: bytes) -> object | None:
+    """orjson's parse when it settles the question (~10x faster than the stdlib's); None when
+    the strict parser must look: orjson refused the bytes, or a key may be repeated (orjson
+    keeps the last, we refuse the message)."""
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict):
+        return doc
+    keys = len(doc)
+    if any(type(v) is dict or type(v) is list for v in doc.values()):
+        keys = _count_keys(doc)
+    return doc if len(_KEY.findall(value)) == keys else None
+
+
+def _count_keys(node: object) -> int:
+    if isinstance(node, dict):
+        return len(node) + sum(_count_keys(v) for v in node.values())
+    if isinstance(node, list):
+        return sum(_count_keys(v) for v in node)
+    return 0
+
+
+def _strict_parse(value: bytes) -> object:
+    try:
+        text = value.decode("utf-8")  # strict: no UTF-16/32 guessing, no encoded surrogates
+    except UnicodeDecodeError as exc:
+        raise _Invalid(NOT_JSON, f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
+    try:
+        return json.loads(
+            text, object_pairs_hook=_object, parse_int=_integer, parse_constant=_no_constant
+        )
+    except json.JSONDecodeError as exc:
+        raise _Invalid(NOT_JSON, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _Invalid(NOT_JSON, "JSON nested too deeply") from None
 
 
 def _object(pairs: list[tuple[str, object]]) -> dict[str, object]:
@@ -223,6 +260,8 @@ def _event_from(doc: dict[str, object], limits: EventLimits) -> Event:
 
 
 def _as_text(name: str, raw: object, integers: bool, max_length: int) -> str:
+    if type(raw) is str and len(raw) <= max_length and raw.isascii():
+        return raw  # the common case: ASCII text has no lone surrogate
     # Integer ids are common in exports (REES46, UCI); accept them as their decimal text.
     if integers and isinstance(raw, float) and raw.is_integer() and -INT64 <= raw < INT64:
         raw = int(raw)  # 7.0 is an integer to JSON Schema too

@@ -37,6 +37,7 @@ def settle_labels(
     purchase_ms: int | None,
     before_last_seen_ms: int | None,
     features_before: Callable[[int, Sequence[str]], Mapping[str, float]],
+    quiet_until_ms: int | None = None,
 ) -> list[PendingLabel]:
     """Settle what a scoring at ``at_ms`` tells a sampled user's pending labels: append the
     labels it releases to ``released``, return the labels still (or newly) open.
@@ -46,33 +47,51 @@ def settle_labels(
     users are scored: at any moment, quiet or not. A label is opened from the state before
     this scoring's event, only if nothing happened between the grid time and now:
     ``before_last_seen_ms`` is that state's last event (None: a new user), and
-    ``features_before(t, names)`` its features at time ``t``.
+    ``features_before(t, names)`` its features at time ``t``. ``quiet_until_ms`` is
+    ``first_deadline(tags, current)`` if the caller keeps it: before then, and without a
+    purchase, no pending label can move, and ``current`` itself is returned if none opens.
 
     A label is learned only once its horizon has passed, even when its outcome is known
     earlier: learning early outcomes at once (a purchase settles ``churn_risk`` the day it
     happens, a churn takes the whole horizon) would teach the model from a sample skewed
     toward them. On the UCI file that skew cost 0.08 of pooled AUC.
     """
-    kept: list[PendingLabel] = []
-    for label in current:
-        tag = tags[label.tag]
-        value = resolve(tag, label, purchase_ms, at_ms)
-        if value is not None and at_ms > label.at_ms + tag.horizon_ms:
-            released.append(Label(label.tag, label.at_ms, at_ms, label.logs, value))
-        else:
-            kept.append(label if value == label.value else replace(label, value=value))
+    if quiet_until_ms is None:
+        quiet_until_ms = first_deadline(tags, current)
+    kept: list[PendingLabel]
+    if purchase_ms is None and at_ms <= quiet_until_ms:
+        kept = current if isinstance(current, list) else list(current)
+    else:
+        kept = []
+        for label in current:
+            tag = tags[label.tag]
+            value = resolve(tag, label, purchase_ms, at_ms)
+            if value is not None and at_ms > label.at_ms + tag.horizon_ms:
+                released.append(Label(label.tag, label.at_ms, at_ms, label.logs, value))
+            else:
+                kept.append(label if value == label.value else replace(label, value=value))
     every = label_every_ms
     grid = at_ms - (at_ms - digest % (every // _MINUTE) * _MINUTE) % every
-    if before_last_seen_ms is not None and grid >= before_last_seen_ms:
-        taken = {(label.tag, label.at_ms) for label in kept}
-        logs: dict[str, float] | None = None
-        for index, tag in enumerate(tags):
-            # A grid time whose horizon already passed was settled (or can be no more).
-            if tag.kind != "predictive" or (index, grid) in taken or at_ms > grid + tag.horizon_ms:
-                continue
-            if logs is None:
-                values = features_before(grid, label_features)
-                logs = {f: half(math.log1p(max(v, 0.0))) for f, v in values.items()}
-            label = PendingLabel(index, grid, tuple(logs[f] for f in tag.features))
-            kept.append(replace(label, value=resolve(tag, label, purchase_ms, at_ms)))
-    return kept
+    if before_last_seen_ms is None or grid < before_last_seen_ms:
+        return kept
+    # Labels open in time order, every tag that can at once: one at this grid time means
+    # this grid time is done.
+    if kept and kept[-1].at_ms >= grid:
+        return kept
+    opened: list[PendingLabel] = []
+    logs: dict[str, float] | None = None
+    for index, tag in enumerate(tags):
+        # A grid time whose horizon already passed was settled (or can be no more).
+        if tag.kind != "predictive" or at_ms > grid + tag.horizon_ms:
+            continue
+        if logs is None:
+            values = features_before(grid, label_features)
+            logs = {f: half(math.log1p(max(v, 0.0))) for f, v in values.items()}
+        label = PendingLabel(index, grid, tuple(logs[f] for f in tag.features))
+        opened.append(replace(label, value=resolve(tag, label, purchase_ms, at_ms)))
+    return [*kept, *opened] if opened else kept
+
+
+def first_deadline(tags: Sequence[TagDefinition], labels: Sequence[PendingLabel]) -> int:
+    """The earliest end of a horizon among ``labels`` (the far future if none)."""
+    return min((label.at_ms + tags[label.tag].horizon_ms for label in labels), default=2**62)

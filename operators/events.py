@@ -173,7 +173,7 @@ def _fast_parse(value: bytes) -> object | None:
     the strict parser must look: orjson refused the bytes, or a key may be repeated (orjson
     keeps the last, we refuse the message)."""
     try:
-        doc = orjson.loads(value)
+        doc: object = orjson.loads(value)
     except orjson.JSONDecodeError:
         return None
     if not isinstance(doc, dict):

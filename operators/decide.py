@@ -17,11 +17,12 @@ from operators.changes import UserChanged, user_changed
 from operators.columns import LAST, Matrix, version_features
 from operators.events import Event
 from operators.features import NO_SEGMENT, user_digest
-from operators.labels import Label, first_deadline, settle_labels
+from operators.labels import Label, first_deadline, label_grid, settle_labels
+from operators.pending import PendingLabel, pending_summary, unpack_pending
 from operators.scores import Scores
 from operators.scoring import PipelineConfig
 from operators.segments import SegmentSnapshot, segment_reason
-from operators.tags import PendingLabel, TagModel, tag_reason
+from operators.tags import TagModel, tag_reason
 from operators.timeline import EVENT, REASSIGN, RESCORE, Moments, Table
 
 
@@ -44,6 +45,7 @@ class Decisions:
     broken: dict[int, str] = field(default_factory=dict)  # row -> exception class
     vector_rows: list[int] = field(default_factory=list)  # the row of each training vector
     label_rows: list[int] = field(default_factory=list)  # ... and of each released label
+    open_labels: dict[int, list[PendingLabel]] = field(default_factory=dict)  # decoded
     quiet_until: dict[int, int] = field(default_factory=dict)  # row -> first label deadline
 
 
@@ -59,7 +61,7 @@ class Context:
     snapshot: SegmentSnapshot | None
     config: PipelineConfig
     tag_models: Mapping[str, TagModel]
-    pending_in: Mapping[str, Sequence[PendingLabel]]
+    pending_in: Mapping[str, bytes]  # the users' stored pending labels
     labelled: tuple[str, ...]  # the features the labels keep (none: no predictive tag)
 
 
@@ -129,13 +131,20 @@ def decide(c: Context) -> Decisions:
 
 
 def _settle(c: Context, out: Decisions, m: int, row: int, digest: int) -> None:
-    user, before = c.table.users[row], c.moments.before[m]
-    current = out.pending.get(user)
+    user, before, at_ms = c.table.users[row], c.moments.before[m], c.moments.at_ms[m]
+    purchase_ms = c.moments.purchase_ms[m]
+    last_seen = int(c.versions[before, LAST]) if before >= 0 else None
+    current = out.open_labels.get(row)
     if current is None:
-        current = list(c.pending_in.get(user, ()))
-    quiet_until = out.quiet_until.get(row)
-    if quiet_until is None:
-        quiet_until = out.quiet_until[row] = first_deadline(c.config.tags, current)
+        packed = c.pending_in.get(user, b"")
+        summary = pending_summary(packed, c.config.tags) if packed else (2**62, -1)
+        if summary is not None and not purchase_ms and at_ms <= summary[0]:
+            # No label can move yet; unless one opens now, leave them undecoded.
+            grid = label_grid(at_ms, digest, c.config.label_every_ms)
+            if last_seen is None or grid < last_seen or summary[1] >= grid:
+                return
+        current = out.open_labels[row] = unpack_pending(packed) if packed else []
+        out.quiet_until[row] = first_deadline(c.config.tags, current)
     kept = settle_labels(
         c.config.tags,
         c.config.label_every_ms,
@@ -143,14 +152,14 @@ def _settle(c: Context, out: Decisions, m: int, row: int, digest: int) -> None:
         current,
         out.labels,
         digest,
-        c.moments.at_ms[m],
-        c.moments.purchase_ms[m] or None,
-        int(c.versions[before, LAST]) if before >= 0 else None,
+        at_ms,
+        purchase_ms or None,
+        last_seen,
         partial(version_features, c.versions[before]),
-        quiet_until,
+        out.quiet_until[row],
     )
     if kept is not current and kept != current:
-        out.pending[user] = kept
+        out.pending[user] = out.open_labels[row] = kept
         out.quiet_until[row] = first_deadline(c.config.tags, kept)
 
 

@@ -10,7 +10,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from operators.tags import PendingLabel, TagDefinition, half, resolve
+from operators.pending import PendingLabel, half, resolve
+from operators.tags import TagDefinition
 
 _MINUTE = 60_000
 
@@ -70,8 +71,7 @@ def settle_labels(
                 released.append(Label(label.tag, label.at_ms, at_ms, label.logs, value))
             else:
                 kept.append(label if value == label.value else replace(label, value=value))
-    every = label_every_ms
-    grid = at_ms - (at_ms - digest % (every // _MINUTE) * _MINUTE) % every
+    grid = label_grid(at_ms, digest, label_every_ms)
     if before_last_seen_ms is None or grid < before_last_seen_ms:
         return kept
     # Labels open in time order, every tag that can at once: one at this grid time means
@@ -95,3 +95,10 @@ def settle_labels(
 def first_deadline(tags: Sequence[TagDefinition], labels: Sequence[PendingLabel]) -> int:
     """The earliest end of a horizon among ``labels`` (the far future if none)."""
     return min((label.at_ms + tags[label.tag].horizon_ms for label in labels), default=2**62)
+
+
+def label_grid(at_ms: int, digest: int, label_every_ms: int) -> int:
+    """The user's latest label time at or before ``at_ms``: every ``label_every_ms``, at a
+    phase (a whole minute) given by the user's digest."""
+    every = label_every_ms
+    return at_ms - (at_ms - digest % (every // _MINUTE) * _MINUTE) % every

@@ -32,12 +32,13 @@ from operators.columns import VERSION_FIELDS
 from operators.decide import Context, Decisions, decide
 from operators.events import Event
 from operators.features import UserState
+from operators.pending import PendingLabel, pack_pending
 from operators.records import new_records, read_records, set_recent_ids, write_records
 from operators.scores import score_moments
 from operators.scoring import BatchOutcome, PipelineConfig, label_features, scored_features
 from operators.segments import SegmentSnapshot
 from operators.state_layout import pack_state, unpack_state
-from operators.tags import PendingLabel, TagModel
+from operators.tags import TagModel
 from operators.timeline import Table, Timeline, run_timeline
 
 _U32 = 2**32 - 1
@@ -62,7 +63,7 @@ def run_batch(
     watermark_ms: int = 0,
     due_users: Iterable[str] = (),
     tag_models: Mapping[str, TagModel] | None = None,
-    pending: Mapping[str, Sequence[PendingLabel]] | None = None,
+    pending: Mapping[str, bytes] | None = None,
     reassign: Iterable[str] = (),
 ) -> BatchOutcome:
     """Apply ``events`` in order, then the due re-scorings. Pure: the inputs stay untouched.
@@ -70,7 +71,7 @@ def run_batch(
     ``stored`` holds the stored records of the events' users and of ``due_users`` (users the
     state store indexed as due by the watermark after the batch; a superset is harmless);
     ``watermark_ms`` is the partition's watermark before the batch; ``pending`` holds the
-    users' open labels; ``reassign``: users to move out of segments the snapshot retired.
+    users' open labels as stored; ``reassign``: users to move out of segments the snapshot retired.
     """
     users = list(stored)
     table = Table(users, read_records([stored[u] for u in users]))
@@ -176,6 +177,7 @@ def process_events(
     """``run_batch`` on ``UserState``s: for tests and tools that hold records as objects.
     The outcome's ``states`` holds the changed users' records."""
     stored = {u: pack_state(s) for u, s in states.items() if s is not None}
+    labels = {u: pack_pending(p) for u, p in (pending or {}).items()}
     out = run_batch(
         stored,
         list(events),
@@ -184,7 +186,7 @@ def process_events(
         watermark_ms,
         due_users,
         tag_models,
-        pending,
+        labels,
         reassign,
     )
     out.states = {u: unpack_state(b) for u, b in out.records.items()}

@@ -10,7 +10,8 @@ from operators.changes import UserChanged
 from operators.events import Event
 from operators.features import DAY_MS, UserState
 from operators.labels import Label
-from operators.tags import PendingLabel, TagDefinition
+from operators.pending import PendingLabel
+from operators.tags import TagDefinition
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -245,73 +244,3 @@ def tag_reason(
         for f, c, m in zip(model.features, model.coefficients, model.means, strict=True)
     }
     return tuple(sorted((f for f, p in pushes.items() if p > 0), key=lambda f: -pushes[f]))[:top]
-
-
-# -- delayed labels -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PendingLabel:
-    """A user as they were at ``at_ms``, waiting for tag number ``tag``'s horizon to pass.
-
-    ``logs`` are ``log1p`` of the tag's features (in its order), as stored: half precision.
-    ``value`` is set as soon as the outcome is known, often before the horizon ends (a purchase
-    settles ``churn_risk`` at once); the label is learned only when the horizon has passed.
-    """
-
-    tag: int
-    at_ms: int  # a whole minute
-    logs: tuple[float, ...]
-    value: int | None = None
-
-
-def resolve(
-    tag: TagDefinition, pending: PendingLabel, purchase_ms: int | None, now_ms: int
-) -> int | None:
-    """The label if known: at a purchase at ``purchase_ms`` (None: no purchase now), or because
-    ``now_ms`` is past the horizon; None while it is still open."""
-    if pending.value is not None:
-        return pending.value
-    deadline = pending.at_ms + tag.horizon_ms
-    bought = purchase_ms is not None and pending.at_ms < purchase_ms <= deadline
-    if bought:
-        return 1 if tag.label == PURCHASE_WITHIN else 0
-    if now_ms > deadline:
-        return 0 if tag.label == PURCHASE_WITHIN else 1
-    return None
-
-
-def half(value: float) -> float:
-    """``value`` rounded to half precision, as a pending label stores it."""
-    return float(_HALF.unpack(_HALF.pack(value))[0])
-
-
-_HALF: Final = struct.Struct("<e")
-_LABEL_HEAD: Final = struct.Struct("<BBIB")  # tag, state (0 open, 1 + value), minute, count
-_MINUTE_MS: Final = 60_000
-
-
-def pack_pending(labels: Sequence[PendingLabel]) -> bytes:
-    """Pending labels as stored (a Redis hash field per user), 7 + 2 bytes a feature each."""
-    out = bytearray()
-    for label in labels:
-        minute, rest = divmod(label.at_ms, _MINUTE_MS)
-        if rest:
-            raise ValueError("a label's time must be a whole minute")
-        state = 0 if label.value is None else 1 + label.value
-        out += _LABEL_HEAD.pack(label.tag, state, minute, len(label.logs))
-        out += struct.pack(f"<{len(label.logs)}e", *label.logs)
-    return bytes(out)
-
-
-def unpack_pending(data: bytes) -> list[PendingLabel]:
-    labels, at = [], 0
-    while at < len(data):
-        tag, state, minute, n = _LABEL_HEAD.unpack_from(data, at)
-        at += _LABEL_HEAD.size
-        logs = struct.unpack_from(f"<{n}e", data, at)
-        at += 2 * n
-        labels.append(
-            PendingLabel(tag, minute * _MINUTE_MS, tuple(logs), None if state == 0 else state - 1)
-        )
-    return labels

@@ -39,9 +39,9 @@ from typing import TypeVar
 
 from operators.events import EventLimits
 from operators.labels import Label
+from operators.pending import pack_pending
 from operators.pipeline import PipelineConfig, advance_watermark, run_batch
 from operators.segments import SegmentSnapshot
-from operators.tags import PendingLabel, pack_pending, unpack_pending
 from stream.batch import Batch, decode_records
 from stream.errors import PartitionLost, StateLost
 from stream.learning import Learning
@@ -244,7 +244,7 @@ class Processor(Ownership):
     ) -> tuple[
         dict[Partition, list[str]],
         dict[Partition, dict[str, bytes]],
-        dict[Partition, dict[str, list[PendingLabel]]],
+        dict[Partition, dict[str, bytes]],
     ]:
         """Step 3: due users, their records and open labels, with the ownership check."""
         while True:
@@ -307,12 +307,12 @@ class Processor(Ownership):
     def _load_pending(
         self,
         users: Mapping[Partition, Collection[str]],
-    ) -> dict[Partition, dict[str, list[PendingLabel]]]:
-        """Open labels of the sampled users among ``users`` (nothing without predictive tags)."""
+    ) -> dict[Partition, dict[str, bytes]]:
+        """Open labels of the sampled users among ``users`` (nothing without predictive tags),
+        as stored: the operators decode only those a scoring may move."""
         if not self.learning.learners:
             return {}
-        loaded = self.state_store.load_pending(users)
-        return {p: {u: unpack_pending(b) for u, b in found.items()} for p, found in loaded.items()}
+        return dict(self.state_store.load_pending(users))
 
     def _train(self, vectors: list[dict[str, float]], labels: list[Label]) -> None:
         before = self.snapshot

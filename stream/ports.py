@@ -121,7 +121,8 @@ class StateStore(Protocol):
         self,
         users: Mapping[Partition, Collection[str]],
     ) -> dict[Partition, dict[str, bytes]]:
-        """The users' open tag labels (``operators.tags.pack_pending``), absent users left out."""
+        """The users' open tag labels (``operators.pending.pack_pending``), absent users
+        left out."""
 
     def segment_sizes(self, partitions: Collection[Partition]) -> dict[int, int]:
         """Users per segment in these partitions (kept by ``save`` from the batches' deltas)."""

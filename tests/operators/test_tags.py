@@ -9,19 +9,16 @@ import pytest
 from operators.changes import encode_change
 from operators.events import Event
 from operators.features import DAY_MS, user_digest
+from operators.pending import PendingLabel, pack_pending, resolve, unpack_pending
 from operators.pipeline import PipelineConfig, process_events
 from operators.tags import (
     DEFAULT_TAGS,
     NO_PURCHASE_WITHIN,
-    PendingLabel,
     TagDefinition,
     TagModel,
     holds,
-    pack_pending,
     parse_tags,
-    resolve,
     tag_reason,
-    unpack_pending,
 )
 
 T0 = 1_767_225_600_000

@@ -9,8 +9,8 @@ from typing import Any
 import redis
 
 from operators.features import UserState
+from operators.pending import PendingLabel, unpack_pending
 from operators.state_layout import unpack_state
-from operators.tags import PendingLabel, unpack_pending
 from tests.support.servers import read_topic
 
 

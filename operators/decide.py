@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
+import numpy as np
+
 from operators.changes import UserChanged, user_changed
 from operators.columns import LAST, Matrix, version_features
 from operators.events import Event
@@ -79,32 +81,30 @@ def decide(c: Context) -> Decisions:
     distances, enter, stay = scores.distances, scores.enter, scores.stay
     margin, switch_after = config.switch_margin, config.switch_after
     labelled = bool(c.labelled)
-    sampled: dict[int, int | None] = {}  # row -> user digest if sampled, else None
-    for m, row in enumerate(moments.row):
+    sampled = _sampled(c)  # row -> user digest, for the sampled users
+    for m in _busy_moments(c, out, sampled):
+        row = moments.row[m]
         if row in out.broken:
             continue
         segment, tags, kind = out.segment[row], out.tags[row], moments.kind[m]
-        if kind == REASSIGN and (segment == NO_SEGMENT or segment in column):
-            continue  # only users whose segment the model retired move now
+        if kind == REASSIGN and segment in column:
+            continue  # only users with no segment or one the model retired move now
         try:
             if column:
-                nearest = best[m]
+                nearest = int(best[m])
                 if nearest == segment or segment not in column:
                     chosen, pending, streak = nearest, NO_SEGMENT, 0
                 else:
                     streak = out.streak[row] + 1 if out.pending_segment[row] == nearest else 1
-                    closer = distances[m][column[segment]] - best_distance[m]
+                    closer = float(distances[m, column[segment]] - best_distance[m])
                     if closer > margin or streak >= switch_after:
                         chosen, pending, streak = nearest, NO_SEGMENT, 0
                     else:
                         chosen, pending = segment, nearest
             else:
                 chosen, pending, streak = segment, out.pending_segment[row], out.streak[row]
-            now_tags = (tags & stay[m]) | (enter[m] & ~tags)
-            if row not in sampled:
-                digest = user_digest(c.table.users[row])
-                sampled[row] = digest if digest % 1000 < config.train_sample_permille else None
-            digest_or_none = sampled[row]
+            now_tags = (tags & int(stay[m])) | (int(enter[m]) & ~tags)
+            digest_or_none = sampled.get(row)
             if digest_or_none is not None:
                 if moments.train[m] and kind != REASSIGN:
                     out.training_vectors.append(scores.row(m, config.segment_features))
@@ -128,6 +128,48 @@ def decide(c: Context) -> Decisions:
     if out.broken:
         _drop_broken(out, c.table)
     return out
+
+
+def _sampled(c: Context) -> dict[int, int]:
+    """The batch's sampled users (they offer training vectors and labels): row -> digest."""
+    permille, users = c.config.train_sample_permille, c.table.users
+    digests = {row: user_digest(users[row]) for row in set(c.moments.row)}
+    return {row: digest for row, digest in digests.items() if digest % 1000 < permille}
+
+
+def _busy_moments(c: Context, out: Decisions, sampled: Mapping[int, int]) -> list[int]:
+    """The moments the loop must decide one by one, in order; the others are applied here.
+
+    Most moments are re-scorings of quiet users that change nothing: the nearest segment is
+    the stored one and hysteresis keeps the tags. A user none of whose moments could change
+    anything, and who is not sampled (no training vector, no label), ends the batch with its
+    segment and tags as stored, so its moments are settled at once from the arrays.
+    """
+    moments, scores = c.moments, c.scores
+    if not moments.row:
+        return []
+    rows = np.asarray(moments.row, dtype=np.int64)
+    kinds = np.asarray(moments.kind, dtype=np.int64)
+    segment = np.asarray(out.segment, dtype=np.int64)[rows]
+    tags = np.asarray(out.tags, dtype=np.int64)[rows]
+    moving = ((tags & scores.stay) | (scores.enter & ~tags)) != tags
+    skipped = kinds == REASSIGN  # a no-op for a user whose segment the model has
+    if scores.column:
+        moving |= scores.best != segment
+        skipped &= np.isin(segment, np.fromiter(scores.column, dtype=np.int64))
+    else:
+        skipped[:] = False
+    busy_rows = np.zeros(len(out.segment), dtype=np.bool_)
+    busy_rows[rows[moving]] = True
+    busy_rows[list(sampled)] = True
+    busy = busy_rows[rows]
+    settled = ~busy & ~skipped
+    for row in np.unique(rows[settled]).tolist():
+        out.scored.add(row)
+        if scores.column:  # the nearest segment is the user's: nothing pending
+            out.pending_segment[row], out.streak[row] = NO_SEGMENT, 0
+    out.rescorings.update(rows[settled & (kinds != EVENT)].tolist())
+    return np.flatnonzero(busy).tolist()
 
 
 def _settle(c: Context, out: Decisions, m: int, row: int, digest: int) -> None:

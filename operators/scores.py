@@ -30,18 +30,22 @@ _OPS: Final[dict[str, Callable[[Matrix, float], npt.NDArray[np.bool_]]]] = {
 }
 
 
+Ints = npt.NDArray[np.int64]
+_NONE: Final[Ints] = np.empty(0, dtype=np.int64)
+
+
 @dataclass(slots=True)
 class Scores:
     """Per moment (row): features, nearest segment, distances, and the tags' bit sets."""
 
     names: tuple[str, ...]  # the columns of ``features``
     features: Matrix
-    best: list[int] = field(default_factory=list)  # nearest segment id (ties: lowest id)
-    best_distance: list[float] = field(default_factory=list)
-    distances: list[list[float]] = field(default_factory=list)  # by ``column[segment]``
+    best: Ints = field(default_factory=lambda: _NONE)  # nearest segment id (ties: lowest id)
+    best_distance: Matrix = field(default_factory=lambda: np.empty(0))
+    distances: Matrix = field(default_factory=lambda: np.empty((0, 0)))  # ``column[segment]``
     column: dict[int, int] = field(default_factory=dict)
-    enter: list[int] = field(default_factory=list)  # tag bits a user outside would enter
-    stay: list[int] = field(default_factory=list)  # tag bits a user inside would keep
+    enter: Ints = field(default_factory=lambda: _NONE)  # tag bits a user outside would enter
+    stay: Ints = field(default_factory=lambda: _NONE)  # tag bits a user inside would keep
     scored: list[str] = field(default_factory=list)  # predictive tags with a ready model
     probabilities: Matrix = field(default_factory=lambda: np.empty((0, 0)))  # moments x scored tags
 
@@ -92,7 +96,7 @@ def score_moments(
         stay |= (p > tag.exit).astype(np.int64) << bit
         scores.scored.append(tag.name)
         probabilities.append(p)
-    scores.enter, scores.stay = enter.tolist(), stay.tolist()
+    scores.enter, scores.stay = enter, stay
     if probabilities:
         scores.probabilities = np.column_stack(probabilities)
     return scores
@@ -110,6 +114,6 @@ def _segments(scores: Scores, snapshot: SegmentSnapshot) -> None:
     distances = np.sqrt(((z[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2))
     nearest = distances.argmin(axis=1)
     scores.column = {segment: i for i, segment in enumerate(ids)}
-    scores.best = np.asarray(ids)[nearest].tolist()
-    scores.best_distance = distances[np.arange(len(nearest)), nearest].tolist()
-    scores.distances = distances.tolist()
+    scores.best = np.asarray(ids, dtype=np.int64)[nearest]
+    scores.best_distance = distances[np.arange(len(nearest)), nearest]
+    scores.distances = distances

@@ -6,6 +6,9 @@ would keep the retired id until their next scoring, up to ``SEGSTREAM_RESCORE_IN
 event time later; instead, each process scans the user records of the partitions it owns, a
 chunk per loop iteration, and re-scores those users at the partition's watermark: they take
 the nearest segment at once, with a change event (``event_id`` ``reassign:v<version>``).
+The same scan runs when a process adopts its first model: users it built while no model was
+published (a new deployment, or a rebuild after Redis lost everything) have no segment yet,
+and once the stream is quiet no event would ever score them.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from operators.features import NO_SEGMENT
 from operators.segments import SegmentSnapshot
 from operators.state_layout import unpack_state
 from stream.batch import Batch
@@ -40,7 +42,7 @@ class Reassignments:
         after: SegmentSnapshot,
         owned: Collection[Partition],
     ) -> None:
-        if before is not None and set(before.segment_ids) - set(after.segment_ids):
+        if before is None or set(before.segment_ids) - set(after.segment_ids):
             self.cursors = dict.fromkeys(owned, 0)  # (re)start every scan
 
     def revoked(self, partitions: Collection[Partition]) -> None:
@@ -54,7 +56,7 @@ class Reassignments:
         count: int,
         ready: Callable[[Partition], bool],
     ) -> tuple[Partition, list[str]] | None:
-        """The next chunk's users whose segment ``snapshot`` does not have."""
+        """The next chunk's users whose segment ``snapshot`` does not have (or none at all)."""
         current = set(snapshot.segment_ids)
         for partition, cursor in list(self.cursors.items()):
             if not ready(partition):
@@ -65,11 +67,7 @@ class Reassignments:
             else:
                 del self.cursors[partition]
             segments = {user: unpack_state(packed).segment for user, packed in found.items()}
-            return partition, [
-                user
-                for user, segment in segments.items()
-                if segment not in current and segment != NO_SEGMENT
-            ]
+            return partition, [user for user, segment in segments.items() if segment not in current]
         return None
 
 

@@ -64,3 +64,41 @@ def test_users_of_a_retired_segment_move_at_once(tmp_path: Path) -> None:
     reassigned = {c["user_id"] for c in moved if c["event_id"].startswith("reassign:")}
     assert members - reassigned <= {e["user_id"] for e in events[5000:5010]}
     assert store.segment_sizes(processor.owned).get(retired, 0) == 0
+
+
+def test_users_built_before_any_model_take_a_segment_when_the_first_arrives(
+    tmp_path: Path,
+) -> None:
+    """A new deployment, or a rebuild after Redis lost the model: users scored while no model
+    was published have no segment; adopting the first model scans them into one even though
+    no further event comes."""
+    model = trained_model(
+        itertools.islice(generate_events(300, seed=3, days=40), 10_000), tmp_path / "m.json"
+    )
+    snapshot = SegmentSnapshot.from_dict(model["snapshot"])
+    clock = FakeClock()
+    models = InMemoryModelStore(monotonic=clock.time_s)
+    broker, store = InMemoryBroker(), InMemoryStateStore()
+    parts = in_memory_parts(SETTINGS, broker)
+    processor = build_processor(
+        SETTINGS, Parts(parts.source, parts.sink, store, models), clock=clock
+    )
+    for event in itertools.islice(generate_events(200, seed=5, days=20), 3000):
+        broker.append(SETTINGS.input_topic, *encode(event))
+    while processor.run_once():
+        pass
+    before = {u: unpack_state(b).segment for u, b in store.users().items()}
+    assert len(before) > SETTINGS.sweep_batch_users and set(before.values()) == {-1}
+
+    models.save(snapshot, None)
+    clock.now_s += 11  # past a third of the lease: the idle processor looks at the store
+    for _ in range(40):
+        processor.run_once()
+    after = {u: unpack_state(b).segment for u, b in store.users().items()}
+    assert set(after) == set(before)
+    assert all(segment in snapshot.segment_ids for segment in after.values())
+    firsts = [json.loads(r.value) for r in broker.records(SETTINGS.output_topic)]
+    assigned = {c["user_id"] for c in firsts if c.get("event_id", "").startswith("reassign:")}
+    assert assigned == set(before)
+    sizes = store.segment_sizes(processor.owned)
+    assert sum(sizes.values()) == len(before)

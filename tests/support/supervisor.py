@@ -79,11 +79,21 @@ class Supervisor:
         return "\n".join(f"--- {c.log_path.name}\n{c.log()[-3000:]}" for c in self.copies)
 
     def stop(self) -> list[int]:
-        """SIGTERM every copy once it is serving (a signal during the imports would just end
-        the interpreter); their exit codes."""
-        for copy in self.copies:
+        """SIGTERM every running copy once it is serving (a signal during the imports would
+        just end the interpreter); their exit codes. A copy that is down already (killed by the
+        test near the end, before its restart was due) is not started again; an exit of its
+        own is counted in the tally as ``watch`` would."""
+        running = []
+        for index, copy in enumerate(self.copies):
+            assert copy.process is not None
+            code = copy.process.poll()
+            if code is None:
+                running.append(copy)
+            elif code != -9 and index not in self.down_since:
+                self.tally.exits.append(code)
+        for copy in running:
             copy.http_port(timeout_s=60)
-        return [copy.terminate() for copy in self.copies if copy.process is not None]
+        return [copy.terminate() for copy in running]
 
     def kill_all(self) -> None:
         for copy in self.copies:

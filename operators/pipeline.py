@@ -74,7 +74,7 @@ def run_batch(
     users' open labels as stored; ``reassign``: users to move out of segments the snapshot retired.
     """
     users = list(stored)
-    table = Table(users, read_records([stored[u] for u in users]))
+    table = Table(users, read_records([stored[u] for u in users]), (e.user_id for e in events))
     has_centers = snapshot is not None and bool(snapshot.centers)
     timeline = run_timeline(
         table, list(events), config, watermark_ms, due_users, reassign, has_centers

@@ -16,7 +16,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeVar
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from operators.features import (
 from operators.records import Records, recent_ids
 from operators.scoring import PipelineConfig
 
+T = TypeVar("T")
 EVENT, RESCORE, REASSIGN = 0, 1, 2  # kinds of scoring moment
 _TYPE_INDEX: Final = {name: i for i, name in enumerate(EVENT_TYPES)}
 _PURCHASE: Final = _TYPE_INDEX["purchase"]
@@ -73,44 +74,57 @@ class Moments:
 
 
 class Table:
-    """The batch's users: the stored records' fields as Python columns, updated in place."""
+    """The batch's users: the stored records' fields as Python values, updated in place.
 
-    def __init__(self, users: list[str], records: Records) -> None:
+    Every row has its times (re-scorings read them); the fields only events change are turned
+    into Python values for the rows with events only, since most rows of a batch are users
+    merely due for a re-scoring, which reads the record's version row instead.
+    """
+
+    def __init__(self, users: list[str], records: Records, active: Iterable[str] = ()) -> None:
         self.users = users
         self.index = {user: row for row, user in enumerate(users)}
         self.stored = len(users)  # rows below this have a stored record
         self.records = records
         self.first = records["first_seen"].tolist()
         self.last = records["last_seen"].tolist()
-        self.last_purchase = records["last_purchase"].tolist()
         self.next_due = records["next_due"].tolist()
-        self.counts: list[list[int]] = records["counts"].tolist()
-        self.spend = records["spend_cents"].tolist()
-        self.windows: list[tuple[float, ...]] = [tuple(w) for w in records["windows"].tolist()]
-        self.recent: list[tuple[int, ...]] = [tuple(r) for r in recent_ids(records).tolist()]
-        self.category = records["category_bits"].tolist()
         self.version = list(range(len(users)))  # version row of each user's current record
         self.exists = [True] * len(users)
         self.updated: set[int] = set()  # rows whose features events changed
+        rows = sorted({self.index[u] for u in active if u in self.index})
+        picked = records[rows]
+
+        def by_row(values: Iterable[T]) -> dict[int, T]:
+            return dict(zip(rows, values, strict=True))
+
+        self.last_purchase = by_row(picked["last_purchase"].tolist())
+        self.counts: dict[int, list[int]] = by_row(picked["counts"].tolist())
+        self.spend = by_row(picked["spend_cents"].tolist())
+        self.windows: dict[int, tuple[float, ...]] = by_row(map(tuple, picked["windows"].tolist()))
+        self.recent: dict[int, tuple[int, ...]] = by_row(map(tuple, recent_ids(picked).tolist()))
+        self.category = by_row(picked["category_bits"].tolist())
         self._initial = record_versions(records)
         self._new: list[tuple[float, ...]] = []
 
     def row_of(self, user: str) -> int:
+        """The user's row (a new one for a new user); its event fields must be loaded, so only
+        for users among ``active``."""
         row = self.index.get(user)
         if row is None:
             row = self.index[user] = len(self.users)
             self.users.append(user)
             self.first.append(0)
             self.last.append(0)
-            self.last_purchase.append(0)
             self.next_due.append(0)
-            self.counts.append([0] * len(EVENT_TYPES))
-            self.spend.append(0)
-            self.windows.append(_EMPTY_WINDOWS)
-            self.recent.append((0,) * RECENT_IDS)
-            self.category.append(0)
             self.version.append(-1)
             self.exists.append(False)
+            self.last_purchase[row] = 0
+            self.counts[row] = [0] * len(EVENT_TYPES)
+            self.spend[row] = 0
+            self.windows[row] = _EMPTY_WINDOWS
+            self.recent[row] = (0,) * RECENT_IDS
+            self.category[row] = 0
         return row
 
     def versions(self) -> Matrix:

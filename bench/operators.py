@@ -14,7 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from operators.events import Event, decode_event
+from operators.decoding import decode_event
+from operators.events import Event
 from operators.pipeline import PipelineConfig, process_events
 from operators.segments import SegmentSnapshot
 from stream.generator import encode, generate_events

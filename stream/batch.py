@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from operators.events import Event, EventLimits, Rejected, decode_event
+from operators.decoding import decode_event
+from operators.events import Event, EventLimits, Rejected
 from stream.metrics import INVALID_TYPE
 from stream.outputs import Outputs, Topics
 from stream.ports import Partition, Record

@@ -12,7 +12,7 @@
     └── AssignmentFailed  claiming newly assigned partitions failed. Policy: exit non-zero at
                           once: the broker thinks we own partitions we could not claim.
 
-Bad input is not an exception: ``operators.events.decode_event`` returns ``Rejected`` and the
+Bad input is not an exception: ``operators.decoding.decode_event`` returns ``Rejected`` and the
 loop dead-letters it. Anything else is a bug: logged once and re-raised.
 """
 

@@ -88,8 +88,7 @@ class Learning:
             self._publish_tags()
         if self.trainer is None:
             return changed
-        for vector in vectors:
-            self.trainer.learn(vector)
+        self.trainer.learn_many(vectors)
         if not self.trainer.due():
             return changed
         snapshot, lineage = self.trainer.snapshot()

@@ -2,7 +2,7 @@
 
 For each batch:
   1. poll records from the input topic;
-  2. decode and validate them (``operators.events``); rejects become dead letters;
+  2. decode and validate them (``operators.decoding``); rejects become dead letters;
   3. find the users whose re-scoring falls due by the partition's new watermark, and load them
      with the batch's users from the state store, in the round trip that checks we still own
      each partition (a partition lost to a rebalance is dropped and paused; one whose claim

@@ -35,9 +35,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from river import cluster, preprocessing
 
-from stream.kmeans import Point, kmeans_cost, kmeans_plus_plus, lloyd, nearest
+from stream.kmeans import Point, kmeans_cost, kmeans_plus_plus, lloyd
+from stream.river_batch import scaler_learn_many
 from stream.state_codec import scaler_from_dict, scaler_to_dict
 
 
@@ -75,18 +77,35 @@ class StreamSegmentModel:
     # -- learning ---------------------------------------------------------------------------
 
     def learn(self, features: Mapping[str, float]) -> None:
-        x = tuple(math.log1p(max(features[name], 0.0)) for name in self.features)
-        self._scaler.learn_one(dict(zip(self.features, x, strict=True)))
-        self.samples += 1
-        self._remember(x)
-        if not self._ready:
-            if self.samples >= self.warmup:
-                self._warm_start()
+        self.learn_many([features])
+
+    def learn_many(self, vectors: Sequence[Mapping[str, float]]) -> None:
+        """Learn samples in order, a batch at a time: the scaler's statistics merged once per
+        batch (River's mini-batch formula), each full chunk's nearest centers found as arrays."""
+        if not vectors:
             return
-        self._chunk.append(x)
-        if len(self._chunk) >= self.chunk_size:
-            self._learn_chunk(self._chunk)
-            self._chunk = []
+        rows = [[v[f] for f in self.features] for v in vectors]
+        x = np.log1p(np.maximum(np.asarray(rows, dtype=np.float64), 0.0))
+        if not self._ready:  # the warm start happens at an exact sample count
+            warm = min(len(x), self.warmup - self.samples)
+            self._absorb(x[:warm])
+            x = x[warm:]
+            if self.samples < self.warmup:
+                return
+            self._warm_start()
+        if len(x):
+            self._absorb(x)
+            self._chunk += [tuple(p) for p in x.tolist()]
+        while len(self._chunk) >= self.chunk_size:
+            chunk, self._chunk = self._chunk[: self.chunk_size], self._chunk[self.chunk_size :]
+            self._learn_chunk(chunk)
+
+    def _absorb(self, x: npt.NDArray[np.float64]) -> None:
+        """Count ``x`` (log1p points) in the scaler and the reservoir."""
+        scaler_learn_many(self._scaler, self.features, x)
+        self.samples += len(x)
+        for point in x.tolist():
+            self._remember(tuple(point))
 
     @property
     def ready(self) -> bool:
@@ -110,27 +129,25 @@ class StreamSegmentModel:
 
     def _learn_chunk(self, points: list[Point]) -> None:
         """Move each touched center towards the mean of its points (log1p space)."""
-        centers = self.centers()
         means, stds = self.scaler()
-        sums: dict[int, list[float]] = {}
-        sizes: dict[int, int] = {}
-        for p in points:
-            z = tuple((v - m) / s for v, m, s in zip(p, means, stds, strict=True))
-            i = nearest(centers, z)[0]
-            acc = sums.setdefault(i, [0.0] * len(p))
-            for d, value in enumerate(p):
-                acc[d] += value
-            sizes[i] = sizes.get(i, 0) + 1
+        data = np.asarray(points, dtype=np.float64)
+        z = (data - np.asarray(means)) / np.asarray(stds)
+        centers = np.asarray(self.centers(), dtype=np.float64)
+        labels = ((z[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+        sizes = np.bincount(labels, minlength=self.n_segments).tolist()
+        sums = np.zeros((self.n_segments, data.shape[1]))
+        np.add.at(sums, labels, data)
         forget = math.exp(-len(points) / self.memory)
         self.counts = [c * forget for c in self.counts]
-        for i in sorted(sizes):  # only touched centers move
-            self.counts[i] += sizes[i]
-            mean = {f: s / sizes[i] for f, s in zip(self.features, sums[i], strict=True)}
+        for i, size in enumerate(sizes):
+            if not size:
+                continue  # only touched centers move
+            self.counts[i] += size
             # River's update, c += halflife * (mean - c), with the chunk's share as the rate.
-            self._kmeans.halflife = sizes[i] / self.counts[i]
+            self._kmeans.halflife = size / self.counts[i]
             center = self._kmeans.centers[i]
-            for f, value in mean.items():
-                center[f] += self._kmeans.halflife * (value - center[f])
+            for f, total in zip(self.features, sums[i].tolist(), strict=True):
+                center[f] += self._kmeans.halflife * (total / size - center[f])
         self.chunks += 1
         self._reseed_dead_centers()
         if self.chunks % self.relocate_every_chunks == 0:

@@ -58,6 +58,9 @@ class SegmentTrainer:
     def learn(self, features: Mapping[str, float]) -> None:
         self.model.learn(features)
 
+    def learn_many(self, vectors: Sequence[Mapping[str, float]]) -> None:
+        self.model.learn_many(vectors)
+
     def due(self) -> bool:
         """True once the model is warm and enough samples arrived since the last snapshot."""
         return self.model.ready and self.samples - self.samples_at_snapshot >= self.snapshot_every

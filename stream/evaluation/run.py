@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from operators.events import EventLimits, Rejected, decode_event
+from operators.decoding import decode_event
+from operators.events import EventLimits, Rejected
 from operators.features import DAY_MS, features_at
 from operators.segments import SegmentSnapshot, assign_segment, segment_profiles
 from operators.state_layout import unpack_state

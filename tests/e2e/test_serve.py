@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from operators.events import Rejected, decode_event
+from operators.decoding import decode_event
+from operators.events import Rejected
 from operators.features import FEATURES
 from stream.generator import MALFORMED, encode, generate_events
 from tests.support.events import expected_states, features_only

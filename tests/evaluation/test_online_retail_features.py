@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from operators.events import Event, decode_event
+from operators.decoding import decode_event
+from operators.events import Event
 from operators.features import DAY_MS, UserState, features_at
 from operators.pipeline import PipelineConfig, process_events
 from stream.evaluation.offline import CustomerHistory, read_online_retail, reference_features

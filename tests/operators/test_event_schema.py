@@ -8,7 +8,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from operators.events import Event, decode_event
+from operators.decoding import decode_event
+from operators.events import Event
 
 SCHEMA = json.loads(Path(__file__).parents[2].joinpath("stream/event.schema.json").read_text())
 VALID = {"event_id": "e1", "user_id": "u1", "type": "view", "ts": 1767225600000}

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from operators.events import Event, EventLimits, Rejected, decode_event
+from operators.decoding import decode_event
+from operators.events import Event, EventLimits, Rejected
 
 BASE = {
     "event_id": "e1",

@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import json
 import string
+from dataclasses import astuple
 from pathlib import Path
 
 import jsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from operators.events import (
-    BAD_TIMESTAMP,
-    EVENT_TYPES,
-    Event,
-    EventLimits,
-    Rejected,
-    decode_event,
-)
+from operators.decoding import _event_from, _plain_event, decode_event
+from operators.events import BAD_TIMESTAMP, EVENT_TYPES, Event, EventLimits, Rejected
 
 SCHEMA = json.loads(Path(__file__).parents[2].joinpath("stream/event.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -137,3 +132,18 @@ def test_nesting_is_bounded(nested: str) -> None:
     decoded = decode_event(b"u", value.encode())
     depth = nested.count("[") + 1
     assert isinstance(decoded, Event) == (depth <= 16)
+
+
+@settings(max_examples=3000, suppress_health_check=[HealthCheck.too_slow])
+@given(documents)
+def test_the_quick_pass_decodes_as_the_careful_one(doc: dict[str, object]) -> None:
+    """The common event takes a one-step path; whenever it answers, the careful field-by-field
+    checks give the same event (and it leaves everything they would refuse to them)."""
+    quick = _plain_event(doc, LIMITS)
+    if quick is None:
+        return
+    assert _event_from(doc, LIMITS) == quick
+    assert all(
+        type(v) is type(w)
+        for v, w in zip(astuple(quick), astuple(_event_from(doc, LIMITS)), strict=True)
+    )

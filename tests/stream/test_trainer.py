@@ -9,7 +9,8 @@ import random
 import subprocess
 import sys
 
-from operators.events import Event, decode_event
+from operators.decoding import decode_event
+from operators.events import Event
 from operators.features import UserState, features_at, update_features
 from operators.segments import SegmentSnapshot, assign_segment
 from stream.generator import encode, generate_events

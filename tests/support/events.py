@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from operators.events import Event, Rejected, decode_event
+from operators.decoding import decode_event
+from operators.events import Event, Rejected
 from operators.features import UserState, is_duplicate, update_features
 from stream.generator import encode
 

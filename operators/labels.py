@@ -100,5 +100,9 @@ def first_deadline(tags: Sequence[TagDefinition], labels: Sequence[PendingLabel]
 def label_grid(at_ms: int, digest: int, label_every_ms: int) -> int:
     """The user's latest label time at or before ``at_ms``: every ``label_every_ms``, at a
     phase (a whole minute) given by the user's digest."""
-    every = label_every_ms
-    return at_ms - (at_ms - digest % (every // _MINUTE) * _MINUTE) % every
+    return at_ms - (at_ms - label_phase(digest, label_every_ms)) % label_every_ms
+
+
+def label_phase(digest: int, label_every_ms: int) -> int:
+    """Where in each ``label_every_ms`` the user's label times fall, in ``[0, every)``."""
+    return digest % (label_every_ms // _MINUTE) * _MINUTE

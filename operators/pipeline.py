@@ -29,7 +29,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from operators.columns import VERSION_FIELDS
-from operators.decide import Context, Decisions, decide
+from operators.decide import decide
+from operators.decisions import Context, Decisions
 from operators.events import Event
 from operators.features import UserState
 from operators.pending import PendingLabel, pack_pending

@@ -1,0 +1,57 @@
+"""What step 5 of a batch reads (``Context``) and produces (``Decisions``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from operators.changes import UserChanged
+from operators.columns import Matrix
+from operators.events import Event
+from operators.labels import Label
+from operators.pending import PendingLabel
+from operators.scores import Scores
+from operators.scoring import PipelineConfig
+from operators.segments import SegmentSnapshot
+from operators.tags import TagModel
+from operators.timeline import Moments, Table
+
+
+@dataclass(slots=True)
+class Decisions:
+    """The scoring fields of every row after the batch, and what the decisions produced."""
+
+    segment: list[int]
+    pending_segment: list[int]
+    streak: list[int]
+    tags: list[int]
+    seq: list[int]
+    scored: set[int] = field(default_factory=set)  # rows with at least one scoring applied
+    changes: list[UserChanged] = field(default_factory=list)
+    alerts: list[tuple[UserChanged, str]] = field(default_factory=list)
+    training_vectors: list[dict[str, float]] = field(default_factory=list)
+    labels: list[Label] = field(default_factory=list)
+    pending: dict[str, list[PendingLabel]] = field(default_factory=dict)
+    rescorings: Counter[int] = field(default_factory=Counter)  # per row
+    broken: dict[int, str] = field(default_factory=dict)  # row -> exception class
+    vector_rows: list[int] = field(default_factory=list)  # the row of each training vector
+    label_rows: list[int] = field(default_factory=list)  # ... and of each released label
+    open_labels: dict[int, list[PendingLabel]] = field(default_factory=dict)  # decoded
+    quiet_until: dict[int, int] = field(default_factory=dict)  # row -> first label deadline
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What every decision of a batch reads."""
+
+    table: Table
+    moments: Moments
+    scores: Scores
+    versions: Matrix  # every version row of the batch (``Table.versions``)
+    events: Sequence[Event]
+    snapshot: SegmentSnapshot | None
+    config: PipelineConfig
+    tag_models: Mapping[str, TagModel]
+    pending_in: Mapping[str, bytes]  # the users' stored pending labels
+    labelled: tuple[str, ...]  # the features the labels keep (none: no predictive tag)

@@ -1,0 +1,130 @@
+"""Step 5, second part: what the sampled users offer the learners.
+
+A uniform sample of users (by user digest, ``SEGSTREAM_TRAIN_SAMPLE_PERMILLE``) offers a
+training vector at each moment that trains, and their predictive tags' delayed labels: a
+label opens at the user's label time, is resolved when its horizon ends or a purchase comes,
+and waits meanwhile in the user's pending labels (``operators.pending``). Both follow from
+event times only, not from the decisions, so they are taken for the whole batch here, in
+moment order. Most moments can neither open nor resolve a label; a user's stored summary says
+so without decoding its labels, for all moments at once.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import numpy.typing as npt
+
+from operators.columns import LAST, version_features
+from operators.decisions import Context, Decisions
+from operators.features import user_digest
+from operators.labels import first_deadline, label_phase, settle_labels
+from operators.pending import pending_summary, unpack_pending
+from operators.timeline import REASSIGN
+
+_FAR = 2**62
+
+
+def offer_samples(c: Context, out: Decisions, skipped: npt.NDArray[np.bool_]) -> None:
+    """Training vectors and labels of the sampled users' moments (``skipped``: moments that
+    did nothing, no-op reassignments), in moment order."""
+    sampled = _sampled(c)
+    if not sampled:
+        return
+    moments = c.moments
+    rows = np.asarray(moments.row, dtype=np.int64)
+    is_sampled = np.zeros(len(c.table.users), dtype=np.bool_)
+    is_sampled[list(sampled)] = True
+    live = is_sampled[rows] & ~skipped
+    if c.labelled:
+        for m in _label_moments(c, sampled, live).tolist():
+            row = moments.row[m]
+            if row in out.broken:
+                continue
+            released = len(out.labels)
+            try:
+                _settle(c, out, m, row, sampled[row])
+            except Exception as exc:  # left as stored, like a decision that raises
+                out.broken[row] = type(exc).__name__
+            out.label_rows += [row] * (len(out.labels) - released)
+    kinds = np.asarray(moments.kind, dtype=np.int64)
+    trains = np.flatnonzero(live & np.asarray(moments.train, dtype=np.bool_) & (kinds != REASSIGN))
+    names = c.config.segment_features
+    columns = [c.scores.names.index(name) for name in names]
+    values = c.scores.features[trains][:, columns].tolist()
+    for row, vector in zip(rows[trains].tolist(), values, strict=True):
+        if row not in out.broken:
+            out.training_vectors.append(dict(zip(names, vector, strict=True)))
+            out.vector_rows.append(row)
+
+
+def _sampled(c: Context) -> dict[int, int]:
+    """The batch's sampled users: row -> user digest."""
+    permille, users = c.config.train_sample_permille, c.table.users
+    digests = {row: user_digest(users[row]) for row in set(c.moments.row)}
+    return {row: digest for row, digest in digests.items() if digest % 1000 < permille}
+
+
+def _label_moments(
+    c: Context, sampled: dict[int, int], live: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.intp]:
+    """The sampled moments a label may open or resolve at, in order: from each user's first
+    such moment on (after it, the user's labels are decoded and ``settle_labels`` decides).
+
+    Before it, a moment is quiet when it is no purchase, no horizon of a stored label has
+    ended (the summary's earliest deadline), and no label opens: the user's label time at or
+    before the moment is not after its last event before it, or a label was taken there.
+    """
+    moments, every = c.moments, c.config.label_every_ms
+    n = len(c.table.users)
+    deadline, taken = np.full(n, _FAR, dtype=np.int64), np.full(n, -1, dtype=np.int64)
+    phase = np.zeros(n, dtype=np.int64)
+    for row, digest in sampled.items():
+        packed = c.pending_in.get(c.table.users[row], b"")
+        summary = pending_summary(packed, c.config.tags) if packed else (_FAR, -1)
+        # No summary (a record from before summaries): decode from the first moment on.
+        deadline[row], taken[row] = summary if summary is not None else (-_FAR, -1)
+        phase[row] = label_phase(digest, every)
+    index = np.flatnonzero(live)
+    rows = np.asarray(moments.row, dtype=np.int64)[index]
+    at = np.asarray(moments.at_ms, dtype=np.int64)[index]
+    purchase = np.asarray(moments.purchase_ms, dtype=np.int64)[index]
+    before = np.asarray(moments.before, dtype=np.int64)[index]
+    last_seen = np.where(before >= 0, c.versions[np.maximum(before, 0), LAST], -_FAR)
+    grid = at - (at - phase[rows]) % every
+    quiet = (
+        (purchase == 0)
+        & (at <= deadline[rows])
+        & ((before < 0) | (grid < last_seen) | (taken[rows] >= grid))
+    )
+    first = np.full(n, len(moments.row), dtype=np.int64)
+    np.minimum.at(first, rows[~quiet], index[~quiet])
+    return index[index >= first[rows]]
+
+
+def _settle(c: Context, out: Decisions, m: int, row: int, digest: int) -> None:
+    user, before, at_ms = c.table.users[row], c.moments.before[m], c.moments.at_ms[m]
+    purchase_ms = c.moments.purchase_ms[m]
+    last_seen = int(c.versions[before, LAST]) if before >= 0 else None
+    current = out.open_labels.get(row)
+    if current is None:
+        packed = c.pending_in.get(user, b"")
+        current = out.open_labels[row] = unpack_pending(packed) if packed else []
+        out.quiet_until[row] = first_deadline(c.config.tags, current)
+    kept = settle_labels(
+        c.config.tags,
+        c.config.label_every_ms,
+        c.labelled,
+        current,
+        out.labels,
+        digest,
+        at_ms,
+        purchase_ms or None,
+        last_seen,
+        partial(version_features, c.versions[before]),
+        out.quiet_until[row],
+    )
+    if kept is not current and kept != current:
+        out.pending[user] = out.open_labels[row] = kept
+        out.quiet_until[row] = first_deadline(c.config.tags, kept)

@@ -30,9 +30,19 @@ def parse(value: bytes) -> object:
     doc = _fast_parse(value)
     if doc is None:  # not the plain case: the strict parser says exactly what is wrong
         doc = _strict_parse(value)
-    if isinstance(doc, dict) and any(type(v) is dict or type(v) is list for v in doc.values()):
+    if isinstance(doc, dict) and not _flat(value) and _nested(doc):
         _check_depth(doc)
     return doc
+
+
+def _flat(value: bytes) -> bool:
+    """No object or array inside the outer object: the bytes hold no second brace or bracket
+    (one inside a string only sends the document the longer way)."""
+    return value.count(b"{") == 1 and b"[" not in value
+
+
+def _nested(doc: dict[str, object]) -> bool:
+    return any(type(v) is dict or type(v) is list for v in doc.values())
 
 
 # A JSON string followed by a colon: a key (a string value is followed by , ] or }).
@@ -49,9 +59,11 @@ def _fast_parse(value: bytes) -> object | None:
         return None
     if not isinstance(doc, dict):
         return doc
-    keys = len(doc)
-    if any(type(v) is dict or type(v) is list for v in doc.values()):
-        keys = _count_keys(doc)
+    keys = len(doc) if _flat(value) or not _nested(doc) else _count_keys(doc)
+    # Every key written needs a colon of its own outside strings, so as many colons as keys
+    # parsed means no key was written twice; more (a colon in a string) needs a closer count.
+    if value.count(b":") == keys:
+        return doc
     return doc if len(_KEY.findall(value)) == keys else None
 
 

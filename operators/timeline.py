@@ -10,9 +10,6 @@ from event times only.
 
 from __future__ import annotations
 
-import math
-import struct
-import zlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,27 +20,19 @@ import numpy as np
 from operators.columns import VERSION_FIELDS, Matrix, record_versions
 from operators.events import EVENT_TYPES, Event
 from operators.features import (
-    CATEGORY_BITS,
     DAY_MS,
     RECENT_IDS,
     WINDOW_COUNT,
-    WINDOW_DAYS,
     event_digest,
 )
+from operators.record_update import update_record
 from operators.records import Records, recent_ids
 from operators.scoring import PipelineConfig
 
 T = TypeVar("T")
 EVENT, RESCORE, REASSIGN = 0, 1, 2  # kinds of scoring moment
-_TYPE_INDEX: Final = {name: i for i, name in enumerate(EVENT_TYPES)}
-_PURCHASE: Final = _TYPE_INDEX["purchase"]
-_CANCEL: Final = _TYPE_INDEX["cancel"]
-# The window sums' measure of each event type: views, carts, purchases (and spend).
-_MEASURE: Final = {_TYPE_INDEX["view"]: 0, _TYPE_INDEX["add_to_cart"]: 1, _PURCHASE: 2}
-_W: Final = len(WINDOW_DAYS)
-_WINDOW_MS: Final = tuple(w * DAY_MS for w in WINDOW_DAYS)
-_FLOAT32S: Final = struct.Struct(f"<{WINDOW_COUNT}f")
-_NO_FADE: Final = (1.0,) * _W
+_PURCHASE: Final = EVENT_TYPES.index("purchase")
+_CANCEL: Final = EVENT_TYPES.index("cancel")
 _EMPTY_WINDOWS: Final = (0.0,) * WINDOW_COUNT
 
 
@@ -59,6 +48,18 @@ class Moments:
     train: list[bool] = field(default_factory=list)  # offers a training vector if sampled
     before: list[int] = field(default_factory=list)  # version before the event; -1: new user
     purchase_ms: list[int] = field(default_factory=list)  # the event's time if a purchase
+
+    def extend(self, rows: list[int], at_ms: list[int], versions: list[int]) -> None:
+        """Re-scorings, each of the version the user holds."""
+        count = len(rows)
+        self.row += rows
+        self.at_ms += at_ms
+        self.version += versions
+        self.kind += [RESCORE] * count
+        self.event += [-1] * count
+        self.train += [True] * count
+        self.before += versions
+        self.purchase_ms += [0] * count
 
     def add(
         self, row: int, at_ms: int, version: int, kind: int, event: int, train: bool, before: int
@@ -168,60 +169,6 @@ class Table:
         )
 
 
-def update_record(
-    first: int,
-    last: int,
-    last_purchase: int,
-    counts: list[int],
-    spend: int,
-    windows: tuple[float, ...],
-    category: int,
-    event: Event,
-) -> tuple[int, int, int, list[int], int, tuple[float, ...], int]:
-    """A record's feature fields after ``event`` (``operators.features.update_features``'s
-    arithmetic on plain values); ``last == 0`` means a new user."""
-    ts = event.ts_ms
-    if last == 0:
-        first = last = ts
-    index = _TYPE_INDEX[event.type]
-    is_purchase = index == _PURCHASE
-    cents = round((event.amount or 0.0) * 100) if is_purchase else 0
-    anchor = last if last > ts else ts
-    # Age the stored sums to the new anchor, then add this event at its weight there.
-    ageing = _fades(anchor - last)
-    weights = _fades(anchor - ts)
-    if ageing is _NO_FADE:
-        sums = list(windows)
-    else:
-        sums = [value * ageing[i % _W] for i, value in enumerate(windows)]
-    measure = _MEASURE.get(index)
-    if measure is not None:
-        for w in range(_W):
-            sums[measure * _W + w] += weights[w]
-    if is_purchase:
-        for w in range(_W):
-            sums[3 * _W + w] += cents / 100 * weights[w]
-    counts = counts.copy()
-    counts[index] += 1
-    if event.category:
-        category |= 1 << (zlib.crc32(event.category.encode()) % CATEGORY_BITS)
-    return (
-        min(first, ts),
-        anchor,
-        max(last_purchase, ts) if is_purchase else last_purchase,
-        counts,
-        spend + cents,
-        _FLOAT32S.unpack(_FLOAT32S.pack(*sums)),  # rounded to float32 as stored
-        category,
-    )
-
-
-def _fades(elapsed_ms: int) -> tuple[float, ...]:
-    if elapsed_ms == 0:
-        return _NO_FADE
-    return tuple(math.exp(-elapsed_ms / w) for w in _WINDOW_MS)
-
-
 @dataclass(slots=True)
 class Timeline:
     """What steps 2 and 3 found: moments to score, and the events set aside."""
@@ -281,20 +228,49 @@ def run_timeline(
         out.touched[row] = None
     # Users whose re-scoring fell due by the new watermark: those the store indexed, and those
     # this batch touched (their due times were set or moved here).
-    for user in dict.fromkeys([*due_users, *(table.users[r] for r in out.touched)]):
-        row = table.index.get(user, -1)
-        if row < 0 or not table.exists[row]:
-            out.dues[user] = 0  # expired or erased: drop it from the index
-            continue
-        version = table.version[row]
-        _catch_up(table, row, out.watermark_ms, config, moments, version, table.last[row])
-        out.dues[user] = table.next_due[row]  # the index follows the record, always
+    users = dict.fromkeys([*due_users, *(table.users[r] for r in out.touched)])
+    rows = [table.index.get(user, -1) for user in users]
+    _catch_up_many(
+        table, [r for r in rows if r >= 0 and table.exists[r]], out.watermark_ms, config, moments
+    )
+    for user, row in zip(users, rows, strict=True):
+        # The index follows the record, always; expired or erased users leave it.
+        out.dues[user] = table.next_due[row] if row >= 0 and table.exists[row] else 0
     for user in reassign if has_centers else ():
         row = table.index.get(user, -1)
         if row >= 0 and table.exists[row]:
             at = max(out.watermark_ms, table.last[row])
             moments.add(row, at, table.version[row], REASSIGN, -1, False, table.version[row])
     return out
+
+
+def _catch_up_many(
+    table: Table, rows: list[int], until_ms: int, config: PipelineConfig, moments: Moments
+) -> None:
+    """``_catch_up`` for many rows at once (the users due by the watermark), as arrays: the
+    same moments in the same order."""
+    if not rows:
+        return
+    interval, idle = config.rescore_interval_ms, config.max_idle_ms
+    due = np.asarray([table.next_due[r] for r in rows], dtype=np.int64)
+    last = np.asarray([table.last[r] for r in rows], dtype=np.int64)
+    active = (due != 0) & (due <= until_ms)
+    in_time = np.where(active, (until_ms - due) // interval + 1, 0)  # moments up to until_ms
+    # After the moment at due + j * interval the next would be idle too long: stop there.
+    stop = np.maximum((last + idle - due) // interval, 0)
+    counts = np.minimum(in_time, stop + 1)
+    follow = np.where(in_time >= stop + 1, 0, due + in_time * interval)
+    for r, value in zip(rows, np.where(active, follow, due).tolist(), strict=True):
+        table.next_due[r] = value
+    total = int(counts.sum())
+    if not total:
+        return
+    starts = np.cumsum(counts) - counts
+    steps = np.arange(total) - np.repeat(starts, counts)
+    row_of = np.repeat(np.asarray(rows, dtype=np.int64), counts).tolist()
+    versions = [table.version[r] for r in row_of]
+    at = (np.repeat(due, counts) + steps * interval).tolist()
+    moments.extend(row_of, at, versions)
 
 
 def _catch_up(

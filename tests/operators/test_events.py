@@ -100,3 +100,32 @@ def test_rejects_messages_over_the_size_limit() -> None:
         b"u1", json.dumps({**BASE, "pad": "x" * 100}).encode(), EventLimits(max_bytes=100)
     )
     assert isinstance(rejected, Rejected) and rejected.reason == "oversized"
+
+
+FIELDS = b'"event_id":"e1","user_id":"u1","ts":1767225600000'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"type":"view",' + FIELDS + b',"type":"click"}',
+        b'{"type":"view",' + FIELDS + b',"type" :"click"}',  # a colon count alone would miss it
+        b'{"type":"view",' + FIELDS + b',"item_id":"a:b","type":"click"}',
+        b'{"type":"view",' + FIELDS + b',"extra":{"k":1,"k":2}}',
+        b'{"type":"view",' + FIELDS + b',"extra":[{"k":1},{"k":1,"k" :2}]}',
+    ],
+)
+def test_refuses_a_key_written_twice(body: bytes) -> None:
+    """Which value a parser keeps is an accident of the parser: the message is refused."""
+    decoded = decode_event(b"u1", body)
+    assert isinstance(decoded, Rejected) and decoded.reason == "not_json"
+    assert "duplicate key" in decoded.detail
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [b'"item_id":"a:b"', b'"item_id":"{[x]}"', b'"extra":{"a":[1,{"b":2}]}', b'"item_id" : "x"'],
+)
+def test_accepts_colons_braces_and_spacing_that_only_look_like_keys(extra: bytes) -> None:
+    decoded = decode_event(b"u1", b'{"type":"view",' + FIELDS + b"," + extra + b"}")
+    assert isinstance(decoded, Event), decoded

@@ -60,7 +60,10 @@ chaos: services-up
 	  SEGSTREAM_CHAOS_KILLS=10 $(BIN)/pytest -q -s -p no:cacheprovider \
 	  tests/chaos || status=$$?; scripts/services.sh down; exit $$status
 
+# CPU per event in process (three configurations), then serve on the real Kafka and Redis next
+# to a bare consume loop; JSON in bench/results/.
 bench: services-up
+	$(BIN)/python bench/core.py
 	$(BIN)/python bench/throughput.py
 
 clean: services-down

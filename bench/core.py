@@ -2,8 +2,10 @@
 
 The bench stream of ``bench/throughput.py`` (generated shoppers), run through the processor
 built as ``serve`` builds it, with default settings: tags on, daily re-scoring, training on.
-Reports CPU µs per event (process time, so other load on the machine does not count), the
-re-scorings per event, and where the time went by loop stage. Medians of ``--runs``.
+Reports CPU µs per event (process time, so other load on the machine does not count) and the
+re-scorings per event, for the defaults and the issue's two lighter configurations (tags off;
+weekly re-scoring), medians of ``--runs`` interleaved runs; writes bench/results/core.json.
+``--env NAME=VALUE`` measures one configuration instead; ``--profile`` prints cProfile's view.
 
     .venv/bin/python bench/core.py [--events 200000 --users 20000 --runs 3] [--profile]
 """
@@ -29,6 +31,12 @@ from stream.generator import encode, generate_events
 from stream.memory import InMemoryBroker
 from stream.settings import Settings
 from stream.wiring import build_processor, in_memory_parts
+
+CONFIGURATIONS = {
+    "defaults": {},
+    "tags off": {"SEGSTREAM_TAGS": "[]"},
+    "weekly re-scoring": {"SEGSTREAM_RESCORE_INTERVAL_S": "604800"},
+}
 
 
 def run(messages: list[tuple[bytes, bytes]], env: dict[str, str], profile: bool) -> dict[str, Any]:
@@ -63,12 +71,28 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE setting")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    env = dict(e.split("=", 1) for e in args.env)
+    configs = {"custom": dict(e.split("=", 1) for e in args.env)} if args.env else CONFIGURATIONS
     events = generate_events(args.users, seed=1, sessions_scale=0.25)
     messages = [encode(e) for e in itertools.islice(events, args.events)]
-    rows = [run(messages, env, args.profile) for _ in range(args.runs)]
-    summary = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-    print(json.dumps({"runs": rows, "median": summary, "events": len(messages)}, indent=1))
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
+    for _ in range(args.runs):  # interleaved, so drift in the machine's load spreads evenly
+        for name, env in configs.items():
+            rows[name].append(run(messages, env, args.profile))
+    report = {
+        name: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        for name, runs in rows.items()
+    }
+    print(f"{len(messages):,} events, {args.users:,} users; medians of {args.runs} runs")
+    print(
+        f"{'configuration':<24} {'CPU us/event':>12} {'events/s per core':>18} {'rescorings':>10}"
+    )
+    for name, m in report.items():
+        cpu = m["cpu_us_per_event"]
+        print(f"{name:<24} {cpu:>12.1f} {1e6 / cpu:>18,.0f} {m['rescorings_per_event']:>10.2f}")
+    out = Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
+    document = {"events": len(messages), "users": args.users, "median": report, "runs": rows}
+    (out / "core.json").write_text(json.dumps(document, indent=1))
 
 
 if __name__ == "__main__":

@@ -54,7 +54,9 @@ def run(messages: list[tuple[bytes, bytes]], env: dict[str, str], profile: bool)
         pass
     if profiler:
         profiler.disable()
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("cumulative").print_stats(50)
+        stats.sort_stats("tottime").print_stats(40)
     cpu = time.process_time() - started
     rescored = registry.get_sample_value("segstream_users_rescored_total") or 0.0
     return {

@@ -1,12 +1,18 @@
-"""Throughput of `segstream serve` on the real Kafka and Redis, next to a bare consume loop.
+"""Throughput of `segstream serve` on the real Kafka and Redis, next to bare consume loops.
 
-Produces N events for U users to a fresh topic once, then, in each of R rounds, times
-(a) a bare kafka-python consume-only loop over the topic and (b) `segstream serve` processing
-it, each from its first to its last event. Reports events/s of both, their ratio, serve's own
-CPU time per event (user + system, from /proc: other load on the machine does not count), and
-medians. With ``--baseline DIR`` (a checkout of another commit, e.g. ``git worktree add``),
-that commit's serve runs in each round too, for a side-by-side speed-up. The machine is shared
-and noisy, so only side-by-side ratios are meaningful across machines.
+Produces N events for U users to a fresh topic once, then, in each of R rounds (the order
+rotating, so drift in the machine's load favours no step), times over the same topic:
+
+- a bare kafka-python consume-only loop (the design card's client) and a bare confluent-kafka
+  one: poll and count, nothing else;
+- `segstream serve` on each client (``SEGSTREAM_KAFKA_CLIENT``), from its first saved batch to
+  its last (read from the offsets it saves in Redis), with its own CPU time per event (user +
+  system from /proc, every thread: other load on the machine does not count);
+- with ``--baseline DIR`` (a checkout of another commit, e.g. ``git worktree add``), that
+  commit's serve too, for a side-by-side speed-up.
+
+Prints each round and the medians, and writes bench/results/throughput.json. The machine is
+shared and noisy, so only side-by-side ratios are meaningful across machines.
 
     make services-up && .venv/bin/python bench/throughput.py [--events 200000 --users 20000]
 """
@@ -14,55 +20,33 @@ and noisy, so only side-by-side ratios are meaningful across machines.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import redis
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
+from common import (
+    BOOTSTRAP,
+    PARTITIONS,
+    REDIS_URL,
+    RESULTS,
+    bench_messages,
+    cpu_seconds,
+    create_topic,
+    produce,
+    running_serve,
+)
+from confluent_kafka import Consumer
+from kafka import KafkaConsumer
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from stream.generator import encode, generate_events  # noqa: E402
-
-BOOTSTRAP = os.environ.get("SEGSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-REDIS_URL = os.environ.get("SEGSTREAM_REDIS_URL", "redis://127.0.0.1:6379/0")
-PARTITIONS = 4
-
-
-def produce(topic: str, events: int, users: int) -> int:
-    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    admin.close()
-    producer = KafkaProducer(
-        bootstrap_servers=BOOTSTRAP,
-        linger_ms=50,
-        batch_size=512 * 1024,
-        compression_type=None,
-        acks="all",
-        enable_idempotence=True,
-    )  # retries keep partition order
-    sent = 0
-    for event in itertools.islice(generate_events(users, seed=1, sessions_scale=0.25), events):
-        key, value = encode(event)
-        producer.send(topic, key=key, value=value)
-        sent += 1
-    producer.flush()
-    producer.close()
-    return sent
+CLIENTS = ("confluent-kafka", "kafka-python")
 
 
-def consume_only(topic: str, total: int) -> float:
-    """Events/s of a bare consumer: poll and count, nothing else."""
+def bare_kafka_python(topic: str, total: int) -> float:
+    """Events/s of a bare kafka-python consumer."""
     consumer = KafkaConsumer(
         topic,
         bootstrap_servers=BOOTSTRAP,
@@ -71,7 +55,7 @@ def consume_only(topic: str, total: int) -> float:
         enable_auto_commit=False,
         max_poll_records=2000,
     )
-    seen, first_at = 0, 0.0
+    seen, first_at, first_n = 0, 0.0, 0
     while seen < total:
         batch = consumer.poll(timeout_ms=500, max_records=2000)
         n = sum(len(m) for m in batch.values())
@@ -83,54 +67,45 @@ def consume_only(topic: str, total: int) -> float:
     return (total - first_n) / elapsed
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a running process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def bare_confluent(topic: str, total: int) -> float:
+    """Events/s of a bare confluent-kafka consumer, configured as serve's source is."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": BOOTSTRAP,
+            "group.id": f"bare-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "fetch.queue.backoff.ms": 10,
+        }
+    )
+    consumer.subscribe([topic])
+    seen, first_at, first_n = 0, 0.0, 0
+    while seen < total:
+        n = sum(1 for m in consumer.consume(2000, 0.5) if m.error() is None)
+        if n and not first_at:
+            first_at, first_n = time.perf_counter(), n
+        seen += n
+    elapsed = time.perf_counter() - first_at
+    consumer.close()
+    return (total - first_n) / elapsed
 
 
-def serve(
-    topic: str, total: int, client: redis.Redis, log_dir: Path, run: int, root: Path = ROOT
-) -> tuple[float, float]:
-    """Events/s of `segstream serve` (from ``root``), from its first saved batch to its last,
-    and its CPU µs per event over the same span."""
-    prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "SEGSTREAM_INPUT_TOPIC": topic,
-        "SEGSTREAM_GROUP": f"bench-{prefix}",
-        "SEGSTREAM_KEY_PREFIX": prefix,
-        "SEGSTREAM_HTTP_PORT": "0",
-        "SEGSTREAM_OUTPUT_TOPIC": f"{topic}.changes",
-        "SEGSTREAM_DLQ_TOPIC": f"{topic}.dlq",
-        "SEGSTREAM_LATE_TOPIC": f"{topic}.late",
-        "SEGSTREAM_ALERT_TOPIC": f"{topic}.alerts",
-        "SEGSTREAM_KAFKA_BOOTSTRAP": BOOTSTRAP,
-        "SEGSTREAM_REDIS_URL": REDIS_URL,
-    }
-    keys = [f"{prefix}:{{{topic}-{p}}}:offset" for p in range(PARTITIONS)]
-    with (log_dir / f"serve-{run}.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stream", "serve"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            cwd=root,
-        )
+def serve(topic: str, total: int, log_dir: Path, name: str, root: Path | None, client: str):
+    """Events/s of one serve process and its CPU µs per event over the same span."""
+    store = redis.Redis.from_url(REDIS_URL)
+    options = {"root": root} if root else {}
+    settings = {"SEGSTREAM_KAFKA_CLIENT": client}
+    with running_serve(topic, log_dir, name, settings=settings, **options) as (process,):
         done, first_at, first_n, first_cpu = 0, 0.0, 0, 0.0
         while done < total:
-            done = sum(int(v) for v in client.mget(keys) if v is not None)
+            done = process.saved(store)
             if done and not first_at:
-                first_at, first_n, first_cpu = time.perf_counter(), done, cpu_seconds(process.pid)
-            if process.poll() is not None:
-                raise SystemExit(f"serve exited early; see {log.name}")
+                first_at, first_n = time.perf_counter(), done
+                first_cpu = cpu_seconds(process.process.pid)
+            process.check()
             time.sleep(0.01)
         elapsed = time.perf_counter() - first_at
-        cpu = cpu_seconds(process.pid) - first_cpu
-        process.terminate()
-        process.wait(timeout=60)
-    for key in client.scan_iter(f"{prefix}:*", count=5000):
-        client.delete(key)
+        cpu = cpu_seconds(process.process.pid) - first_cpu
     return (total - first_n) / elapsed, cpu / (total - first_n) * 1e6
 
 
@@ -139,66 +114,71 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--clients", default=",".join(CLIENTS), help="serve on these clients")
     parser.add_argument("--baseline", type=Path, help="checkout of a commit to compare with")
     args = parser.parse_args()
-    client = redis.Redis.from_url(REDIS_URL)
     topic = f"bench-{uuid.uuid4().hex[:8]}"
-    started = time.perf_counter()
-    total = produce(topic, args.events, args.users)
-    print(
-        f"produced {total:,} events for {args.users:,} users to {topic} "
-        f"in {time.perf_counter() - started:.1f} s",
-        flush=True,
-    )
+    messages = bench_messages(args.events, args.users)
+    create_topic(topic)
+    produce(topic, messages)
+    total = len(messages)
+    print(f"{total:,} events for {args.users:,} users on {topic} ({PARTITIONS} partitions)")
     log_dir = Path(tempfile.mkdtemp(prefix="segstream-bench-"))
-    rows = []
+    steps = ["bare kafka-python", "bare confluent-kafka"]
+    steps += [f"serve {c}" for c in args.clients.split(",")]
+    steps += ["baseline"] if args.baseline else []
+    rows: list[dict[str, float]] = []
     for run in range(1, args.runs + 1):
-        row: dict[str, float] = {"run": run}
-
-        steps = ["bare", "serve"] + (["baseline"] if args.baseline else [])
-        # Rotate the order so drift in the machine's load does not favour one side.
+        row: dict[str, float] = {}
         for step in steps[run % len(steps) :] + steps[: run % len(steps)]:
-            if step == "bare":
-                row["consume_only_eps"] = consume_only(topic, total)
-            elif step == "serve":
-                row["serve_eps"], row["serve_cpu_us"] = serve(topic, total, client, log_dir, run)
-            else:
-                root = args.baseline.resolve()
-                found = serve(topic, total, client, log_dir, 100 + run, root)
+            if step == "bare kafka-python":
+                row["bare_kafka_python_eps"] = bare_kafka_python(topic, total)
+            elif step == "bare confluent-kafka":
+                row["bare_confluent_eps"] = bare_confluent(topic, total)
+            elif step == "baseline":
+                found = serve(topic, total, log_dir, f"baseline-{run}", args.baseline, CLIENTS[1])
                 row["baseline_eps"], row["baseline_cpu_us"] = found
-        row["ratio"] = row["serve_eps"] / row["consume_only_eps"]
+            else:
+                client = step.split()[1]
+                key = client.replace("-", "_")
+                found = serve(topic, total, log_dir, f"{key}-{run}", None, client)
+                row[f"serve_{key}_eps"], row[f"serve_{key}_cpu_us"] = found
+        for client in args.clients.split(","):
+            key = client.replace("-", "_")
+            row[f"serve_{key}_ratio"] = row[f"serve_{key}_eps"] / row["bare_kafka_python_eps"]
+            row[f"serve_{key}_ratio_confluent"] = (
+                row[f"serve_{key}_eps"] / row["bare_confluent_eps"]
+            )
+            if args.baseline:
+                row[f"serve_{key}_speedup"] = row[f"serve_{key}_eps"] / row["baseline_eps"]
+        rows.append(row)
+        print(f"run {run}: " + ", ".join(f"{k} {v:,.3f}" for k, v in row.items()), flush=True)
+    median = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+    print(f"medians of {args.runs} runs:")
+    print(f"  bare kafka-python loop    {median['bare_kafka_python_eps']:>10,.0f} ev/s")
+    print(f"  bare confluent-kafka loop {median['bare_confluent_eps']:>10,.0f} ev/s")
+    for client in args.clients.split(","):
+        key = client.replace("-", "_")
+        cpu = median[f"serve_{key}_cpu_us"]
         line = (
-            f"run {run}: consume-only {row['consume_only_eps']:>9,.0f} ev/s   serve "
-            f"{row['serve_eps']:>9,.0f} ev/s ({row['serve_cpu_us']:.1f} CPU us/event)   "
-            f"serve/consume {row['ratio']:.3f}"
+            f"  serve on {client:<16} {median[f'serve_{key}_eps']:>10,.0f} ev/s, "
+            f"{cpu:.1f} CPU us/event ({1e6 / cpu:,.0f} ev/s per core), "
+            f"{median[f'serve_{key}_ratio']:.3f} of the kafka-python loop, "
+            f"{median[f'serve_{key}_ratio_confluent']:.3f} of the confluent-kafka loop"
         )
         if args.baseline:
-            row["speedup"] = row["serve_eps"] / row["baseline_eps"]
-            row["cpu_ratio"] = row["baseline_cpu_us"] / row["serve_cpu_us"]
-            line += (
-                f"   baseline {row['baseline_eps']:,.0f} ev/s "
-                f"({row['baseline_cpu_us']:.1f} CPU us/event)   speed-up {row['speedup']:.2f}x"
-            )
-        rows.append(row)
-        print(line, flush=True)
-    summary = {key: statistics.median(r[key] for r in rows) for key in rows[0] if key != "run"}
-    print(
-        f"median: consume-only {summary['consume_only_eps']:,.0f} ev/s, "
-        f"serve {summary['serve_eps']:,.0f} ev/s ({summary['serve_cpu_us']:.1f} CPU us/event, "
-        f"{1e6 / summary['serve_cpu_us']:,.0f} ev/s per core), ratio {summary['ratio']:.3f}"
-        + (f", speed-up vs baseline {summary['speedup']:.2f}x" if args.baseline else "")
-        + f" ({args.runs} runs, {total:,} events, {args.users:,} users, {PARTITIONS} partitions)"
-    )
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
+            line += f", {median[f'serve_{key}_speedup']:.2f}x the baseline"
+        print(line)
+    RESULTS.mkdir(exist_ok=True)
     report = {
-        "runs": rows,
-        "median": summary,
         "events": total,
         "users": args.users,
+        "partitions": PARTITIONS,
         "baseline": str(args.baseline) if args.baseline else None,
+        "median": median,
+        "runs": rows,
     }
-    (out / "throughput.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / "throughput.json").write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

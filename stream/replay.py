@@ -74,11 +74,10 @@ def _replay_on_kafka(
     until_ms: int | None,
     progress: Callable[[int, int], None] | None,
 ) -> Replayed:
-    from stream.kafka_io import KafkaSink
-    from stream.wiring import kafka_redis_parts
+    from stream.wiring import kafka_redis_parts, kafka_sink
 
     # Idempotent: retries must not reorder a partition (late events are dropped).
-    producer = KafkaSink(settings.kafka_bootstrap, linger_ms=20, batch_size=256 * 1024)
+    producer = kafka_sink(settings, bulk=True)
     try:
         for event in events:
             producer.send(settings.input_topic, *encode(event))

@@ -28,6 +28,7 @@ def _tag_json(tag: TagDefinition) -> dict[str, Any]:
     }
 
 
+KAFKA_CLIENTS = ("confluent-kafka", "kafka-python")
 DEFAULT_TAGS_JSON = json.dumps([_tag_json(t) for t in DEFAULT_TAGS], separators=(",", ":"))
 
 
@@ -39,6 +40,11 @@ def _setting(default: Any, env: str, doc: str) -> Any:
 class Settings:
     kafka_bootstrap: str = _setting(
         "127.0.0.1:9092", "SEGSTREAM_KAFKA_BOOTSTRAP", "Kafka bootstrap servers, comma-separated"
+    )
+    kafka_client: str = _setting(
+        "confluent-kafka",
+        "SEGSTREAM_KAFKA_CLIENT",
+        "Kafka client library: confluent-kafka (librdkafka; the faster) or kafka-python",
     )
     redis_url: str = _setting(
         "redis://127.0.0.1:6379/0", "SEGSTREAM_REDIS_URL", "Redis URL for user state and offsets"
@@ -224,6 +230,8 @@ class Settings:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.kafka_client not in KAFKA_CLIENTS:
+            raise ValueError(f"kafka_client must be one of {', '.join(KAFKA_CLIENTS)}")
         if not 0 <= self.train_sample_permille <= 1000:
             raise ValueError("train_sample_permille must be between 0 and 1000")
         if self.max_future_s < 0 or self.dlq_max_bytes < 4096:

@@ -10,8 +10,8 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from stream.generator import MALFORMED, encode, generate_events
-from stream.kafka_io import KafkaSink
 from stream.settings import Settings
+from stream.wiring import kafka_sink
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def produce_simulated(
     settings: Settings, users: int, days: float, seed: int, malformed: int
 ) -> int:
     # Idempotent: retries keep each partition in order.
-    producer = KafkaSink(settings.kafka_bootstrap, linger_ms=20, batch_size=256 * 1024)
+    producer = kafka_sink(settings, bulk=True)
     sent = 0
     try:
         for event in generate_events(users, seed=seed, days=days):

@@ -19,7 +19,6 @@ from operators.pipeline import PipelineConfig
 from operators.tags import usable_models
 from stream import __version__
 from stream.instrumented import MeteredModelStore, MeteredSink, MeteredStateStore
-from stream.kafka_io import KafkaEventSource, KafkaSink
 from stream.learning import Learning
 from stream.loop import LoopConfig, Processor
 from stream.memory import (
@@ -53,17 +52,46 @@ class Parts:
     model_store: ModelStore
 
 
-def kafka_redis_parts(settings: Settings) -> Parts:
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
-    return Parts(
-        source=KafkaEventSource(
+def kafka_source(settings: Settings) -> EventSource:
+    """The input topic's consumer, on the client ``SEGSTREAM_KAFKA_CLIENT`` names."""
+    if settings.kafka_client == "kafka-python":
+        from stream.kafka_io import KafkaEventSource
+
+        return KafkaEventSource(
             settings.kafka_bootstrap,
             settings.input_topic,
             settings.group,
             session_timeout_ms=settings.session_timeout_ms,
             max_poll_records=settings.max_batch_records,
-        ),
-        sink=KafkaSink(settings.kafka_bootstrap),
+        )
+    from stream.confluent_io import ConfluentEventSource
+
+    return ConfluentEventSource(
+        settings.kafka_bootstrap,
+        settings.input_topic,
+        settings.group,
+        session_timeout_ms=settings.session_timeout_ms,
+    )
+
+
+def kafka_sink(settings: Settings, *, bulk: bool = False) -> Sink:
+    """An idempotent producer on the chosen client; ``bulk`` batches more (replay, produce)."""
+    if settings.kafka_client == "kafka-python":
+        from stream.kafka_io import KafkaSink
+
+        if bulk:
+            return KafkaSink(settings.kafka_bootstrap, linger_ms=20, batch_size=256 * 1024)
+        return KafkaSink(settings.kafka_bootstrap)
+    from stream.confluent_io import ConfluentSink
+
+    return ConfluentSink(settings.kafka_bootstrap, bulk=bulk)
+
+
+def kafka_redis_parts(settings: Settings) -> Parts:
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    return Parts(
+        source=kafka_source(settings),
+        sink=kafka_sink(settings),
         state_store=RedisStateStore(client, settings.key_prefix, settings.user_ttl_s),
         model_store=RedisModelStore(client, settings.key_prefix),
     )

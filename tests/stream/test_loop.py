@@ -211,22 +211,37 @@ class BrokenClaims(InMemoryStateStore):
         raise DependencyError("redis: connection refused")
 
 
-@pytest.mark.parametrize("backend", ["memory", pytest.param("kafka", marks=pytest.mark.kafka)])
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "memory",
+        pytest.param("confluent-kafka", marks=pytest.mark.kafka),
+        pytest.param("kafka-python", marks=pytest.mark.kafka),
+    ],
+)
 def test_a_failed_claim_stops_the_consumer_instead_of_processing_unowned_partitions(
     backend: str,
 ) -> None:
     from stream.errors import AssignmentFailed
-    from stream.kafka_io import KafkaEventSource
+    from stream.wiring import kafka_source
     from tests.support.servers import KAFKA_BOOTSTRAP, create_topics, unique
 
     broker = InMemoryBroker()
     feed(broker, users=5)
     parts = in_memory_parts(SETTINGS, broker)
     source = parts.source
-    if backend == "kafka":
+    if backend != "memory":
         topic = unique("claims")
         create_topics(topic)
-        source = KafkaEventSource(KAFKA_BOOTSTRAP, topic, unique("group"), session_timeout_ms=6000)
+        source = kafka_source(
+            Settings(
+                kafka_bootstrap=KAFKA_BOOTSTRAP,
+                kafka_client=backend,
+                input_topic=topic,
+                group=unique("group"),
+                session_timeout_ms=6000,
+            )
+        )
     processor = build_processor(
         SETTINGS, Parts(source, parts.sink, BrokenClaims(), parts.model_store), sleep=lambda s: None
     )

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from stream.kafka_io import KafkaEventSource, KafkaSink
 from stream.memory import InMemoryBroker, InMemoryEventSource, InMemorySink
 from stream.ports import Committed, EventSource, Partition, Record, Sink
+from stream.settings import Settings
+from stream.wiring import kafka_sink, kafka_source
 from tests.support.servers import KAFKA_BOOTSTRAP, create_topics, unique
 
 
@@ -35,8 +36,15 @@ class Backend:
     new_source: Callable[[], EventSource]
 
 
-@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.kafka)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("confluent-kafka", marks=pytest.mark.kafka),
+        pytest.param("kafka-python", marks=pytest.mark.kafka),
+    ]
+)
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """The twin, and the real broker through each supported client."""
     topic = unique("contract")
     if request.param == "memory":
         broker = InMemoryBroker(partitions=4)
@@ -44,12 +52,18 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         yield Backend(topic, InMemorySink(broker), lambda: InMemoryEventSource(broker, topic))
         return
     create_topics(topic, partitions=4)
-    sink = KafkaSink(KAFKA_BOOTSTRAP)
-    yield Backend(
-        topic,
-        sink,
-        lambda: KafkaEventSource(KAFKA_BOOTSTRAP, topic, unique("group"), session_timeout_ms=6000),
-    )
+
+    def settings() -> Settings:
+        return Settings(
+            kafka_bootstrap=KAFKA_BOOTSTRAP,
+            kafka_client=request.param,
+            input_topic=topic,
+            group=unique("group"),
+            session_timeout_ms=6000,
+        )
+
+    sink = kafka_sink(settings())
+    yield Backend(topic, sink, lambda: kafka_source(settings()))
     sink.close()
 
 
@@ -116,7 +130,8 @@ def test_commit_accepts_next_offsets(backend: Backend) -> None:
     nexts: dict[Partition, int] = {}
     for record in records:
         nexts[record.partition] = record.offset + 1
-    source.commit(nexts)
+    assert source.commit(nexts)
+    assert source.committed() == {p: Committed(o, "") for p, o in nexts.items()}
     source.close()
 
 

@@ -3,7 +3,7 @@ sweep of due users with no records."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from operators.decoding import decode_event
@@ -32,21 +32,40 @@ def decode_records(
 ) -> Batch:
     """Events per partition, in order; rejects become dead letters of their partition."""
     batch = Batch(now_ms)
-    for record in records:
-        partition = record.partition
-        batch.first_offsets.setdefault(partition, record.offset)
-        batch.next_offsets[partition] = record.offset + 1
-        outputs = batch.outputs.get(partition)
-        if outputs is None:
-            outputs = batch.outputs[partition] = Outputs(topics, now_ms)
-        # An event may not be ahead of when it was produced, nor of our own clock.
-        received_ms = min(record.timestamp_ms, now_ms) if record.timestamp_ms > 0 else None
-        decoded = decode_event(record.key, record.value, limits, received_ms)
-        if isinstance(decoded, Rejected):
-            outputs.dead_letter(record, decoded)
-            outputs.tally.consumed[partition.topic, INVALID_TYPE] += 1
-        else:
-            batch.events[partition].append(decoded)
-            batch.sources[id(decoded)] = record
-            outputs.tally.consumed[partition.topic, decoded.type] += 1
+    sources = batch.sources
+    for partition, part in _by_partition(records).items():
+        batch.first_offsets[partition] = part[0].offset
+        batch.next_offsets[partition] = part[-1].offset + 1
+        outputs = batch.outputs[partition] = Outputs(topics, now_ms)
+        events = batch.events[partition]
+        types: list[str] = []
+        for record in part:
+            # An event may not be ahead of when it was produced, nor of our own clock.
+            stamp = record.timestamp_ms
+            received_ms = (stamp if stamp < now_ms else now_ms) if stamp > 0 else None
+            decoded = decode_event(record.key, record.value, limits, received_ms)
+            if isinstance(decoded, Rejected):
+                outputs.dead_letter(record, decoded)
+                types.append(INVALID_TYPE)
+            else:
+                events.append(decoded)
+                sources[id(decoded)] = record
+                types.append(decoded.type)
+        consumed = outputs.tally.consumed
+        for kind, count in Counter(types).items():
+            consumed[partition.topic, kind] += count
     return batch
+
+
+def _by_partition(records: list[Record]) -> dict[Partition, list[Record]]:
+    """The records of each partition, in order (a poll returns them grouped already)."""
+    parts: dict[Partition, list[Record]] = {}
+    start = 0
+    for i in range(1, len(records) + 1):
+        if i < len(records):
+            here, first = records[i].partition, records[start].partition
+            if here is first or here == first:
+                continue
+        parts.setdefault(records[start].partition, []).extend(records[start:i])
+        start = i
+    return parts

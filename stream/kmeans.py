@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 Point = tuple[float, ...]
+Points = Sequence[Point] | npt.NDArray[np.float64]  # an array avoids converting again
 
 
 def nearest(centers: Sequence[Point], p: Point) -> tuple[int, float]:
@@ -24,7 +25,7 @@ def nearest(centers: Sequence[Point], p: Point) -> tuple[int, float]:
 
 
 def kmeans_plus_plus(
-    points: Sequence[Point],
+    points: Points,
     k: int,
     rng: random.Random,
     existing: Sequence[Point] = (),
@@ -33,7 +34,7 @@ def kmeans_plus_plus(
     data = np.asarray(points, dtype=float)
     chosen: list[Point] = []
     if not existing:
-        chosen.append(points[rng.randrange(len(points))])
+        chosen.append(tuple(data[rng.randrange(len(points))].tolist()))
     anchors = [*existing, *chosen]
     gaps = _squared_distances(data, np.asarray(anchors, dtype=float)).min(axis=1)
     while len(chosen) < k:
@@ -43,19 +44,19 @@ def kmeans_plus_plus(
             pick = rng.randrange(len(points))
         else:
             pick = min(int(np.searchsorted(cumulative, rng.random() * total)), len(points) - 1)
-        chosen.append(points[pick])
+        chosen.append(tuple(data[pick].tolist()))
         gaps = np.minimum(gaps, ((data - data[pick]) ** 2).sum(axis=1))
     return chosen
 
 
-def kmeans_cost(points: Sequence[Point], centers: Sequence[Point]) -> float:
+def kmeans_cost(points: Points, centers: Sequence[Point]) -> float:
     """Sum of squared distances from each point to its nearest center."""
     squared = _squared_distances(np.asarray(points, dtype=float), np.asarray(centers, dtype=float))
     return float(squared.min(axis=1).sum())
 
 
 def lloyd(
-    points: Sequence[Point],
+    points: Points,
     centers: Sequence[Point],
     iterations: int,
 ) -> tuple[list[Point], list[int]]:
@@ -66,8 +67,10 @@ def lloyd(
     for _ in range(iterations):
         labels = _squared_distances(data, current).argmin(axis=1)
         sizes = np.bincount(labels, minlength=len(current))
-        sums = np.zeros_like(current)
-        np.add.at(sums, labels, data)
+        sums = np.stack(
+            [np.bincount(labels, weights=column, minlength=len(current)) for column in data.T],
+            axis=1,
+        )
         moved = np.where(sizes[:, None] > 0, sums / np.maximum(sizes, 1)[:, None], current)
         if np.array_equal(moved, current):
             break

@@ -286,11 +286,14 @@ class StreamSegmentModel:
         )
         return means, stds
 
-    def _reservoir_points(self) -> list[Point]:
-        """The reservoir in standardized coordinates (vectorized: it runs on every refit)."""
+    def _reservoir_points(self) -> npt.NDArray[np.float64]:
+        """The reservoir in standardized coordinates, a row per point (it runs on every refit,
+        and each relocation test reads it k + 1 times)."""
         means, stds = self.scaler()
-        z = (np.asarray(self._reservoir, dtype=float) - np.asarray(means)) / np.asarray(stds)
-        return [tuple(row) for row in z.tolist()]
+        z: npt.NDArray[np.float64] = np.asarray(self._reservoir, dtype=float)
+        z -= np.asarray(means)
+        z /= np.asarray(stds)
+        return z
 
     def standardize(self, x: Point) -> Point:
         means, stds = self.scaler()

@@ -109,7 +109,14 @@ class ConfluentEventSource:
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         try:
-            messages = self._consumer.consume(num_messages=max_records, timeout=timeout_s)
+            # What has arrived, at once: ``consume`` waits for a full batch or the timeout, so
+            # at a modest rate a batch would wait for records only to fill up. Only an empty
+            # queue waits, for the first record.
+            messages = self._consumer.consume(num_messages=max_records, timeout=0)
+            if not messages:
+                messages = self._consumer.consume(num_messages=1, timeout=timeout_s)
+                if messages and max_records > 1:
+                    messages += self._consumer.consume(num_messages=max_records - 1, timeout=0)
         except (KafkaException, RuntimeError) as exc:
             raise DependencyError(f"kafka: poll failed: {exc}") from exc
         if self._callback_error is not None:

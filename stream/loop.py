@@ -7,8 +7,8 @@ For each batch:
      with the batch's users from the state store, in the round trip that checks we still own
      each partition (a partition lost to a rebalance is dropped and paused; one whose claim
      vanished means the store lost data: nothing more is published and the process exits);
-  4. run the pure transition (``operators.pipeline.process_events``) per partition: events,
-     then due re-scorings (users who went quiet), late events set aside;
+  4. run the pure transition (``operators.pipeline.run_batch``) per partition: events and due
+     re-scorings (users who went quiet) in event-time order, late events set aside;
   5. send change events, dead letters and late events, then flush: every output is acknowledged
      (an event whose processing raised is dead-lettered as ``processing_error``, its user left
      as before it);
@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -282,18 +282,6 @@ class Processor(Ownership):
                 self.sink.send(topic, key, value)
         self.sink.flush()
 
-    def _save(self, writes: Mapping[Partition, PartitionWrite]) -> set[Partition]:
-        """Step 6; returns the partitions saved (or found saved before by a retried call)."""
-        saved = set(writes)
-        try:
-            self.state_store.save(writes)
-        except StateLost as lost:
-            self._state_lost(lost)
-        except PartitionLost as taken:
-            self._fenced(taken.partitions)
-            saved -= taken.partitions
-        return saved
-
     def sweep_until(self, at_ms: int) -> int:
         """Re-score every user due by ``at_ms`` (``stream.sweeps.sweep_until``)."""
         return sweep_until(self, at_ms)
@@ -303,16 +291,6 @@ class Processor(Ownership):
         vectors, labels = self._run(batch)
         self._train(vectors, labels)
         return sum(o.tally.rescored for o in batch.outputs.values())
-
-    def _load_pending(
-        self,
-        users: Mapping[Partition, Collection[str]],
-    ) -> dict[Partition, dict[str, bytes]]:
-        """Open labels of the sampled users among ``users`` (nothing without predictive tags),
-        as stored: the operators decode only those a scoring may move."""
-        if not self.learning.learners:
-            return {}
-        return dict(self.state_store.load_pending(users))
 
     def _train(self, vectors: list[dict[str, float]], labels: list[Label]) -> None:
         before = self.snapshot

@@ -7,15 +7,15 @@ No label ever carries a user, event or session id. The README's "Metrics" table 
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from operators.events import EVENT_TYPES, REJECTION_REASONS
 from stream.errors import DependencyError
-from stream.model_metrics import ModelMetrics
 from stream.outputs import Tally
+from stream.partition_metrics import PartitionMetrics
 from stream.ports import Partition, Record
 
 _BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -41,7 +41,7 @@ REDIS_OPERATIONS = (
 INVALID_TYPE = "invalid"  # events_consumed's type for records that did not decode
 
 
-class Metrics(ModelMetrics):
+class Metrics(PartitionMetrics):
     def __init__(
         self,
         registry: CollectorRegistry,
@@ -79,12 +79,6 @@ class Metrics(ModelMetrics):
             ["stage", "reason"],
             registry=registry,
         )
-        self.last_event_timestamp = Gauge(
-            "segstream_last_event_timestamp_seconds",
-            "Kafka timestamp of the last record processed, per input partition (freshness).",
-            ["partition"],
-            registry=registry,
-        )
         self.stage_duration = Histogram(
             "segstream_stage_duration_seconds",
             "Time spent in each stage of a batch.",
@@ -96,24 +90,6 @@ class Metrics(ModelMetrics):
             "segstream_end_to_end_latency_seconds",
             "From a record's Kafka timestamp to its batch being saved and committed.",
             buckets=_LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.consumer_lag = Gauge(
-            "segstream_consumer_lag_records",
-            "Records between this consumer's position and the partition's end, per partition.",
-            ["partition"],
-            registry=registry,
-        )
-        self.rebalances = Counter(
-            "segstream_rebalances",
-            "Partition assignment changes (kind: assigned or revoked).",
-            ["kind"],
-            registry=registry,
-        )
-        self.offset_commits = Counter(
-            "segstream_offset_commits",
-            "Offset commits to Kafka (result: success or failure).",
-            ["result"],
             registry=registry,
         )
         self.redis_duration = Histogram(
@@ -186,28 +162,6 @@ class Metrics(ModelMetrics):
             buckets=_SIZE_BUCKETS,
             registry=registry,
         )
-        self.partitions_lost = Counter(
-            "segstream_partitions_fenced",
-            "Partition batches dropped because another consumer took the partition.",
-            registry=registry,
-        )
-        self.state_lost = Counter(
-            "segstream_state_lost",
-            "Partitions whose owner token or offset vanished from Redis (the state store lost "
-            "data): the process exits and rebuilds them from the log.",
-            registry=registry,
-        )
-        self.rebuilt_events = Counter(
-            "segstream_rebuilt_records",
-            "Input records re-applied to rebuild lost state, below the offset whose outputs "
-            "were already published: nothing is published or counted for them.",
-            registry=registry,
-        )
-        self.assigned_partitions = Gauge(
-            "segstream_assigned_partitions",
-            "Input partitions this consumer owns.",
-            registry=registry,
-        )
         self.last_batch = Gauge(
             "segstream_last_batch_timestamp_seconds",
             "Wall-clock time the last batch finished (liveness).",
@@ -237,10 +191,6 @@ class Metrics(ModelMetrics):
         for operation in REDIS_OPERATIONS:
             self.redis_duration.labels(operation=operation)
             self.redis_errors.labels(operation=operation)
-        for kind in ("assigned", "revoked"):
-            self.rebalances.labels(kind=kind)
-        for result in ("success", "failure"):
-            self.offset_commits.labels(result=result)
         for tag in tags:
             for direction in ("enter", "exit"):
                 self.tag_transitions.labels(tag=tag, direction=direction)
@@ -283,21 +233,6 @@ class Metrics(ModelMetrics):
             self.last_event_timestamp.labels(partition=str(partition.index)).set(
                 timestamp_ms / 1000
             )
-
-    def lag(self, lags: Mapping[Partition, int], owned: Collection[Partition]) -> None:
-        for partition, lag in lags.items():
-            if partition in owned:
-                self.consumer_lag.labels(partition=str(partition.index)).set(lag)
-
-    def rebalanced(self, kind: str, partitions: Collection[Partition], owned: int) -> None:
-        """Partitions were assigned or revoked; a revoked partition's series are dropped."""
-        self.assigned_partitions.set(owned)
-        self.rebalances.labels(kind=kind).inc()
-        if kind == "revoked":
-            for partition in partitions:
-                for gauge in (self.consumer_lag, self.last_event_timestamp):
-                    with suppress(KeyError):  # never set: no series to remove
-                        gauge.remove(str(partition.index))
 
     def dead_lettered(self) -> dict[str, int]:
         """Records dead-lettered so far, by reason (those with any)."""

@@ -1,5 +1,6 @@
 """The models' metrics: segment model versions and snapshots, segment sizes and movement,
-predictive tags' quality and drift. The base of ``stream.metrics.Metrics``."""
+predictive tags' quality and drift. The base of ``stream.partition_metrics.PartitionMetrics``
+(and so of ``stream.metrics.Metrics``)."""
 
 from __future__ import annotations
 

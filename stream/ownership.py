@@ -3,18 +3,19 @@
 The base of ``Processor`` and the source's assignment listener: a partition is claimed in the
 state store when assigned (resuming from the offset saved there, or rebuilt after a loss:
 ``stream.rebuild``), dropped and paused when another consumer fenced it, and marked unsaveable
-when the store lost its state, which stops the process.
+when the store lost its state, which stops the process. The fenced save is here too: it turns
+the store's refusals into those conditions.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
-from stream.errors import StateLost
+from stream.errors import PartitionLost, StateLost
 from stream.learning import Learning
 from stream.metrics import Metrics
-from stream.ports import EventSource, Partition, StateStore
+from stream.ports import EventSource, Partition, PartitionWrite, StateStore
 from stream.rebuild import Rebuilds
 from stream.sweeps import Reassignments
 
@@ -79,3 +80,25 @@ class Ownership:
         self.unsaveable.update(lost.partitions & self.owned)
         self.learning.keep_model()
         raise lost
+
+    def _save(self, writes: Mapping[Partition, PartitionWrite]) -> set[Partition]:
+        """Step 6; returns the partitions saved (or found saved before by a retried call)."""
+        saved = set(writes)
+        try:
+            self.state_store.save(writes)
+        except StateLost as lost:
+            self._state_lost(lost)
+        except PartitionLost as taken:
+            self._fenced(taken.partitions)
+            saved -= taken.partitions
+        return saved
+
+    def _load_pending(
+        self,
+        users: Mapping[Partition, Collection[str]],
+    ) -> dict[Partition, dict[str, bytes]]:
+        """Open labels of the sampled users among ``users`` (nothing without predictive tags),
+        as stored: the operators decode only those a scoring may move."""
+        if not self.learning.learners:
+            return {}
+        return dict(self.state_store.load_pending(users))

@@ -1,7 +1,7 @@
 """The per-batch transition: stored records, events and due users in; new records and changes
 out. The one place to read what happens to an event after decoding, in six steps:
 
-1. **decode** (``operators.events``, run by the shell): bytes to ``Event``s;
+1. **decode** (``operators.decoding``, run by the shell): bytes to ``Event``s;
 2. **dedupe and late** (``operators.timeline``): an event older than the partition's watermark
    (the latest event time seen minus a grace) is *late*, set aside for the late topic
    untouched; a redelivered duplicate is dropped;

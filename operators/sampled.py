@@ -38,8 +38,12 @@ def offer_samples(c: Context, out: Decisions, skipped: npt.NDArray[np.bool_]) ->
     is_sampled[list(sampled)] = True
     live = is_sampled[rows] & ~skipped
     if c.labelled:
-        for m in _label_moments(c, sampled, live).tolist():
+        visits, deadline, taken = _label_moments(c, sampled, live)
+        for m, at, grid, purchase, may_open in visits:
             row = moments.row[m]
+            # Quiet by the row's labels as they stand now: skip without decoding them.
+            if not purchase and at <= deadline[row] and (not may_open or taken[row] >= grid):
+                continue
             if row in out.broken:
                 continue
             released = len(out.labels)
@@ -48,6 +52,10 @@ def offer_samples(c: Context, out: Decisions, skipped: npt.NDArray[np.bool_]) ->
             except Exception as exc:  # left as stored, like a decision that raises
                 out.broken[row] = type(exc).__name__
             out.label_rows += [row] * (len(out.labels) - released)
+            current = out.open_labels.get(row)
+            if current is not None:
+                deadline[row] = out.quiet_until[row]
+                taken[row] = current[-1].at_ms if current else -1
     kinds = np.asarray(moments.kind, dtype=np.int64)
     trains = np.flatnonzero(live & np.asarray(moments.train, dtype=np.bool_) & (kinds != REASSIGN))
     names = c.config.segment_features
@@ -68,13 +76,16 @@ def _sampled(c: Context) -> dict[int, int]:
 
 def _label_moments(
     c: Context, sampled: dict[int, int], live: npt.NDArray[np.bool_]
-) -> npt.NDArray[np.intp]:
-    """The sampled moments a label may open or resolve at, in order: from each user's first
-    such moment on (after it, the user's labels are decoded and ``settle_labels`` decides).
+) -> tuple[list[tuple[int, int, int, int, bool]], dict[int, int], dict[int, int]]:
+    """The sampled moments a label may open or resolve at, in order, from each user's first
+    such moment on, as (moment, time, label grid time, purchase time, may open by time); and
+    per row, the earliest end of a stored label's horizon and the latest label time.
 
-    Before it, a moment is quiet when it is no purchase, no horizon of a stored label has
-    ended (the summary's earliest deadline), and no label opens: the user's label time at or
-    before the moment is not after its last event before it, or a label was taken there.
+    A moment is quiet when it is no purchase, no horizon of a label has ended (the earliest
+    deadline), and no label opens: the user's label time at or before the moment is not after
+    its last event before it, or a label was taken there. Before a user's first moment that is
+    not, the stored summary says so for all moments at once; after it, the caller checks each
+    moment against the labels as ``settle_labels`` left them.
     """
     moments, every = c.moments, c.config.label_every_ms
     n = len(c.table.users)
@@ -100,7 +111,24 @@ def _label_moments(
     )
     first = np.full(n, len(moments.row), dtype=np.int64)
     np.minimum.at(first, rows[~quiet], index[~quiet])
-    return index[index >= first[rows]]
+    keep = index >= first[rows]
+    may_open = (before >= 0) & (grid >= last_seen)
+    visits = list(
+        zip(
+            index[keep].tolist(),
+            at[keep].tolist(),
+            grid[keep].tolist(),
+            purchase[keep].tolist(),
+            may_open[keep].tolist(),
+            strict=True,
+        )
+    )
+    rows_kept = np.unique(rows[keep]).tolist()
+    return (
+        visits,
+        dict(zip(rows_kept, deadline[rows_kept].tolist(), strict=True)),
+        dict(zip(rows_kept, taken[rows_kept].tolist(), strict=True)),
+    )
 
 
 def _settle(c: Context, out: Decisions, m: int, row: int, digest: int) -> None:

@@ -17,7 +17,7 @@ help:
 	@echo "make check          ruff check, ruff format --check, mypy --strict"
 	@echo "make services-up    start Kafka (127.0.0.1:$(KAFKA_PORT)) and Redis (127.0.0.1:$(REDIS_PORT))"
 	@echo "make services-down  stop them and delete their data"
-	@echo "make bench          throughput benchmark against the real servers"
+	@echo "make bench          every benchmark against the real servers, then a table of the figures"
 	@echo "make chaos          the chaos suite at full size (100,000 malformed messages, 200,000 events...)"
 
 install: $(VENV)/.installed
@@ -60,11 +60,19 @@ chaos: services-up
 	  SEGSTREAM_CHAOS_KILLS=10 $(BIN)/pytest -q -s -p no:cacheprovider \
 	  tests/chaos || status=$$?; scripts/services.sh down; exit $$status
 
-# CPU per event in process (three configurations), then serve on the real Kafka and Redis next
-# to a bare consume loop; JSON in bench/results/.
+# Every figure of the throughput issue, then one table of them (bench/report.py) with the
+# targets; JSON in bench/results/. The baseline is the last commit before the columnar core,
+# checked out beside this one (build/baseline) for the side-by-side comparisons.
+BENCH_BASELINE ?= 784a701
 bench: services-up
+	@test -d build/baseline || git worktree add --detach build/baseline $(BENCH_BASELINE)
 	$(BIN)/python bench/core.py
-	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/throughput.py --baseline build/baseline
+	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/two_processes.py
+	$(BIN)/python bench/replay.py --baseline build/baseline
+	$(BIN)/python bench/report.py
 
 clean: services-down
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

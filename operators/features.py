@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import struct
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -56,7 +54,6 @@ _CANCEL: Final = _TYPE_INDEX["cancel"]
 _N: Final = len(EVENT_TYPES)
 # Windowed measures: index into UserState.windows is measure * len(WINDOW_DAYS) + window.
 _MEASURES: Final = ("views", "carts", "purchases", "spend")
-_MEASURE_OF_TYPE: Final = {_TYPE_INDEX["view"]: 0, _TYPE_INDEX["add_to_cart"]: 1, _PURCHASE: 2}
 _W: Final = len(WINDOW_DAYS)
 WINDOW_COUNT: Final = len(_MEASURES) * _W
 _WINDOW_MS: Final = tuple(w * DAY_MS for w in WINDOW_DAYS)
@@ -140,48 +137,38 @@ def update_features(state: UserState | None, event: Event, digest: int | None = 
     arrive out of order: the window sums stay anchored at the latest event time, and an older
     event is added with the weight its age gives it, so the result does not depend on order.
     """
-    ts = event.ts_ms
+    from operators.record_update import update_record  # it imports this module's constants
+
     if state is None:
         state = UserState(
-            first_seen_ms=ts,
-            last_seen_ms=ts,
+            first_seen_ms=event.ts_ms,
+            last_seen_ms=event.ts_ms,
             last_purchase_ms=0,
             counts=(0,) * _N,
             spend_cents=0,
             windows=(0.0,) * (len(_MEASURES) * _W),
             recent_event_ids=(0,) * RECENT_IDS,
         )
-    index = _TYPE_INDEX[event.type]
-    is_purchase = index == _PURCHASE
-    cents = round((event.amount or 0.0) * 100) if is_purchase else 0
-    anchor = max(state.last_seen_ms, ts)
-    # Age the stored sums to the new anchor, then add this event at its weight there.
-    ageing = _fades(anchor - state.last_seen_ms)
-    weights = _fades(anchor - ts)
-    windows = [value * ageing[i % _W] for i, value in enumerate(state.windows)]
-    measure = _MEASURE_OF_TYPE.get(index)
-    if measure is not None:
-        for w in range(_W):
-            windows[measure * _W + w] += weights[w]
-    if is_purchase:
-        for w in range(_W):
-            windows[3 * _W + w] += cents / 100 * weights[w]
-    counts = list(state.counts)
-    counts[index] += 1
+    first, last, last_purchase, counts, spend, windows, category_bits = update_record(
+        state.first_seen_ms,
+        state.last_seen_ms,
+        state.last_purchase_ms,
+        list(state.counts),
+        state.spend_cents,
+        state.windows,
+        state.category_bits,
+        event,
+    )
     if digest is None:
         digest = event_digest(event.event_id)
-    category_bits = state.category_bits
-    if event.category:
-        category_bits |= 1 << (zlib.crc32(event.category.encode()) % CATEGORY_BITS)
     # Built directly rather than with dataclasses.replace: this runs once per event.
     return UserState(
-        first_seen_ms=min(state.first_seen_ms, ts),
-        last_seen_ms=anchor,
-        last_purchase_ms=max(state.last_purchase_ms, ts) if is_purchase else state.last_purchase_ms,
+        first_seen_ms=first,
+        last_seen_ms=last,
+        last_purchase_ms=last_purchase,
         counts=tuple(counts),
-        spend_cents=state.spend_cents + cents,
-        # Rounded to float32 as stored, so a state reads the same before and after a save.
-        windows=_FLOAT32S.unpack(_FLOAT32S.pack(*windows)),
+        spend_cents=spend,
+        windows=windows,
         recent_event_ids=(digest, *state.recent_event_ids[:-1]),
         category_bits=category_bits,
         next_due_ms=state.next_due_ms,
@@ -278,14 +265,3 @@ def distinct_categories(bits: int) -> float:
     if zeros == 0:
         zeros = 1  # saturated: report the largest estimate the bitmap can give
     return CATEGORY_BITS * math.log(CATEGORY_BITS / zeros)
-
-
-_FLOAT32S: Final = struct.Struct(f"<{WINDOW_COUNT}f")
-_NO_FADE: Final = (1.0,) * _W
-
-
-def _fades(elapsed_ms: int) -> tuple[float, ...]:
-    """The weight left after ``elapsed_ms`` in each window: ``exp(-elapsed / window)``."""
-    if elapsed_ms == 0:
-        return _NO_FADE  # the common case: events arrive in order and are read at their time
-    return tuple(math.exp(-elapsed_ms / w) for w in _WINDOW_MS)

@@ -1,7 +1,7 @@
 """One event's arithmetic on a user record's plain fields (no object per event).
 
-The same arithmetic as ``operators.features.update_features`` on a ``UserState``, on the values
-``operators.timeline.Table`` keeps per row.
+The one copy of it: ``operators.timeline.Table`` runs it on the values it keeps per row, and
+``operators.features.update_features`` on a ``UserState``'s.
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ def update_record(
     category: int,
     event: Event,
 ) -> tuple[int, int, int, list[int], int, tuple[float, ...], int]:
-    """A record's feature fields after ``event`` (``operators.features.update_features``'s
-    arithmetic on plain values); ``last == 0`` means a new user."""
+    """A record's feature fields after ``event``; ``last == 0`` means a new user."""
     ts = event.ts_ms
     if last == 0:
         first = last = ts

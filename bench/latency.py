@@ -3,11 +3,12 @@ topic to its change event's append to the output topic (acks=all: appended is ac
 
 Both topics stamp records with the broker's clock (``message.timestamp.type=LogAppendTime``),
 so producer-side batching and clocks do not count. A warm-up (unpaced, until the first model
-is published and every warm-up event is saved) comes first; then events are produced at
-``--rate`` per second (default: half of serve's median throughput in
-bench/results/throughput.json) for ``--seconds``. Every change event a paced event triggered
-counts (re-scorings' changes have no input record and do not). Prints p50, p99 and p99.9;
-writes bench/results/latency.json.
+is published and every warm-up event is saved) comes first; then a probe of ``--probe`` events
+produced at once measures serve's maximum throughput at this point of the stream (with a
+model, as many users as it has met, their re-scorings falling due); then events are produced
+at ``--rate`` per second (default: half that maximum) for ``--seconds``. Every change event a
+paced event triggered counts (re-scorings' changes have no input record and do not). Prints
+p50, p99 and p99.9; writes bench/results/latency.json.
 
     make services-up && .venv/bin/python bench/latency.py [--rate 5000 --seconds 30]
 """
@@ -37,14 +38,6 @@ from common import (
 from confluent_kafka import Consumer, Producer
 
 APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
-
-
-def default_rate() -> float:
-    found = RESULTS / "throughput.json"
-    if found.exists():
-        median = json.loads(found.read_text())["median"]
-        return float(median.get("serve_confluent_kafka_eps", 8000.0)) / 2
-    return 4000.0
 
 
 def paced(topic: str, messages: list[tuple[bytes, bytes]], rate: float) -> float:
@@ -89,14 +82,14 @@ def read_all(topic: str, count: int | None = None, idle_s: float = 5.0) -> list[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--warmup", type=int, default=100_000, help="events before pacing")
+    parser.add_argument("--probe", type=int, default=30_000, help="events to find the maximum")
     parser.add_argument("--rate", type=float, default=0.0, help="events/s (default: see above)")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--timeline", action="store_true", help="print each second's worst")
     args = parser.parse_args()
-    rate = args.rate or default_rate()
-    count = int(rate * args.seconds)
-    messages = bench_messages(args.warmup + count, args.users)
+    # Enough events for a pace of up to 20,000/s: what is not sent is never read.
+    messages = bench_messages(args.warmup + args.probe + int(20_000 * args.seconds), args.users)
     topic = f"latency-{uuid.uuid4().hex[:8]}"
     create_topic(topic, **APPEND_TIME)
     create_topic(f"{topic}.changes", **APPEND_TIME)
@@ -111,12 +104,19 @@ def main() -> None:
             return serve.saved(store) >= args.warmup and bool(store.exists(model))
 
         wait_until(warm, 600, "the warm-up to be processed and a model published")
-        achieved = paced(topic, messages[args.warmup :], rate)
-        wait_until(lambda: serve.saved(store) >= len(messages), 600, "serve to catch up")
-    paced_ids = {orjson.loads(value)["event_id"] for _, value in messages[args.warmup :]}
+        probe_end = args.warmup + args.probe
+        started = time.perf_counter()
+        produce(topic, messages[args.warmup : probe_end])
+        wait_until(lambda: serve.saved(store) >= probe_end, 600, "serve to process the probe")
+        maximum = args.probe / (time.perf_counter() - started)
+        rate = args.rate or maximum / 2
+        sent = messages[probe_end : probe_end + int(rate * args.seconds)]
+        achieved = paced(topic, sent, rate)
+        wait_until(lambda: serve.saved(store) >= probe_end + len(sent), 600, "serve to catch up")
+    paced_ids = {orjson.loads(value)["event_id"] for _, value in sent}
     appended = {
         event_id: stamp
-        for value, stamp in read_all(topic, len(messages))
+        for value, stamp in read_all(topic, probe_end + len(sent))
         if (event_id := orjson.loads(value)["event_id"]) in paced_ids
     }
     pairs = [
@@ -134,12 +134,14 @@ def main() -> None:
         print(" ".join(f"{s}:{w}" for s, w in sorted(worst.items())))
     p50, p99, p999 = np.percentile(latencies, [50, 99, 99.9]).tolist()
     print(
-        f"paced at {achieved:,.0f} ev/s for {args.seconds:.0f} s: {len(latencies):,} change "
-        f"events; latency p50 {p50:.0f} ms, p99 {p99:.0f} ms, p99.9 {p999:.0f} ms "
+        f"maximum {maximum:,.0f} ev/s; paced at {achieved:,.0f} ev/s for {args.seconds:.0f} s: "
+        f"{len(latencies):,} change events; latency p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
+        f"p99.9 {p999:.0f} ms "
         f"(append to the input topic -> change appended to the output topic)"
     )
     RESULTS.mkdir(exist_ok=True)
     report = {
+        "maximum_eps": maximum,
         "rate_eps": achieved,
         "seconds": args.seconds,
         "changes": len(latencies),

@@ -47,10 +47,10 @@ def throughput_rows(found: dict[str, Any]) -> list[Row]:
         rows += [
             (f"serve on {name}", f"{m[f'serve_{client}_eps']:,.0f} ev/s", "", None),
             (f"serve on {name}: CPU per event", f"{m[f'serve_{client}_cpu_us']:.1f} µs", "", None),
-            (f"serve on {name} / kafka-python loop", f"{ratio:.2f}", "≥ 0.25", ratio >= 0.25),
+            (f"serve on {name} / kafka-python loop", f"{ratio:.3f}", "≥ 0.25", ratio >= 0.25),
             (
                 f"serve on {name} / confluent-kafka loop",
-                f"{m[f'serve_{client}_ratio_confluent']:.2f}",
+                f"{m[f'serve_{client}_ratio_confluent']:.3f}",
                 "(information)",
                 None,
             ),

@@ -7,6 +7,9 @@ settings; times its wall clock and its CPU (user + system, from wait4). Both mus
 same events (read, valid, dead-lettered). Writes bench/results/replay.json.
 
     .venv/bin/python bench/replay.py [--baseline DIR] [--runs 3] [--file PATH]
+
+The file: ``--file``, else ``SEGSTREAM_ONLINE_RETAIL``, else
+../shared/data/online_retail/online_retail.csv.gz (where the tests look too).
 """
 
 from __future__ import annotations
@@ -22,7 +25,13 @@ from pathlib import Path
 
 from common import RESULTS, ROOT
 
-UCI = ROOT.parent / "shared" / "data" / "online_retail" / "online_retail.csv.gz"
+# Where the tests find it too (README, "Replay and evaluation on real data").
+UCI = Path(
+    os.environ.get(
+        "SEGSTREAM_ONLINE_RETAIL",
+        ROOT.parent / "shared" / "data" / "online_retail" / "online_retail.csv.gz",
+    )
+)
 
 
 def replay(root: Path, file: Path) -> tuple[float, float, str]:
@@ -52,6 +61,12 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="checkout of a commit to compare with")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    (RESULTS / "replay.json").unlink(missing_ok=True)  # no stale figures in the report
+    if not args.file.exists():
+        raise SystemExit(
+            f"bench/replay.py: no {args.file}; set SEGSTREAM_ONLINE_RETAIL or pass --file (the "
+            "UCI Online Retail file: README, 'Replay and evaluation on real data')"
+        )
     roots = {"head": ROOT, **({"baseline": args.baseline} if args.baseline else {})}
     rows = []
     for run in range(1, args.runs + 1):

@@ -96,15 +96,23 @@ def test_a_redis_restart_that_loses_everything(tmp_path: Path) -> None:
                 print(f"[test] {exc}")
             assert time.monotonic() < deadline, service.offsets(client)
             time.sleep(0.1)
-        # Users in a segment the last model retired move within a few scans.
-        final = models.load_snapshot()
-        while final is None or any(
-            s.segment not in final.segment_ids for s in service.states(client).values()
-        ):
+        # The last batch trains after its offsets are saved, so a model may still come: wait
+        # until the published model has stood for a while and every user is in one of its
+        # segments (users in a segment it retired move within a few scans).
+        final, standing_since = None, time.monotonic()
+        while True:
             watch()
+            snapshot = models.load_snapshot()
+            if snapshot != final:
+                final, standing_since = snapshot, time.monotonic()
+            elif (
+                final is not None
+                and time.monotonic() - standing_since > 3
+                and all(s.segment in final.segment_ids for s in service.states(client).values())
+            ):
+                break
             assert time.monotonic() < deadline
             time.sleep(0.5)
-            final = models.load_snapshot()
         exits = supervisor.tally.exits
         assert all(code == 0 for code in supervisor.stop())
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import replace
 
@@ -47,6 +47,7 @@ class Learning:
         tag_export_every: int = 500,
         lease_ms: int = 30_000,
         training: bool = True,
+        broker_version: Callable[[], int] = lambda: 0,
     ) -> None:
         self.trainer = trainer
         self.tags = tags
@@ -62,6 +63,8 @@ class Learning:
         self.labels_since_export = 0
         self.lease_ms = lease_ms
         self.training = training  # False: the published models are frozen; only follow them
+        # The highest model version the broker's commit notes know of (they outlive Redis).
+        self.broker_version = broker_version
         self.token = uuid.uuid4().hex
         self.leading = False
         self.version_floor = 0  # the highest version the broker's commit notes know of
@@ -191,6 +194,8 @@ class Learning:
         if self.snapshot is None or self.model_store.load_snapshot() is not None:
             return
         lost = self.snapshot
+        # A follower may not have seen the newest models before the loss: the broker has.
+        self.keep_versions_above(self.broker_version())
         version = (
             max(lost.version, self.version_floor, self.trainer.version if self.trainer else 0) + 1
         )

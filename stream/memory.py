@@ -273,6 +273,11 @@ class InMemoryModelStore:
         self._lease: tuple[str, float] | None = None  # (holder, expiry in monotonic seconds)
         self._monotonic = monotonic
 
+    def lose_everything(self) -> None:
+        """What a Redis restart without persistence does to the models (the tests' fault)."""
+        self._snapshot = self._trainer_state = self._learners = self._lease = None
+        self._tags = {}
+
     def load_snapshot(self) -> SegmentSnapshot | None:
         return self._snapshot
 

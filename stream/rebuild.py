@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 EPOCH_SHIFT = 32  # seq = epoch << 32 | the user's change counter (a u32 in the record)
 
 
+def notes_model_version(committed: Mapping[Partition, Committed]) -> int:
+    """The highest model version the broker's commit notes know of, over every partition of
+    the topic (the trainer's partitions carry the newest)."""
+    return max((Note.decode(c.metadata).model_version for c in committed.values()), default=0)
+
+
 @dataclass(frozen=True, slots=True)
 class Note:
     """What the broker keeps beside a partition's committed offset."""
@@ -67,8 +73,7 @@ class Rebuilds:
         """Compare Redis's offsets (``resume``) with the broker's; start the rebuilds. Returns
         the highest model version the broker's notes know of."""
         committed: dict[Partition, Committed] = source.committed()
-        # Every partition's note: the trainer's partitions carry the newest version.
-        floor = max((Note.decode(c.metadata).model_version for c in committed.values()), default=0)
+        floor = notes_model_version(committed)
         raised = {}
         for partition, stored in resume.items():
             last = committed.get(partition)

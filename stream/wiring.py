@@ -31,6 +31,7 @@ from stream.memory import (
 from stream.metrics import Metrics
 from stream.outputs import Topics
 from stream.ports import Clock, EventSource, ModelStore, Sink, StateStore
+from stream.rebuild import notes_model_version
 from stream.redis_models import RedisModelStore
 from stream.redis_store import RedisStateStore
 from stream.settings import Settings
@@ -198,6 +199,7 @@ def build_processor(
         tag_models=tag_models,
         lease_ms=settings.trainer_lease_s * 1000,
         training=settings.training,
+        broker_version=lambda: notes_model_version(parts.source.committed()),
     )
     processor = Processor(
         source=parts.source,

@@ -108,3 +108,41 @@ def test_the_trainer_adopts_a_model_imported_meanwhile_and_trains_on_above_it() 
     assert trainer.learning.leading
     assert trainer.snapshot is not None and trainer.snapshot.version > imported.version
     assert models.load_snapshot() == trainer.snapshot
+
+
+def test_a_follower_republishing_a_lost_model_goes_above_the_versions_the_broker_knows() -> None:
+    from stream.ports import Partition
+
+    clock = FakeClock()
+    models = InMemoryModelStore(monotonic=clock.time_s)
+    leader_broker, follower_broker = InMemoryBroker(), InMemoryBroker()
+    leader, follower = (
+        process(models, clock, leader_broker),
+        process(models, clock, follower_broker),
+    )
+    events = list(generate_events(120, seed=8, days=40))
+    feed(leader_broker, events[: len(events) // 3])
+    feed(follower_broker, list(generate_events(40, seed=9, days=10)))
+    drain(leader)
+    clock.now_s += 11
+    drain(follower)
+    followed = follower.snapshot
+    assert followed is not None and not follower.learning.leading
+    feed(leader_broker, events[len(events) // 3 :])
+    drain(leader)  # more models, which the follower does not look at before the loss
+    feed(leader_broker, events[-1:])  # a redelivery: a batch committed under the newest model
+    drain(leader)
+    newest = leader.snapshot
+    assert newest is not None and newest.version > followed.version
+    # One group: the leader's partitions carry its notes (the twin's consumer owns all four
+    # partitions of its broker, so the leader's stands in as a fifth).
+    leader_note = leader_broker.commits[Partition(SETTINGS.input_topic, 0)]
+    follower_broker.commits[Partition(SETTINGS.input_topic, 4)] = leader_note
+
+    models.lose_everything()  # Redis restarted empty: the lease is free
+    clock.now_s += 11
+    follower.run_once()  # takes the lease and republishes the model it scores with
+    republished = models.load_snapshot()
+    assert follower.learning.leading and republished is not None
+    assert republished.version > newest.version  # versions never go back
+    assert republished.centers == followed.centers

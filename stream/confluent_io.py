@@ -7,8 +7,8 @@ threads, so the Python loop only copies out what already arrived.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
-from typing import Any
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -22,6 +22,8 @@ from confluent_kafka import (
 
 from stream.errors import AssignmentFailed, DependencyError
 from stream.ports import AssignmentListener, Committed, Partition, Record
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 _FETCH_MAX_BYTES = 16 * 1024 * 1024
@@ -61,12 +63,7 @@ class ConfluentEventSource:
             "error_cb": self._on_error,
         }
         config.update(consumer_options)
-        try:
-            self._consumer = Consumer(config)
-        except KafkaException as exc:
-            raise DependencyError(
-                f"kafka: cannot create a consumer for {bootstrap}: {exc}"
-            ) from exc
+        self._consumer = _create(Consumer, config, "consumer")
         self._listener: AssignmentListener | None = None
         self._callback_error: BaseException | None = None
         self._fatal: KafkaError | None = None
@@ -233,12 +230,7 @@ class ConfluentSink:
             "error_cb": self._on_error,
         }
         config.update(producer_options)
-        try:
-            self._producer = Producer(config)
-        except KafkaException as exc:
-            raise DependencyError(
-                f"kafka: cannot create a producer for {bootstrap}: {exc}"
-            ) from exc
+        self._producer = _create(Producer, config, "producer")
         self._failed: list[str] = []
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
@@ -271,3 +263,12 @@ class ConfluentSink:
 
     def close(self) -> None:
         self._producer.flush(30)
+
+
+def _create(client: Callable[[dict[str, Any]], T], config: dict[str, Any], what: str) -> T:
+    try:
+        return client(config)
+    except KafkaException as exc:
+        raise DependencyError(
+            f"kafka: cannot create a {what} for {config['bootstrap.servers']}: {exc}"
+        ) from exc

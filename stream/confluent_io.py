@@ -186,6 +186,11 @@ class ConfluentEventSource:
             )
         except KafkaException as exc:
             raise DependencyError(f"kafka: reading committed offsets failed: {exc}") from exc
+        # A partition's error is not "nothing committed": that would rebuild nothing and publish
+        # a lost partition's outputs again under its old epoch.
+        failed = [tp for tp in found if tp.error is not None]
+        if failed:
+            raise DependencyError(f"kafka: reading committed offsets failed: {failed[0].error}")
         return {
             Partition(tp.topic, tp.partition): Committed(tp.offset, tp.metadata or "")
             for tp in found

@@ -3,8 +3,8 @@
 The base of ``Processor`` and the source's assignment listener: a partition is claimed in the
 state store when assigned (resuming from the offset saved there, or rebuilt after a loss:
 ``stream.rebuild``), dropped and paused when another consumer fenced it, and marked unsaveable
-when the store lost its state, which stops the process. The fenced save is here too: it turns
-the store's refusals into those conditions.
+when the store lost its state, which stops the process. The fenced save is here too (it turns
+the store's refusals into those conditions), with the load of open labels.
 """
 
 from __future__ import annotations

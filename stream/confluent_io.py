@@ -230,6 +230,9 @@ class ConfluentSink:
             "batch.size": 256 * 1024 if bulk else 64 * 1024,
             "message.max.bytes": _MESSAGE_MAX_BYTES,
             "compression.type": "none",
+            # Java's (and kafka-python's) partitioner: a user's records land in the same
+            # partition whichever client wrote them, which the compacted membership topic needs.
+            "partitioner": "murmur2_random",
             "delivery.report.only.error": True,
             "on_delivery": self._delivered,
             "error_cb": self._on_error,

@@ -7,6 +7,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 
 import pytest
+from kafka.partitioner.default import murmur2
 
 from stream.memory import InMemoryBroker, InMemoryEventSource, InMemorySink
 from stream.ports import Committed, EventSource, Partition, Record, Sink
@@ -97,6 +98,35 @@ def test_delivers_every_record_once_in_order_per_key(backend: Backend) -> None:
         assert values == sorted(values)  # one key, one partition: production order
     assert len({r.partition for r in records if r.key == b"k1"}) == 1
     source.close()
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("client", ["confluent-kafka", "kafka-python"])
+def test_kafka_clients_place_keys_as_java_clients_do(client: str) -> None:
+    """Both clients use Java's murmur2 partitioner, so a user's records land in one partition
+    whichever client wrote them (the compacted membership topic relies on it)."""
+    topic = unique("partitioner")
+    create_topics(topic, partitions=4)
+    settings = Settings(
+        kafka_bootstrap=KAFKA_BOOTSTRAP,
+        kafka_client=client,
+        input_topic=topic,
+        group=unique("group"),
+        session_timeout_ms=6000,
+    )
+    sink = kafka_sink(settings)
+    for i in range(60):
+        sink.send(topic, f"user-{i}".encode(), b"v")
+    sink.flush()
+    sink.close()
+    source = kafka_source(settings)
+    source.subscribe(Listener())
+    records = poll_until(source, 60)
+    source.close()
+    assert len(records) == 60
+    for record in records:
+        assert record.key is not None
+        assert record.partition.index == (murmur2(record.key) & 0x7FFFFFFF) % 4, record.key
 
 
 def test_resumes_where_the_listener_says(backend: Backend) -> None:

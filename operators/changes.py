@@ -113,6 +113,25 @@ def encode_change(change: UserChanged, emitted_at_ms: int) -> bytes:
     )
 
 
+def encode_membership(change: UserChanged) -> bytes:
+    """The user's current segment and tags after ``change``: the value on the compacted
+    membership topic, keyed by user id, whose latest record per key is the whole assignment
+    (schema in the README, "Membership topic"). Only the change's own fields: a re-sent batch
+    writes the same bytes."""
+    return orjson.dumps(
+        {
+            "kind": "membership",
+            "user_id": change.user_id,
+            "segment": change.segment_after,
+            "tags": list(change.tags_after),
+            "seq": change.seq,
+            "model_version": change.model_version,
+            "event_time_ms": change.event_time_ms,
+            "change_id": change.change_id,
+        },
+    )
+
+
 def encode_alert(change: UserChanged, tag: str, emitted_at_ms: int) -> bytes:
     """A churn alert (or any alerting tag's): the user just entered ``tag``."""
     return orjson.dumps(

@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     imported.add_argument("file", type=Path)
     topics = commands.add_parser(
-        "create-topics", help="create the input, output, DLQ, late and alert topics"
+        "create-topics", help="create the input, output, DLQ, late, alert and membership topics"
     )
     topics.add_argument("--partitions", type=int, default=4)
     topics.add_argument("--replication", type=int, default=1)

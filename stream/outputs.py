@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from operators.changes import encode_alert, encode_change
+from operators.changes import encode_alert, encode_change, encode_membership
 from operators.events import PROCESSING_ERROR, Rejected
 from operators.pipeline import BatchOutcome
 from stream.dead_letters import encode_dead_letter
@@ -24,6 +24,7 @@ class Topics:
     dlq: str
     late: str
     alert: str
+    membership: str
     dead_letter_max_bytes: int = 1_000_000
 
 
@@ -87,13 +88,9 @@ class Outputs:
             tally.alerts[tag] += 1
         for change in outcome.changes:
             if publish:
-                self.records.append(
-                    (
-                        self.topics.output,
-                        change.user_id.encode(),
-                        encode_change(change, self.now_ms),
-                    )
-                )
+                key = change.user_id.encode()
+                self.records.append((self.topics.output, key, encode_change(change, self.now_ms)))
+                self.records.append((self.topics.membership, key, encode_membership(change)))
             for tag in change.tags_added:
                 tally.tag_moves[tag, "enter"] += 1
             for tag in change.tags_removed:

@@ -66,6 +66,11 @@ class Settings:
         "SEGSTREAM_ALERT_TOPIC",
         "Topic of alerts: a user entered an alerting tag (see SEGSTREAM_ALERT_TAGS)",
     )
+    membership_topic: str = _setting(
+        "segment-membership",
+        "SEGSTREAM_MEMBERSHIP_TOPIC",
+        "Compacted topic of each user's current segment and tags, keyed by user id",
+    )
     group: str = _setting("segstream", "SEGSTREAM_GROUP", "Kafka consumer group id")
     http_port: int = _setting(
         8080, "SEGSTREAM_HTTP_PORT", "Port of /metrics and /healthz (0 picks a free port)"

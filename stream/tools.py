@@ -26,8 +26,15 @@ def create_topics(settings: Settings, partitions: int, replication: int) -> None
             settings.dlq_topic,
             settings.late_topic,
             settings.alert_topic,
+            settings.membership_topic,
         ]
-        new = [NewTopic(t, partitions, replication) for t in wanted if t not in existing]
+        # Compacted: its latest record per user is the current assignment, kept for ever.
+        configs = {settings.membership_topic: {"cleanup.policy": "compact"}}
+        new = [
+            NewTopic(t, partitions, replication, topic_configs=configs.get(t, {}))
+            for t in wanted
+            if t not in existing
+        ]
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):  # created concurrently
                 admin.create_topics(new)

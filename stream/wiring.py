@@ -163,6 +163,7 @@ def build_processor(
             settings.dlq_topic,
             settings.late_topic,
             settings.alert_topic,
+            settings.membership_topic,
             settings.dlq_max_bytes,
         ),
         sweep_batch_users=settings.sweep_batch_users,

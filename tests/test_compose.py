@@ -91,8 +91,12 @@ def test_the_init_service_creates_every_topic_segstream_uses(compose: dict[str, 
         defaults.dlq_topic,
         defaults.late_topic,
         defaults.alert_topic,
+        defaults.membership_topic,
     ):
         assert f" {topic}" in script, topic
+    # The membership topic keeps each user's latest record for ever.
+    assert f"--topic {defaults.membership_topic} " in script
+    assert "--config cleanup.policy=compact" in script
 
 
 def test_prometheus_loads_the_shipped_rules_and_grafana_the_dashboards(

@@ -24,6 +24,7 @@ from tests.support.servers import (
     ordered_producer,
     read_topic,
     redis_client,
+    topic_config,
 )
 from tests.support.service import Service
 
@@ -102,6 +103,17 @@ def test_serve_processes_every_event_once_and_dead_letters_the_rest(
     for doc in docs:
         last_seq[doc["user_id"]] = max(last_seq.get(doc["user_id"], 0), doc["seq"])
     assert all(got[u].seq == seq for u, seq in last_seq.items())
+
+    # The compacted membership topic, read from the start, is every placed user's state.
+    latest = {}
+    for key, value in read_topic(service.membership_topic):
+        document = json.loads(value)
+        assert key == document["user_id"].encode()
+        latest[document["user_id"]] = (document["segment"], document["seq"])
+    assert latest == {
+        u: (None if s.segment < 0 else s.segment, s.seq) for u, s in got.items() if s.seq
+    }
+    assert topic_config(service.membership_topic)["cleanup.policy"] == "compact"
 
     # `segstream inspect` reads a user's state back as operators see it.
     user = max(got, key=lambda u: got[u].seq)

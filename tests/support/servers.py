@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
 KAFKA_BOOTSTRAP = os.environ.get("SEGSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 REDIS_URL = os.environ.get("SEGSTREAM_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -90,6 +90,17 @@ def read_topic(topic: str) -> list[tuple[bytes | None, bytes]]:
         return out
     finally:
         consumer.close()
+
+
+def topic_config(topic: str) -> dict[str, str]:
+    """The topic's configuration as the broker reports it (defaults included)."""
+    admin = kafka_admin()
+    try:
+        (response,) = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        ((_, _, _, _, entries),) = response.resources
+        return {entry[0]: entry[1] for entry in entries}
+    finally:
+        admin.close()
 
 
 def end_offsets(topic: str) -> dict[int, int]:

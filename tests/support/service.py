@@ -14,7 +14,9 @@ import redis
 
 from operators.features import UserState
 from operators.state_layout import unpack_state
-from tests.support.servers import KAFKA_BOOTSTRAP, REDIS_URL, create_topics, unique
+from stream.settings import Settings
+from stream.tools import create_topics
+from tests.support.servers import KAFKA_BOOTSTRAP, REDIS_URL, unique
 
 
 class Service:
@@ -24,15 +26,8 @@ class Service:
         self.dlq_topic = unique("dlq")
         self.late_topic = unique("late")
         self.alert_topic = unique("alerts")
+        self.membership_topic = unique("membership")
         self.prefix = unique("e2e")
-        create_topics(
-            self.input_topic,
-            self.output_topic,
-            self.dlq_topic,
-            self.late_topic,
-            self.alert_topic,
-            partitions=4,
-        )
         self.env = {
             **os.environ,
             "SEGSTREAM_KAFKA_BOOTSTRAP": KAFKA_BOOTSTRAP,
@@ -42,6 +37,7 @@ class Service:
             "SEGSTREAM_DLQ_TOPIC": self.dlq_topic,
             "SEGSTREAM_LATE_TOPIC": self.late_topic,
             "SEGSTREAM_ALERT_TOPIC": self.alert_topic,
+            "SEGSTREAM_MEMBERSHIP_TOPIC": self.membership_topic,
             "SEGSTREAM_GROUP": unique("group"),
             "SEGSTREAM_KEY_PREFIX": self.prefix,
             "SEGSTREAM_HTTP_PORT": "0",
@@ -50,6 +46,8 @@ class Service:
             "SEGSTREAM_SESSION_TIMEOUT_MS": "6000",
             **overrides,
         }
+        # As users create them: `segstream create-topics` (4 partitions).
+        create_topics(Settings.from_env(self.env), partitions=4, replication=1)
         self.log_dir = log_dir
         self.process: subprocess.Popen[bytes] | None = None
         self.runs = 0

@@ -1,0 +1,51 @@
+"""The membership topic: its latest record per user is the user's stored segment and tags."""
+
+from __future__ import annotations
+
+import json
+
+from operators.features import NO_SEGMENT
+from operators.state_layout import unpack_state
+from stream.generator import encode, generate_events
+from stream.memory import InMemoryBroker, InMemoryStateStore
+from stream.settings import Settings
+from stream.wiring import build_processor, in_memory_parts
+
+SETTINGS = Settings(max_batch_records=300, snapshot_every_samples=500, train_sample_permille=1000)
+
+
+def test_the_latest_membership_record_per_user_is_the_stored_assignment() -> None:
+    broker = InMemoryBroker()
+    for event in generate_events(80, seed=5, days=30):
+        broker.append(SETTINGS.input_topic, *encode(event))
+    parts = in_memory_parts(SETTINGS, broker)
+    processor = build_processor(SETTINGS, parts)
+    while processor.run_once():
+        pass
+
+    changes = [json.loads(r.value) for r in broker.records(SETTINGS.output_topic)]
+    changes = [c for c in changes if c["kind"] == "user_changed"]
+    records = broker.records(SETTINGS.membership_topic)
+    # One membership record per change event, in the same order, keyed by user id.
+    assert [json.loads(r.value)["change_id"] for r in records] == [c["change_id"] for c in changes]
+    assert changes
+    latest: dict[str, dict[str, object]] = {}
+    for record in records:  # what compaction keeps: the last value per key
+        document = json.loads(record.value)
+        assert record.key == document["user_id"].encode()
+        latest[document["user_id"]] = document
+
+    assert isinstance(parts.state_store, InMemoryStateStore)
+    stored = {u: unpack_state(b) for u, b in parts.state_store.users().items()}
+    names = [tag.name for tag in SETTINGS.tag_definitions]
+    expected = {
+        user: (
+            None if state.segment == NO_SEGMENT else state.segment,
+            [name for bit, name in enumerate(names) if state.tags >> bit & 1],
+            state.seq,
+        )
+        for user, state in stored.items()
+        if state.seq  # users with a change: the others were never placed
+    }
+    assert {u: (d["segment"], d["tags"], d["seq"]) for u, d in latest.items()} == expected
+    assert any(segment is not None for segment, _, _ in expected.values())

@@ -35,6 +35,7 @@ class UserChanged:
     features: tuple[tuple[str, float], ...]  # the features that placed the user
     # Why: "segment" and each tag that moved, with the features that moved it, strongest first.
     reason: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    removed: str = ""  # "expired": the user's state was removed with this change
 
     @property
     def tags_added(self) -> tuple[str, ...]:
@@ -59,6 +60,7 @@ def user_changed(
     event_time_ms: int,
     features: dict[str, float],
     reason: dict[str, tuple[str, ...]] | None = None,
+    removed: str = "",
 ) -> UserChanged:
     segment_before = None if before == NO_SEGMENT else before
     segment_after = None if after == NO_SEGMENT else after
@@ -82,11 +84,14 @@ def user_changed(
         event_time_ms=event_time_ms,
         features=tuple((name, round(value, 6)) for name, value in features.items()),
         reason=tuple((reason or {}).items()),
+        removed=removed,
     )
 
 
 def encode_change(change: UserChanged, emitted_at_ms: int) -> bytes:
     """The JSON published on the change topic (schema in the README, "Change events")."""
+    if change.removed:
+        return _encode_removal(change, emitted_at_ms)
     scores = dict(change.tag_scores)
     return orjson.dumps(
         {
@@ -113,11 +118,31 @@ def encode_change(change: UserChanged, emitted_at_ms: int) -> bytes:
     )
 
 
-def encode_membership(change: UserChanged) -> bytes:
+def _encode_removal(change: UserChanged, emitted_at_ms: int) -> bytes:
+    """``user_expired``: the user's state was removed; only what placed it is said."""
+    return orjson.dumps(
+        {
+            "kind": f"user_{change.removed}",
+            "change_id": change.change_id,
+            "user_id": change.user_id,
+            "seq": change.seq,
+            "segment_before": change.segment_before,
+            "tags_before": list(change.tags_before),
+            "model_version": change.model_version,
+            "event_id": change.event_id,
+            "event_time_ms": change.event_time_ms,
+            "emitted_at_ms": emitted_at_ms,
+        },
+    )
+
+
+def encode_membership(change: UserChanged) -> bytes | None:
     """The user's current segment and tags after ``change``: the value on the compacted
     membership topic, keyed by user id, whose latest record per key is the whole assignment
     (schema in the README, "Membership topic"). Only the change's own fields: a re-sent batch
-    writes the same bytes."""
+    writes the same bytes. A removed user's is a tombstone (None): compaction forgets it."""
+    if change.removed:
+        return None
     return orjson.dumps(
         {
             "kind": "membership",

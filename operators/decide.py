@@ -19,7 +19,7 @@ from operators.sampled import offer_samples
 from operators.scoring import PipelineConfig
 from operators.segments import segment_reason
 from operators.tags import tag_reason
-from operators.timeline import EVENT, REASSIGN, RESCORE, Table
+from operators.timeline import EVENT, EXPIRE, REASSIGN, RESCORE, Table
 
 
 def decide(c: Context) -> Decisions:
@@ -41,6 +41,11 @@ def decide(c: Context) -> Decisions:
         if row in out.broken:
             continue
         segment, tags, kind = out.segment[row], out.tags[row], moments.kind[m]
+        if kind == EXPIRE:  # the user's last moment: its state goes, with a last change event
+            out.seq[row] += 1
+            out.changes.append(_removal(c, m, row, segment, tags, out.seq[row], "expired"))
+            out.removed.append(row)
+            continue
         if kind == REASSIGN and segment in column:
             skipped[m] = True
             continue  # only users with no segment or one the model retired move now
@@ -94,6 +99,7 @@ def _busy_moments(c: Context, out: Decisions) -> tuple[list[int], npt.NDArray[np
     segment = np.asarray(out.segment, dtype=np.int64)[rows]
     tags = np.asarray(out.tags, dtype=np.int64)[rows]
     moving = ((tags & scores.stay) | (scores.enter & ~tags)) != tags
+    moving |= kinds == EXPIRE
     skipped = kinds == REASSIGN  # a no-op for a user whose segment the model has
     if scores.column:
         moving |= scores.best != segment
@@ -145,6 +151,27 @@ def _change(
         event_time_ms=at_ms,
         features=features,
         reason=reason,
+    )
+
+
+def _removal(
+    c: Context, m: int, row: int, segment: int, tags: int, seq: int, why: str
+) -> UserChanged:
+    """The change event of a user whose state is removed: no segment, no tags after it."""
+    at_ms, snapshot = c.moments.at_ms[m], c.snapshot
+    return user_changed(
+        user_id=c.table.users[row],
+        seq=seq,
+        before=segment,
+        after=NO_SEGMENT,
+        tags_before=_names(c.config, tags),
+        tags_after=(),
+        tag_scores={},
+        model_version=snapshot.version if snapshot else 0,
+        event_id=f"{why}:{at_ms}",
+        event_time_ms=at_ms,
+        features={},
+        removed=why,
     )
 
 

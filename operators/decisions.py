@@ -35,6 +35,7 @@ class Decisions:
     pending: dict[str, list[PendingLabel]] = field(default_factory=dict)
     rescorings: Counter[int] = field(default_factory=Counter)  # per row
     broken: dict[int, str] = field(default_factory=dict)  # row -> exception class
+    removed: list[int] = field(default_factory=list)  # rows of users expired, in order
     vector_rows: list[int] = field(default_factory=list)  # the row of each training vector
     label_rows: list[int] = field(default_factory=list)  # ... and of each released label
     open_labels: dict[int, list[PendingLabel]] = field(default_factory=dict)  # decoded

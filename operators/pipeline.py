@@ -132,7 +132,8 @@ def _emit(
             out.failed_rescorings.append((user, error))
         out.processed_by_type.subtract(e.type for e, _ in failed)
         out.dues[user] = 0
-    rows = sorted((table.updated | decisions.scored) - set(broken))
+    _remove(table, decisions, out)
+    rows = sorted((table.updated | decisions.scored) - set(broken) - set(decisions.removed))
     if not rows:
         return out
     records = new_records(len(rows))
@@ -162,6 +163,19 @@ def _emit(
     records["seq"] = [min(decisions.seq[r], _U32) for r in rows]
     out.records = dict(zip((table.users[r] for r in rows), write_records(records), strict=True))
     return out
+
+
+def _remove(table: Table, decisions: Decisions, out: BatchOutcome) -> None:
+    """The expired users' stored state goes: the store deletes it before writing the batch's
+    records, so a user who came back in the same batch keeps its new record. Their open labels
+    go too, unless the new user opened its own (written after the old one's, in moment order)."""
+    for row in decisions.removed:
+        user = table.users[row]
+        out.removed.append(user)
+        current = table.index.get(user)
+        mine = None if current is None else decisions.open_labels.get(current)
+        if mine is None or out.pending.get(user) is not mine:
+            out.pending[user] = []
 
 
 def process_events(

@@ -21,7 +21,7 @@ from operators.decisions import Context, Decisions
 from operators.features import user_digest
 from operators.labels import first_deadline, label_phase, settle_labels
 from operators.pending import pending_summary, unpack_pending
-from operators.timeline import REASSIGN
+from operators.timeline import EXPIRE, REASSIGN
 
 _FAR = 2**62
 
@@ -36,7 +36,8 @@ def offer_samples(c: Context, out: Decisions, skipped: npt.NDArray[np.bool_]) ->
     rows = np.asarray(moments.row, dtype=np.int64)
     is_sampled = np.zeros(len(c.table.users), dtype=np.bool_)
     is_sampled[list(sampled)] = True
-    live = is_sampled[rows] & ~skipped
+    kinds = np.asarray(moments.kind, dtype=np.int64)
+    live = is_sampled[rows] & ~skipped & (kinds != EXPIRE)
     if c.labelled:
         visits, deadline, taken = _label_moments(c, sampled, live)
         for m, at, grid, purchase, may_open in visits:
@@ -56,7 +57,6 @@ def offer_samples(c: Context, out: Decisions, skipped: npt.NDArray[np.bool_]) ->
             if current is not None:
                 deadline[row] = out.quiet_until[row]
                 taken[row] = current[-1].at_ms if current else -1
-    kinds = np.asarray(moments.kind, dtype=np.int64)
     trains = np.flatnonzero(live & np.asarray(moments.train, dtype=np.bool_) & (kinds != REASSIGN))
     names = c.config.segment_features
     columns = [c.scores.names.index(name) for name in names]
@@ -65,6 +65,12 @@ def offer_samples(c: Context, out: Decisions, skipped: npt.NDArray[np.bool_]) ->
         if row not in out.broken:
             out.training_vectors.append(dict(zip(names, vector, strict=True)))
             out.vector_rows.append(row)
+
+
+def _stored_labels(c: Context, row: int) -> bytes:
+    """The row's labels as stored; none for a row with no stored record (a new user, or one
+    that came back after it expired in this batch)."""
+    return c.pending_in.get(c.table.users[row], b"") if row < c.table.stored else b""
 
 
 def _sampled(c: Context) -> dict[int, int]:
@@ -92,7 +98,7 @@ def _label_moments(
     deadline, taken = np.full(n, _FAR, dtype=np.int64), np.full(n, -1, dtype=np.int64)
     phase = np.zeros(n, dtype=np.int64)
     for row, digest in sampled.items():
-        packed = c.pending_in.get(c.table.users[row], b"")
+        packed = _stored_labels(c, row)
         summary = pending_summary(packed, c.config.tags) if packed else (_FAR, -1)
         # No summary (a record from before summaries): decode from the first moment on.
         deadline[row], taken[row] = summary if summary is not None else (-_FAR, -1)
@@ -137,7 +143,7 @@ def _settle(c: Context, out: Decisions, m: int, row: int, digest: int) -> None:
     last_seen = int(c.versions[before, LAST]) if before >= 0 else None
     current = out.open_labels.get(row)
     if current is None:
-        packed = c.pending_in.get(user, b"")
+        packed = _stored_labels(c, row)
         current = out.open_labels[row] = unpack_pending(packed) if packed else []
         out.quiet_until[row] = first_deadline(c.config.tags, current)
     kept = settle_labels(

@@ -22,7 +22,7 @@ class PipelineConfig:
     switch_after: int = 3
     late_grace_ms: int = 3_600_000  # events older than the watermark by more are late
     rescore_interval_ms: int = DAY_MS  # a quiet user is re-scored this often (event time)
-    max_idle_ms: int = 400 * DAY_MS  # ...until idle this long; then their segment stays
+    max_idle_ms: int = 400 * DAY_MS  # ...until idle this long; then it expires (removed)
     tags: tuple[TagDefinition, ...] = ()
     alert_tags: tuple[str, ...] = ("churn_risk",)  # entering one of these raises an alert
     label_every_ms: int = 7 * DAY_MS  # a sampled user opens a tag's label at most this often
@@ -41,6 +41,7 @@ class BatchOutcome:
     failed: list[tuple[Event, str]] = field(default_factory=list)  # (event, exception class)
     failed_rescorings: list[tuple[str, str]] = field(default_factory=list)  # (user, class)
     dues: dict[str, int] = field(default_factory=dict)  # next re-scoring time; 0: none
+    removed: list[str] = field(default_factory=list)  # users whose stored state goes, first
     watermark_ms: int = 0
     processed_by_type: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0

@@ -2,10 +2,10 @@
 
 The only sequential step. Each event that is neither late nor a redelivery updates its user's
 record (plain ints and floats, no object per event) and leaves a new *version* of it; every
-moment the user must be scored at (the event, and the re-scorings due before it) is noted as
-a (version, time) pair, to be scored all at once afterwards (``operators.scores``). Nothing
-here depends on a score: when a user is next due, what trains, and which label opens follow
-from event times only.
+moment the user must be scored at (the event, the re-scorings due before it, its expiry once
+idle for ``max_idle_ms``) is noted as a (version, time) pair, to be scored all at once
+afterwards (``operators.scores``). Nothing here depends on a score: when a user is next due,
+what trains, which label opens and when the user expires follow from event times only.
 """
 
 from __future__ import annotations
@@ -13,27 +13,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
 
 import numpy as np
 
-from operators.columns import VERSION_FIELDS, Matrix, record_versions
-from operators.events import EVENT_TYPES, Event
-from operators.features import (
-    DAY_MS,
-    RECENT_IDS,
-    WINDOW_COUNT,
-    event_digest,
-)
-from operators.record_update import update_record
-from operators.records import Records, recent_ids
+from operators.events import Event
+from operators.features import DAY_MS, event_digest
 from operators.scoring import PipelineConfig
+from operators.table import Table
 
-T = TypeVar("T")
-EVENT, RESCORE, REASSIGN = 0, 1, 2  # kinds of scoring moment
-_PURCHASE: Final = EVENT_TYPES.index("purchase")
-_CANCEL: Final = EVENT_TYPES.index("cancel")
-_EMPTY_WINDOWS: Final = (0.0,) * WINDOW_COUNT
+EVENT, RESCORE, REASSIGN, EXPIRE = 0, 1, 2, 3  # kinds of moment; EXPIRE removes the user
+
+__all__ = ["EVENT", "EXPIRE", "REASSIGN", "RESCORE", "Moments", "Table", "Timeline", "run_timeline"]
 
 
 @dataclass(slots=True)
@@ -49,15 +39,17 @@ class Moments:
     before: list[int] = field(default_factory=list)  # version before the event; -1: new user
     purchase_ms: list[int] = field(default_factory=list)  # the event's time if a purchase
 
-    def extend(self, rows: list[int], at_ms: list[int], versions: list[int]) -> None:
-        """Re-scorings, each of the version the user holds."""
+    def extend(
+        self, rows: list[int], at_ms: list[int], versions: list[int], kinds: list[int]
+    ) -> None:
+        """Re-scorings and expiries, each of the version the user holds."""
         count = len(rows)
         self.row += rows
         self.at_ms += at_ms
         self.version += versions
-        self.kind += [RESCORE] * count
+        self.kind += kinds
         self.event += [-1] * count
-        self.train += [True] * count
+        self.train += [kind == RESCORE for kind in kinds]
         self.before += versions
         self.purchase_ms += [0] * count
 
@@ -72,101 +64,6 @@ class Moments:
         self.train.append(train)
         self.before.append(before)
         self.purchase_ms.append(0)
-
-
-class Table:
-    """The batch's users: the stored records' fields as Python values, updated in place.
-
-    Every row has its times (re-scorings read them); the fields only events change are turned
-    into Python values for the rows with events only, since most rows of a batch are users
-    merely due for a re-scoring, which reads the record's version row instead.
-    """
-
-    def __init__(self, users: list[str], records: Records, active: Iterable[str] = ()) -> None:
-        self.users = users
-        self.index = {user: row for row, user in enumerate(users)}
-        self.stored = len(users)  # rows below this have a stored record
-        self.records = records
-        self.first = records["first_seen"].tolist()
-        self.last = records["last_seen"].tolist()
-        self.next_due = records["next_due"].tolist()
-        self.version = list(range(len(users)))  # version row of each user's current record
-        self.exists = [True] * len(users)
-        self.updated: set[int] = set()  # rows whose features events changed
-        rows = sorted({self.index[u] for u in active if u in self.index})
-        picked = records[rows]
-
-        def by_row(values: Iterable[T]) -> dict[int, T]:
-            return dict(zip(rows, values, strict=True))
-
-        self.last_purchase = by_row(picked["last_purchase"].tolist())
-        self.counts: dict[int, list[int]] = by_row(picked["counts"].tolist())
-        self.spend = by_row(picked["spend_cents"].tolist())
-        self.windows: dict[int, tuple[float, ...]] = by_row(map(tuple, picked["windows"].tolist()))
-        self.recent: dict[int, tuple[int, ...]] = by_row(map(tuple, recent_ids(picked).tolist()))
-        self.category = by_row(picked["category_bits"].tolist())
-        self._initial = record_versions(records)
-        self._new: list[tuple[float, ...]] = []
-
-    def row_of(self, user: str) -> int:
-        """The user's row (a new one for a new user); its event fields must be loaded, so only
-        for users among ``active``."""
-        row = self.index.get(user)
-        if row is None:
-            row = self.index[user] = len(self.users)
-            self.users.append(user)
-            self.first.append(0)
-            self.last.append(0)
-            self.next_due.append(0)
-            self.version.append(-1)
-            self.exists.append(False)
-            self.last_purchase[row] = 0
-            self.counts[row] = [0] * len(EVENT_TYPES)
-            self.spend[row] = 0
-            self.windows[row] = _EMPTY_WINDOWS
-            self.recent[row] = (0,) * RECENT_IDS
-            self.category[row] = 0
-        return row
-
-    def versions(self) -> Matrix:
-        """Every version row: the stored records', then those the events made."""
-        if not self._new:
-            return self._initial
-        made = np.asarray(self._new, dtype=np.float64).reshape(-1, VERSION_FIELDS)
-        return np.vstack([self._initial, made])
-
-    def apply(self, row: int, event: Event, digest: int) -> None:
-        """Update the row's record with ``event`` (``update_record``) and note a new version."""
-        first, last, last_purchase, counts, spend, windows, category = update_record(
-            self.first[row],
-            self.last[row],
-            self.last_purchase[row],
-            self.counts[row],
-            self.spend[row],
-            self.windows[row],
-            self.category[row],
-            event,
-        )
-        self.first[row], self.last[row], self.last_purchase[row] = first, last, last_purchase
-        self.counts[row], self.spend[row], self.windows[row] = counts, spend, windows
-        self.category[row] = category
-        self.recent[row] = (digest, *self.recent[row][:-1])
-        self.exists[row] = True
-        self.updated.add(row)
-        self.version[row] = self.stored + len(self._new)
-        self._new.append(
-            (
-                first,
-                last,
-                last_purchase,
-                counts[_PURCHASE],
-                counts[_CANCEL],
-                sum(counts),
-                spend,
-                category,
-                *windows,
-            )
-        )
 
 
 @dataclass(slots=True)
@@ -195,6 +92,7 @@ def run_timeline(
     """Apply the events in order; note every scoring moment (see the module docstring)."""
     out = Timeline(watermark_ms=watermark_ms)
     moments, grace, interval = out.moments, config.late_grace_ms, config.rescore_interval_ms
+    idle = config.max_idle_ms
     for number, event in enumerate(events):
         ts = event.ts_ms
         if ts < out.watermark_ms:
@@ -209,6 +107,10 @@ def run_timeline(
             out.duplicates += 1  # a redelivery or a producer retry
             continue
         before, last_before = table.version[row], table.last[row]
+        if exists and ts >= last_before + idle:  # expired before this event: it starts anew
+            _catch_up(table, row, ts, config, moments, before, last_before)
+            table.retire(row)
+            row, exists, before = table.row_of(event.user_id), False, -1
         try:
             table.apply(row, event, digest)
         except Exception as exc:  # one event's bug must not stop the stream: dead-letter it
@@ -230,9 +132,10 @@ def run_timeline(
     # this batch touched (their due times were set or moved here).
     users = dict.fromkeys([*due_users, *(table.users[r] for r in out.touched)])
     rows = [table.index.get(user, -1) for user in users]
-    _catch_up_many(
-        table, [r for r in rows if r >= 0 and table.exists[r]], out.watermark_ms, config, moments
-    )
+    live = [r for r in rows if r >= 0 and table.exists[r]]
+    for row in _catch_up_many(table, live, out.watermark_ms, config, moments):
+        table.retire(row)
+    rows = [table.index.get(user, -1) for user in users]
     for user, row in zip(users, rows, strict=True):
         # The index follows the record, always; expired or erased users leave it.
         out.dues[user] = table.next_due[row] if row >= 0 and table.exists[row] else 0
@@ -246,31 +149,36 @@ def run_timeline(
 
 def _catch_up_many(
     table: Table, rows: list[int], until_ms: int, config: PipelineConfig, moments: Moments
-) -> None:
+) -> list[int]:
     """``_catch_up`` for many rows at once (the users due by the watermark), as arrays: the
-    same moments in the same order."""
+    same moments in the same order. Returns the rows that expired."""
     if not rows:
-        return
-    interval, idle = config.rescore_interval_ms, config.max_idle_ms
+        return []
+    interval = config.rescore_interval_ms
     due = np.asarray([table.next_due[r] for r in rows], dtype=np.int64)
-    last = np.asarray([table.last[r] for r in rows], dtype=np.int64)
+    expires = np.asarray([table.last[r] for r in rows], dtype=np.int64) + config.max_idle_ms
     active = (due != 0) & (due <= until_ms)
     in_time = np.where(active, (until_ms - due) // interval + 1, 0)  # moments up to until_ms
-    # After the moment at due + j * interval the next would be idle too long: stop there.
-    stop = np.maximum((last + idle - due) // interval, 0)
-    counts = np.minimum(in_time, stop + 1)
-    follow = np.where(in_time >= stop + 1, 0, due + in_time * interval)
-    for r, value in zip(rows, np.where(active, follow, due).tolist(), strict=True):
+    before_expiry = np.maximum(-((due - expires) // interval), 0)  # ceil((expires - due) / i)
+    counts = np.minimum(in_time, before_expiry)
+    expired = expires <= until_ms
+    follow = np.where(active, np.minimum(due + in_time * interval, expires), due)
+    for r, value in zip(rows, np.where(expired, 0, follow).tolist(), strict=True):
         table.next_due[r] = value
-    total = int(counts.sum())
+    total = int(counts.sum() + expired.sum())
     if not total:
-        return
-    starts = np.cumsum(counts) - counts
-    steps = np.arange(total) - np.repeat(starts, counts)
-    row_of = np.repeat(np.asarray(rows, dtype=np.int64), counts).tolist()
+        return []
+    each = counts + expired  # the re-scorings, then the expiry
+    starts = np.cumsum(each) - each
+    steps = np.arange(total) - np.repeat(starts, each)
+    at = np.repeat(due, each) + steps * interval
+    kinds = np.full(total, RESCORE, dtype=np.int64)
+    last = (starts + each - 1)[expired]  # each expired row's last moment is its expiry
+    at[last], kinds[last] = expires[expired], EXPIRE
+    row_of = np.repeat(np.asarray(rows, dtype=np.int64), each).tolist()
     versions = [table.version[r] for r in row_of]
-    at = (np.repeat(due, counts) + steps * interval).tolist()
-    moments.extend(row_of, at, versions)
+    moments.extend(row_of, at.tolist(), versions, kinds.tolist())
+    return [r for r, gone in zip(rows, expired.tolist(), strict=True) if gone]
 
 
 def _catch_up(
@@ -283,12 +191,13 @@ def _catch_up(
     last_seen: int,
 ) -> None:
     """Note the row's re-scorings due at or before ``until_ms``, each at its due time, scoring
-    ``version`` (the record as it was: nothing happened to the user meanwhile)."""
-    due = table.next_due[row]
-    while due and due <= until_ms:
-        follow = due + config.rescore_interval_ms
-        if follow - last_seen > config.max_idle_ms:
-            follow = 0  # idle for good: stop re-scoring (the record expires by TTL)
+    ``version`` (the record as it was: nothing happened to the user meanwhile), then its expiry
+    if it was idle ``max_idle_ms`` by then."""
+    due, expires = table.next_due[row], last_seen + config.max_idle_ms
+    while due and due <= until_ms and due < expires:
         moments.add(row, due, version, RESCORE, -1, True, version)
-        due = follow
+        due = min(due + config.rescore_interval_ms, expires)
+    if expires <= until_ms:
+        moments.add(row, expires, version, EXPIRE, -1, False, version)
+        due = 0
     table.next_due[row] = due

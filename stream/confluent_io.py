@@ -251,7 +251,7 @@ class ConfluentSink:
         else:
             log.warning("kafka: %s", error)
 
-    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         while True:
             try:
                 self._producer.produce(topic, value, key)

@@ -70,10 +70,12 @@ def run_demo(
             if partition.topic != settings.output_topic:
                 continue
             for record in log[read.get(partition, 0) :]:
-                doc = json.loads(record.value)
-                if doc["kind"] != "user_changed":
+                doc = json.loads(record.value or b"{}")  # the change topic has no tombstones
+                if str(doc.get("kind")).startswith("segment_"):
                     out(_describe_lineage(doc))  # a segment created, retired or merged: rare
                     continue
+                if doc.get("kind") != "user_changed":
+                    continue  # a user expired, a model republished
                 seen_changes += 1
                 if seen_changes % every == 0:
                     out(_describe_change(doc))

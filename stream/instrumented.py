@@ -39,7 +39,7 @@ class MeteredSink:
         self._metrics = metrics
         self._pending: Counter[str] = Counter()
 
-    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         self._sink.send(topic, key, value)
         self._pending[topic] += 1
 

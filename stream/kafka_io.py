@@ -171,7 +171,7 @@ class KafkaSink:
             raise DependencyError(f"kafka: cannot connect to {bootstrap}: {exc}") from exc
         self._pending: list[Any] = []
 
-    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         try:
             self._pending.append(self._producer.send(topic, key=key, value=value))
         except KafkaError as exc:

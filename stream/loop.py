@@ -206,6 +206,7 @@ class Processor(Ownership):
                 outcome.dues,
                 outputs.segment_deltas(),
                 {u: pack_pending(p) for u, p in outcome.pending.items()},
+                outcome.removed,
             )
         self.metrics.stage_done("operators", started)
         with self.metrics.stage("produce"):

@@ -1,4 +1,5 @@
-"""In-memory twins of every port, for unit tests and the embedded demo. Not for production.
+"""In-memory twins of the ports (the model store's: ``stream.memory_models``), for unit tests
+and the embedded demo. Not for production.
 
 They keep the real parts' semantics that the loop relies on: per-partition order, keys mapped
 to partitions by a stable hash, seek-on-assign, and fenced atomic saves.
@@ -6,14 +7,11 @@ to partitions by a stable hash, seek-on-assign, and fenced atomic saves.
 
 from __future__ import annotations
 
-import time
 import uuid
 import zlib
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from operators.segments import SegmentSnapshot
-from operators.tags import TagModel
 from stream.errors import AssignmentFailed, PartitionLost, StateLost
 from stream.ports import AssignmentListener, Committed, Partition, PartitionWrite, Record
 
@@ -32,7 +30,9 @@ class InMemoryBroker:
         for index in range(self.partitions):
             self.logs.setdefault(Partition(topic, index), [])
 
-    def append(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int = 0) -> Record:
+    def append(
+        self, topic: str, key: bytes | None, value: bytes | None, timestamp_ms: int = 0
+    ) -> Record:
         self.create_topic(topic)
         # crc32, not hash(): the same key lands in the same partition in every process.
         index = zlib.crc32(key) % self.partitions if key is not None else 0
@@ -113,9 +113,9 @@ class InMemoryEventSource:
 class InMemorySink:
     def __init__(self, broker: InMemoryBroker) -> None:
         self.broker = broker
-        self._pending: list[tuple[str, bytes | None, bytes]] = []
+        self._pending: list[tuple[str, bytes | None, bytes | None]] = []
 
-    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         self._pending.append((topic, key, value))
 
     def flush(self) -> None:
@@ -201,6 +201,9 @@ class InMemoryStateStore:
             data = self._data[partition]
             if data.next_offset is not None and data.next_offset > write.first_offset:
                 continue  # applied before: a retry after a partial save
+            for user in write.deleted:  # first: a user back in the same batch keeps the rest
+                for stored in (data.users, data.dues, data.pending):
+                    stored.pop(user, None)
             data.users.update(write.users)
             for user, due in write.dues.items():
                 if due:
@@ -264,45 +267,3 @@ class InMemoryStateStore:
 
     def close(self) -> None:
         pass
-
-
-class InMemoryModelStore:
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._snapshot: SegmentSnapshot | None = None
-        self._trainer_state: bytes | None = None
-        self._tags: dict[str, TagModel] = {}
-        self._learners: bytes | None = None
-        self._lease: tuple[str, float] | None = None  # (holder, expiry in monotonic seconds)
-        self._monotonic = monotonic
-
-    def lose_everything(self) -> None:
-        """What a Redis restart without persistence does to the models (the tests' fault)."""
-        self._snapshot = self._trainer_state = self._learners = self._lease = None
-        self._tags = {}
-
-    def load_snapshot(self) -> SegmentSnapshot | None:
-        return self._snapshot
-
-    def load_learners(self) -> bytes | None:
-        return self._learners
-
-    def hold_trainer_lease(self, token: str, lease_ms: int) -> bool:
-        now = self._monotonic()
-        if self._lease is not None and self._lease[0] != token and self._lease[1] > now:
-            return False
-        self._lease = (token, now + lease_ms / 1000)
-        return True
-
-    def load(self) -> tuple[SegmentSnapshot | None, bytes | None]:
-        return self._snapshot, self._trainer_state
-
-    def save(self, snapshot: SegmentSnapshot, trainer_state: bytes | None) -> None:
-        self._snapshot, self._trainer_state = snapshot, trainer_state
-
-    def load_tags(self) -> dict[str, TagModel]:
-        return dict(self._tags)
-
-    def save_tags(self, models: Mapping[str, TagModel], learners: bytes | None = None) -> None:
-        self._tags = dict(models)
-        if learners is not None:
-            self._learners = learners

@@ -129,6 +129,12 @@ class Metrics(PartitionMetrics):
             "Re-scorings of users whose evaluation fell due without an event (event time).",
             registry=registry,
         )
+        self.users_removed = Counter(
+            "segstream_users_removed",
+            "Users whose state was removed (reason: expired, idle SEGSTREAM_MAX_IDLE_DAYS).",
+            ["reason"],
+            registry=registry,
+        )
         self.segment_changes = Counter(
             "segstream_segment_changes", "Segment change events published.", registry=registry
         )
@@ -260,6 +266,8 @@ class Metrics(PartitionMetrics):
         self.events_duplicate.inc(tally.duplicates)
         self.events_late.inc(tally.late)
         self.users_rescored.inc(tally.rescored)
+        for reason, n in tally.removed.items():
+            self.users_removed.labels(reason=reason).inc(n)
         self.segment_changes.inc(tally.changes)
         if tally.rescoring_errors:
             self.errors.labels(stage="operators", reason="rescoring_error").inc(

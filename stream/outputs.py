@@ -45,6 +45,7 @@ class Tally:
     alerts: Counter[str] = field(default_factory=Counter)  # tag
     segment_deltas: Counter[int] = field(default_factory=Counter)  # users in, minus users out
     segment_touches: Counter[int] = field(default_factory=Counter)  # enters + exits
+    removed: Counter[str] = field(default_factory=Counter)  # users removed, by why
 
 
 @dataclass(slots=True)
@@ -53,7 +54,7 @@ class Outputs:
     now_ms: int
     seq_base: int = 0  # the partition's epoch, as high bits of seq (stream.rebuild)
     quiet: bool = False  # a rebuild below the published offset: tally only, nothing to send
-    records: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
+    records: list[tuple[str, bytes | None, bytes | None]] = field(default_factory=list)
     tally: Tally = field(default_factory=Tally)
 
     def dead_letter(self, record: Record, rejected: Rejected) -> None:
@@ -91,6 +92,8 @@ class Outputs:
                 key = change.user_id.encode()
                 self.records.append((self.topics.output, key, encode_change(change, self.now_ms)))
                 self.records.append((self.topics.membership, key, encode_membership(change)))
+            if change.removed:
+                tally.removed[change.removed] += 1
             for tag in change.tags_added:
                 tally.tag_moves[tag, "enter"] += 1
             for tag in change.tags_removed:

@@ -28,7 +28,7 @@ class Record:
     partition: Partition
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone
     timestamp_ms: int
 
 
@@ -71,7 +71,8 @@ class EventSource(Protocol):
 
 
 class Sink(Protocol):
-    def send(self, topic: str, key: bytes | None, value: bytes) -> None: ...
+    def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        """Queue a record; a None value is a tombstone (compacted topics forget the key)."""
 
     def flush(self) -> None:
         """Block until every send so far is acknowledged; raise DependencyError if one failed."""
@@ -90,6 +91,8 @@ class PartitionWrite:
     dues: Mapping[str, int] = field(default_factory=dict)  # user -> next re-scoring; 0: none
     segment_deltas: Mapping[int, int] = field(default_factory=dict)  # change in segment sizes
     pending: Mapping[str, bytes] = field(default_factory=dict)  # open labels; b"": none left
+    # Users whose record, due entry and labels are deleted before the above is written.
+    deleted: Collection[str] = ()
 
 
 class StateStore(Protocol):

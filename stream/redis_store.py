@@ -26,12 +26,13 @@ from stream.ports import Partition, PartitionWrite
 
 # Writes a partition's users, due index, watermark and next offset in one atomic step, only for
 # the owner's token, and only if the stored offset is not already past the batch (then it was
-# applied: return -1).
-# KEYS: owner, offset, watermark, due, segments, labels, user keys...
+# applied: return -1). Removed users go first, so one back in the same batch keeps the rest.
+# KEYS: owner, offset, watermark, due, segments, labels, removed users' keys..., user keys...
 # ARGV: token, first offset, next offset, ttl seconds (0: none), watermark, number of dues,
-#       number of segment deltas, number of label entries, (user, due) pairs...,
-#       (segment, delta) pairs..., (user, labels) pairs..., user values..., and last "1" if an
-#       offset was stored before (its absence then means the store lost data).
+#       number of segment deltas, number of label entries, number of removed users,
+#       (user, due) pairs..., (segment, delta) pairs..., (user, labels) pairs..., removed
+#       users..., user values..., and last "1" if an offset was stored before (its absence
+#       then means the store lost data).
 _SAVE_SCRIPT = """
 local owner = redis.call('GET', KEYS[1])
 if owner == false then
@@ -49,15 +50,22 @@ if stored and tonumber(stored) > tonumber(ARGV[2]) then
 end
 local ttl = tonumber(ARGV[4])
 local dues, deltas, labels = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local removed = tonumber(ARGV[9])
+local gone = 10 + 2 * (dues + deltas + labels)
+for i = 0, removed - 1 do
+  redis.call('DEL', KEYS[7 + i])
+  redis.call('ZREM', KEYS[4], ARGV[gone + i])
+  redis.call('HDEL', KEYS[6], ARGV[gone + i])
+end
 for i = 0, dues - 1 do
-  local user, due = ARGV[9 + 2 * i], tonumber(ARGV[10 + 2 * i])
+  local user, due = ARGV[10 + 2 * i], tonumber(ARGV[11 + 2 * i])
   if due > 0 then
     redis.call('ZADD', KEYS[4], due, user)
   else
     redis.call('ZREM', KEYS[4], user)
   end
 end
-local at = 9 + 2 * dues
+local at = 10 + 2 * dues
 for i = 0, deltas - 1 do
   redis.call('HINCRBY', KEYS[5], ARGV[at + 2 * i], ARGV[at + 2 * i + 1])
 end
@@ -70,17 +78,18 @@ for i = 0, labels - 1 do
     redis.call('HSET', KEYS[6], user, packed)
   end
 end
-local values = at + 2 * labels
-for i = 7, #KEYS do
+local first = 7 + removed
+local values = gone + removed - first
+for i = first, #KEYS do
   if ttl > 0 then
-    redis.call('SET', KEYS[i], ARGV[values + i - 7], 'EX', ttl)
+    redis.call('SET', KEYS[i], ARGV[values + i], 'EX', ttl)
   else
-    redis.call('SET', KEYS[i], ARGV[values + i - 7])
+    redis.call('SET', KEYS[i], ARGV[values + i])
   end
 end
 redis.call('SET', KEYS[3], ARGV[5])
 redis.call('SET', KEYS[2], ARGV[3])
-return #KEYS - 6
+return #KEYS - first + 1
 """
 
 
@@ -164,6 +173,8 @@ class RedisStateStore:
                     self._key(partition, "segments"),
                     self._key(partition, "labels"),
                 ]
+                removed = list(write.deleted)
+                keys += [self.user_key(partition, u) for u in removed]
                 keys += [self.user_key(partition, u) for u in write.users]
                 args: list[Any] = [
                     self._tokens[partition],
@@ -174,6 +185,7 @@ class RedisStateStore:
                     len(write.dues),
                     len(write.segment_deltas),
                     len(write.pending),
+                    len(removed),
                 ]
                 for user, due in write.dues.items():
                     args += [user, due]
@@ -181,6 +193,7 @@ class RedisStateStore:
                     args += [segment, delta]
                 for user, packed in write.pending.items():
                     args += [user, packed]
+                args += removed
                 args += list(write.users.values())
                 args.append("1" if partition in self._has_offset else "0")
                 self._save(keys=keys, args=args, client=pipe)

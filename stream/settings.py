@@ -112,9 +112,10 @@ class Settings:
         "dead-lettered as future_timestamp",
     )
     user_ttl_s: int = _setting(
-        180 * 86_400,
+        800 * 86_400,
         "SEGSTREAM_USER_TTL_S",
-        "Idle users' state expires after this long (wall-clock), 0 keeps it forever",
+        "Safety net: a user record unsaved this long (wall-clock) is dropped by Redis; 0: never. "
+        "At least SEGSTREAM_MAX_IDLE_DAYS",
     )
     segments: int = _setting(4, "SEGSTREAM_SEGMENTS", "Number of segments (k of k-means)")
     segment_features: str = _setting(
@@ -167,7 +168,9 @@ class Settings:
         "A user with no events is re-scored this often (event time), so quiet users move",
     )
     max_idle_days: int = _setting(
-        400, "SEGSTREAM_MAX_IDLE_DAYS", "Re-scoring stops for users idle longer than this"
+        400,
+        "SEGSTREAM_MAX_IDLE_DAYS",
+        "A user idle this long (event time) expires: state removed, a user_expired event",
     )
     label_every_days: int = _setting(
         7,
@@ -235,6 +238,11 @@ class Settings:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if 0 < self.user_ttl_s < self.max_idle_days * 86_400:
+            raise ValueError(
+                "user_ttl_s must be 0 or at least max_idle_days: Redis would drop idle users "
+                "before they expire, without a user_expired event or their segment size"
+            )
         if self.kafka_client not in KAFKA_CLIENTS:
             raise ValueError(f"kafka_client must be one of {', '.join(KAFKA_CLIENTS)}")
         if not 0 <= self.train_sample_permille <= 1000:

@@ -21,13 +21,8 @@ from stream import __version__
 from stream.instrumented import MeteredModelStore, MeteredSink, MeteredStateStore
 from stream.learning import Learning
 from stream.loop import LoopConfig, Processor
-from stream.memory import (
-    InMemoryBroker,
-    InMemoryEventSource,
-    InMemoryModelStore,
-    InMemorySink,
-    InMemoryStateStore,
-)
+from stream.memory import InMemoryBroker, InMemoryEventSource, InMemorySink, InMemoryStateStore
+from stream.memory_models import InMemoryModelStore
 from stream.metrics import Metrics
 from stream.outputs import Topics
 from stream.ports import Clock, EventSource, ModelStore, Sink, StateStore

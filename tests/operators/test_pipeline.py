@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from operators.changes import encode_change
 from operators.events import Event
 from operators.features import update_features
@@ -126,6 +128,9 @@ def run_batches(
         until = advance_watermark(watermark, events, config.late_grace_ms)
         due = sorted(u for u, at in dues.items() if at <= until)
         out = process_events(states, events, snapshot, config, watermark, due)  # type: ignore[arg-type]
+        for user in out.removed:  # as the store does: removals first, then the batch's writes
+            states.pop(user, None)
+            dues.pop(user, None)
         states.update(out.states)
         for user, at in out.dues.items():
             if at:
@@ -171,6 +176,10 @@ def test_results_do_not_depend_on_batch_boundaries() -> None:
 
     assert per_user(one[1]) == per_user(many[1]) == per_user(singles[1])
     assert len(one[1]) > 7  # first assignments and moves between recent and lapsed
+    # u5 and u6 expired after 30 idle days, at the same event time whatever the batches.
+    expired = {(c.user_id, c.event_time_ms) for c in one[1] if c.removed}  # type: ignore[attr-defined]
+    assert {user for user, _ in expired} == {"u5", "u6"}
+    assert "u5" not in one[0] and "u6" not in one[0]
 
 
 def test_late_events_are_set_aside_unapplied() -> None:
@@ -184,8 +193,30 @@ def test_late_events_are_set_aside_unapplied() -> None:
     assert out.states["u1"].count("view") == 2 and out.states["u1"].count("purchase") == 0
 
 
-def test_re_scoring_stops_for_users_idle_past_the_limit() -> None:
+def test_a_user_idle_past_the_limit_expires_in_event_time_with_a_change_event() -> None:
     buy_now = Event("b1", "quiet", "purchase", T0, 100.0)
     clock = [Event(f"c{d}", "other", "view", T0 + d * DAY) for d in range(1, 60)]
-    states, _, _ = run_batches([[buy_now], clock])
-    assert states["quiet"].next_due_ms == 0  # type: ignore[attr-defined]
+    states, changes, _ = run_batches([[buy_now], clock])
+    assert "quiet" not in states  # record, due entry and labels gone
+    mine = [c for c in changes if c.user_id == "quiet"]  # type: ignore[attr-defined]
+    last = mine[-1]
+    assert last.removed == "expired" and last.event_id == f"expired:{T0 + 30 * DAY}"
+    assert last.event_time_ms == T0 + 30 * DAY  # last seen + SEGSTREAM_MAX_IDLE_DAYS, exactly
+    assert last.segment_before == mine[-2].segment_after is not None
+    assert (last.segment_after, last.tags_after, last.seq) == (None, (), mine[-2].seq + 1)
+    assert all(c.event_time_ms < T0 + 30 * DAY for c in mine[:-1])
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_an_event_after_the_expiry_starts_a_new_user(split: bool) -> None:
+    first = [Event("b1", "back", "purchase", T0, 100.0)]
+    clock = [Event(f"c{d}", "other", "view", T0 + d * DAY) for d in range(1, 45)]
+    back = [Event("v1", "back", "view", T0 + 45 * DAY)]
+    batches = [first, clock, back] if split else [first + clock + back]
+    states, changes, _ = run_batches(batches)
+    state = states["back"]
+    assert (state.first_seen_ms, state.events_total) == (T0 + 45 * DAY, 1)  # type: ignore[attr-defined]
+    mine = [(c.removed, c.seq, c.event_time_ms) for c in changes if c.user_id == "back"]  # type: ignore[attr-defined]
+    expiry = [i for i, (removed, _, _) in enumerate(mine) if removed]
+    assert len(expiry) == 1 and mine[expiry[0]][2] == T0 + 30 * DAY
+    assert mine[expiry[0] + 1][1:] == (1, T0 + 45 * DAY)  # placed again, from seq 1

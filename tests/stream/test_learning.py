@@ -6,7 +6,8 @@ import json
 
 from stream.generator import encode, generate_events
 from stream.loop import Processor
-from stream.memory import InMemoryBroker, InMemoryModelStore, InMemoryStateStore
+from stream.memory import InMemoryBroker, InMemoryStateStore
+from stream.memory_models import InMemoryModelStore
 from stream.settings import Settings
 from stream.wiring import Parts, build_processor, in_memory_parts
 

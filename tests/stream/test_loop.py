@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from operators import timeline
+from operators import table as record_table
 from operators.events import EVENT_TYPES
 from operators.state_layout import unpack_state
 from stream.errors import DependencyError, StateLost
 from stream.generator import MALFORMED, encode, generate_events
 from stream.loop import Processor
-from stream.memory import InMemoryBroker, InMemoryModelStore, InMemoryStateStore
+from stream.memory import InMemoryBroker, InMemoryStateStore
+from stream.memory_models import InMemoryModelStore
 from stream.ports import Partition, PartitionWrite
 from stream.settings import Settings
 from stream.wiring import Parts, build_processor, in_memory_parts
@@ -337,14 +338,14 @@ def test_an_event_whose_processing_raises_is_dead_lettered_and_the_rest_goes_on(
     broker = InMemoryBroker()
     events = feed(broker)
     poison = events[len(events) // 2]
-    real_update = timeline.update_record
+    real_update = record_table.update_record
 
     def update(*fields: Any) -> Any:
         if fields[-1].event_id == poison["event_id"]:
             raise struct.error("simulated bug")
         return real_update(*fields)
 
-    monkeypatch.setattr(timeline, "update_record", update)
+    monkeypatch.setattr(record_table, "update_record", update)
     parts = in_memory_parts(SETTINGS, broker)
     drain(build_processor(SETTINGS, parts))
     dead = [json.loads(r.value) for r in broker.records(SETTINGS.dlq_topic)]

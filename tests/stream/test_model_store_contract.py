@@ -9,7 +9,7 @@ import pytest
 
 from operators.segments import SegmentSnapshot
 from operators.tags import TagModel
-from stream.memory import InMemoryModelStore
+from stream.memory_models import InMemoryModelStore
 from stream.ports import ModelStore
 from stream.redis_models import RedisModelStore
 from tests.support.servers import redis_client, unique

@@ -12,7 +12,8 @@ from pathlib import Path
 from operators.segments import SegmentSnapshot
 from operators.state_layout import unpack_state
 from stream.generator import encode, generate_events
-from stream.memory import InMemoryBroker, InMemoryModelStore, InMemoryStateStore
+from stream.memory import InMemoryBroker, InMemoryStateStore
+from stream.memory_models import InMemoryModelStore
 from stream.settings import Settings
 from stream.wiring import Parts, build_processor, in_memory_parts
 from tests.stream.test_learning import FakeClock

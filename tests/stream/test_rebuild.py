@@ -17,7 +17,8 @@ from operators.tags import TagModel
 from stream.errors import StateLost
 from stream.generator import encode, generate_events
 from stream.loop import Processor
-from stream.memory import InMemoryBroker, InMemoryModelStore, InMemoryStateStore
+from stream.memory import InMemoryBroker, InMemoryStateStore
+from stream.memory_models import InMemoryModelStore
 from stream.ports import Committed, Partition
 from stream.rebuild import EPOCH_SHIFT, Note, Rebuilds
 from stream.settings import Settings

@@ -35,6 +35,7 @@ def test_environment_overrides_a_toml_file_which_overrides_defaults(tmp_path: Pa
         ({"SEGSTREAM_HTTP_PORT": "eighty"}, "SEGSTREAM_HTTP_PORT='eighty' is not a valid int"),
         ({"SEGSTREAM_SEGMENTS": "0"}, "segments must be at least 1"),
         ({"SEGSTREAM_TRAIN_SAMPLE_PERMILLE": "2000"}, "between 0 and 1000"),
+        ({"SEGSTREAM_USER_TTL_S": "86400"}, "user_ttl_s must be 0 or at least max_idle_days"),
     ],
 )
 def test_bad_values_fail_with_the_variable_named(env: dict[str, str], message: str) -> None:

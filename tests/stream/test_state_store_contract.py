@@ -105,6 +105,27 @@ def test_due_users_and_the_watermark_are_saved_with_the_batch(
     assert store.watermark(P0) == 1500 and store.due_users(P0, 10**15, 10) == ["a", "c"]
 
 
+def test_removed_users_lose_record_due_entry_and_labels_before_the_batch_is_written(
+    new_store: Callable[[], StateStore],
+) -> None:
+    store = new_store()
+    store.claim(P0)
+    users = {"gone": b"g", "back": b"b", "kept": b"k"}
+    dues = {"gone": 100, "back": 200, "kept": 300}
+    labels = {"gone": b"L1", "back": b"L2", "kept": b"L3"}
+    store.save({P0: PartitionWrite(0, 1, users, 0, dues, pending=labels)})
+    # "back" was removed and came back in the same batch: its new record and due stay.
+    store.save(
+        {P0: PartitionWrite(1, 2, {"back": b"new"}, 0, {"back": 900}, deleted=["gone", "back"])}
+    )
+    assert store.load({P0: list(users)}) == {P0: {"back": b"new", "kept": b"k"}}
+    assert store.due_users(P0, 10_000, 10) == ["kept", "back"]
+    assert store.load_pending({P0: list(users)}) == {P0: {"kept": b"L3"}}
+    # A retry of the same batch changes nothing.
+    store.save({P0: PartitionWrite(1, 2, {}, 0, {}, deleted=["kept"])})
+    assert store.load({P0: ["kept"]}) == {P0: {"kept": b"k"}}
+
+
 def test_segment_sizes_follow_the_saved_deltas(new_store: Callable[[], StateStore]) -> None:
     store = new_store()
     store.claim(P0)

@@ -35,7 +35,8 @@ class UserChanged:
     features: tuple[tuple[str, float], ...]  # the features that placed the user
     # Why: "segment" and each tag that moved, with the features that moved it, strongest first.
     reason: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    removed: str = ""  # "expired": the user's state was removed with this change
+    removed: str = ""  # "expired" or "erased": the user's state was removed with this change
+    request: tuple[tuple[str, str | int | bool], ...] = ()  # an erasure's: who, how, when
 
     @property
     def tags_added(self) -> tuple[str, ...]:
@@ -61,6 +62,7 @@ def user_changed(
     features: dict[str, float],
     reason: dict[str, tuple[str, ...]] | None = None,
     removed: str = "",
+    request: dict[str, str | int | bool] | None = None,
 ) -> UserChanged:
     segment_before = None if before == NO_SEGMENT else before
     segment_after = None if after == NO_SEGMENT else after
@@ -85,6 +87,7 @@ def user_changed(
         features=tuple((name, round(value, 6)) for name, value in features.items()),
         reason=tuple((reason or {}).items()),
         removed=removed,
+        request=tuple((request or {}).items()),
     )
 
 
@@ -119,9 +122,11 @@ def encode_change(change: UserChanged, emitted_at_ms: int) -> bytes:
 
 
 def _encode_removal(change: UserChanged, emitted_at_ms: int) -> bytes:
-    """``user_expired``: the user's state was removed; only what placed it is said."""
+    """``user_expired`` or ``user_erased``: the user's state was removed; only what placed it
+    is said, and for an erasure the request (who asked, how, when; whether a record existed)."""
     return orjson.dumps(
         {
+            **dict(change.request),
             "kind": f"user_{change.removed}",
             "change_id": change.change_id,
             "user_id": change.user_id,

@@ -14,12 +14,13 @@ import numpy.typing as npt
 
 from operators.changes import UserChanged, user_changed
 from operators.decisions import Context, Decisions
+from operators.erasure import EraseRequest
 from operators.features import NO_SEGMENT
 from operators.sampled import offer_samples
 from operators.scoring import PipelineConfig
 from operators.segments import segment_reason
 from operators.tags import tag_reason
-from operators.timeline import EVENT, EXPIRE, REASSIGN, RESCORE, Table
+from operators.timeline import ERASE, EVENT, EXPIRE, REASSIGN, RESCORE, Table
 
 
 def decide(c: Context) -> Decisions:
@@ -41,9 +42,9 @@ def decide(c: Context) -> Decisions:
         if row in out.broken:
             continue
         segment, tags, kind = out.segment[row], out.tags[row], moments.kind[m]
-        if kind == EXPIRE:  # the user's last moment: its state goes, with a last change event
+        if kind >= EXPIRE:  # the user's last moment: its state goes, with a last change event
             out.seq[row] += 1
-            out.changes.append(_removal(c, m, row, segment, tags, out.seq[row], "expired"))
+            out.changes.append(_removal(c, m, row, segment, tags, out.seq[row]))
             out.removed.append(row)
             continue
         if kind == REASSIGN and segment in column:
@@ -99,7 +100,7 @@ def _busy_moments(c: Context, out: Decisions) -> tuple[list[int], npt.NDArray[np
     segment = np.asarray(out.segment, dtype=np.int64)[rows]
     tags = np.asarray(out.tags, dtype=np.int64)[rows]
     moving = ((tags & scores.stay) | (scores.enter & ~tags)) != tags
-    moving |= kinds == EXPIRE
+    moving |= kinds >= EXPIRE
     skipped = kinds == REASSIGN  # a no-op for a user whose segment the model has
     if scores.column:
         moving |= scores.best != segment
@@ -154,11 +155,21 @@ def _change(
     )
 
 
-def _removal(
-    c: Context, m: int, row: int, segment: int, tags: int, seq: int, why: str
-) -> UserChanged:
+def _removal(c: Context, m: int, row: int, segment: int, tags: int, seq: int) -> UserChanged:
     """The change event of a user whose state is removed: no segment, no tags after it."""
     at_ms, snapshot = c.moments.at_ms[m], c.snapshot
+    why, cause = "expired", f"expired:{at_ms}"
+    request: dict[str, str | int | bool] = {}
+    if c.moments.kind[m] == ERASE:
+        erase = c.events[c.moments.event[m]]
+        assert isinstance(erase, EraseRequest)
+        why, cause = "erased", erase.event_id
+        request = {
+            "requested_by": erase.requested_by,
+            "via": erase.via,
+            "requested_at_ms": erase.ts_ms,
+            "found": c.moments.version[m] >= 0,
+        }
     return user_changed(
         user_id=c.table.users[row],
         seq=seq,
@@ -168,10 +179,11 @@ def _removal(
         tags_after=(),
         tag_scores={},
         model_version=snapshot.version if snapshot else 0,
-        event_id=f"{why}:{at_ms}",
+        event_id=cause,
         event_time_ms=at_ms,
         features={},
         removed=why,
+        request=request,
     )
 
 

@@ -15,6 +15,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Final, TypeGuard
 
+from operators.erasure import ERASE, VIAS, EraseRequest
 from operators.events import (
     BAD_TIMESTAMP,
     DEFAULT_LIMITS,
@@ -91,7 +92,10 @@ def _decode(
         raise _Invalid(NOT_JSON, str(exc)) from None
     if not isinstance(doc, dict):
         raise _Invalid(NOT_OBJECT, f"expected a JSON object, got {type(doc).__name__}")
-    event = _plain_event(doc, limits) or _event_from(doc, limits)
+    if doc.get("type") == ERASE:
+        event: Event = _erase_from(doc, limits)
+    else:
+        event = _plain_event(doc, limits) or _event_from(doc, limits)
     if received_ms is not None and event.ts_ms > received_ms + limits.max_future_ms:
         raise _Invalid(
             FUTURE_TIMESTAMP,
@@ -179,6 +183,21 @@ def _event_from(doc: dict[str, object], limits: EventLimits) -> Event:
         category=_text(doc, "category"),
         session_id=_text(doc, "session_id"),
         quantity=_quantity(doc),
+    )
+
+
+def _erase_from(doc: dict[str, object], limits: EventLimits) -> EraseRequest:
+    """An erasure request (``operators.erasure``): the event's ids and time, who and how."""
+    via = _text(doc, "via", required=True, integers=False)
+    if via not in VIAS:
+        raise _Invalid(OUT_OF_RANGE, f"'via' of an erase must be one of {', '.join(VIAS)}")
+    return EraseRequest(
+        event_id=_identifier(doc, "event_id"),
+        user_id=_identifier(doc, "user_id"),
+        type=ERASE,
+        ts_ms=_timestamp(doc, limits),
+        requested_by=str(_text(doc, "requested_by", required=True, integers=False)),
+        via=via,
     )
 
 

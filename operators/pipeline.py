@@ -82,7 +82,9 @@ def run_batch(
     )
     moments = timeline.moments
     versions = table.versions()
-    at_moments = versions[moments.version] if moments.row else np.empty((0, VERSION_FIELDS))
+    # An erasure of a user with no record scores version -1: a row of zeros, read by nothing.
+    known = np.vstack([versions, np.zeros((1, VERSION_FIELDS))])
+    at_moments = known[moments.version] if moments.row else np.empty((0, VERSION_FIELDS))
     scores = score_moments(
         at_moments, moments.at_ms, scored_features(config), snapshot, config, tag_models or {}
     )
@@ -166,9 +168,10 @@ def _emit(
 
 
 def _remove(table: Table, decisions: Decisions, out: BatchOutcome) -> None:
-    """The expired users' stored state goes: the store deletes it before writing the batch's
-    records, so a user who came back in the same batch keeps its new record. Their open labels
-    go too, unless the new user opened its own (written after the old one's, in moment order)."""
+    """The expired and erased users' stored state goes: the store deletes it before writing
+    the batch's records, so a user who came back in the same batch keeps its new record. Their
+    open labels go too, unless the new user opened its own (written after the old one's, in
+    moment order)."""
     for row in decisions.removed:
         user = table.users[row]
         out.removed.append(user)

@@ -37,7 +37,7 @@ def offer_samples(c: Context, out: Decisions, skipped: npt.NDArray[np.bool_]) ->
     is_sampled = np.zeros(len(c.table.users), dtype=np.bool_)
     is_sampled[list(sampled)] = True
     kinds = np.asarray(moments.kind, dtype=np.int64)
-    live = is_sampled[rows] & ~skipped & (kinds != EXPIRE)
+    live = is_sampled[rows] & ~skipped & (kinds < EXPIRE)  # removals offer nothing
     if c.labelled:
         visits, deadline, taken = _label_moments(c, sampled, live)
         for m, at, grid, purchase, may_open in visits:

@@ -16,14 +16,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from operators.erasure import ERASE as ERASE_REQUEST
 from operators.events import Event
 from operators.features import DAY_MS, event_digest
 from operators.scoring import PipelineConfig
 from operators.table import Table
 
-EVENT, RESCORE, REASSIGN, EXPIRE = 0, 1, 2, 3  # kinds of moment; EXPIRE removes the user
+# Kinds of moment; from EXPIRE on, the moment removes the user (idle too long, or erased).
+EVENT, RESCORE, REASSIGN, EXPIRE, ERASE = 0, 1, 2, 3, 4
 
-__all__ = ["EVENT", "EXPIRE", "REASSIGN", "RESCORE", "Moments", "Table", "Timeline", "run_timeline"]
+__all__ = [
+    "ERASE",
+    "EVENT",
+    "EXPIRE",
+    "REASSIGN",
+    "RESCORE",
+    "Moments",
+    "Table",
+    "Timeline",
+    "run_timeline",
+]
 
 
 @dataclass(slots=True)
@@ -94,6 +106,13 @@ def run_timeline(
     moments, grace, interval = out.moments, config.late_grace_ms, config.rescore_interval_ms
     idle = config.max_idle_ms
     for number, event in enumerate(events):
+        if event.type == ERASE_REQUEST:  # never late, moves no watermark: in order with events
+            row = table.row_of(event.user_id)
+            version = table.version[row]  # -1: no record (erasing is idempotent)
+            moments.add(row, out.watermark_ms, version, ERASE, number, False, version)
+            table.retire(row)
+            out.touched[row] = None  # its due entry goes (or follows a user back in the batch)
+            continue
         ts = event.ts_ms
         if ts < out.watermark_ms:
             out.late.append((event, out.watermark_ms))

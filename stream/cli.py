@@ -1,4 +1,4 @@
-"""The ``segstream`` command: serve, demo, replay, evaluate, inspect, produce, create-topics."""
+"""The ``segstream`` command: serve, demo, replay, evaluate, inspect, erase, produce, and more."""
 
 from __future__ import annotations
 
@@ -72,6 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "inspect", help="print a user's segment, tags, seq and features (JSON) from Redis"
     )
     inspect.add_argument("user_id")
+    erase = commands.add_parser(
+        "erase", help="erase a user: publish an erasure request, applied in order with its events"
+    )
+    erase.add_argument("user_id")
+    erase.add_argument("--by", default=None, help="who asks, for the audit (default: $USER)")
     model = commands.add_parser(
         "model", help="export or import the published models (JSON), e.g. to freeze one"
     )
@@ -128,6 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"segstream: no state for user {args.user_id!r}", file=sys.stderr)
             return 1
         print(json.dumps(doc, indent=2))
+        return 0
+    if args.command == "erase":
+        from stream.tools import request_erasure
+
+        by = args.by or os.environ.get("USER") or "unknown"
+        erase_id = request_erasure(settings, args.user_id, by, "cli")
+        print(f"{erase_id}: erasure of {args.user_id!r} published to {settings.input_topic}")
         return 0
     if args.command == "model":
         return model_command(args, settings)

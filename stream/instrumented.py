@@ -88,6 +88,9 @@ class MeteredStateStore:
     def segment_sizes(self, partitions: Collection[Partition]) -> dict[int, int]:
         return _timed(self._metrics, "segment_sizes", lambda: self.store.segment_sizes(partitions))
 
+    def erasures(self, partition: Partition) -> list[bytes]:
+        return _timed(self._metrics, "erasures", lambda: self.store.erasures(partition))
+
     def save(self, writes: Mapping[Partition, PartitionWrite]) -> None:
         _timed(self._metrics, "save", lambda: self.store.save(writes))
 

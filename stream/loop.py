@@ -207,6 +207,7 @@ class Processor(Ownership):
                 outputs.segment_deltas(),
                 {u: pack_pending(p) for u, p in outcome.pending.items()},
                 outcome.removed,
+                outputs.audit,
             )
         self.metrics.stage_done("operators", started)
         with self.metrics.stage("produce"):

@@ -136,6 +136,7 @@ class _PartitionData:
     watermark_ms: int = 0
     segment_sizes: dict[int, int] = field(default_factory=dict)
     pending: dict[str, bytes] = field(default_factory=dict)
+    erasures: list[bytes] = field(default_factory=list)
 
 
 class InMemoryStateStore:
@@ -205,6 +206,7 @@ class InMemoryStateStore:
                 for stored in (data.users, data.dues, data.pending):
                     stored.pop(user, None)
             data.users.update(write.users)
+            data.erasures += write.audit
             for user, due in write.dues.items():
                 if due:
                     data.dues[user] = due
@@ -247,6 +249,9 @@ class InMemoryStateStore:
             for segment, size in self._data.get(partition, _PartitionData()).segment_sizes.items():
                 sizes[segment] = sizes.get(segment, 0) + size
         return {s: n for s, n in sizes.items() if n}
+
+    def erasures(self, partition: Partition) -> list[bytes]:
+        return list(self._data.get(partition, _PartitionData()).erasures)
 
     def due_users(self, partition: Partition, until_ms: int, limit: int) -> list[str]:
         dues = self._data.get(partition, _PartitionData()).dues

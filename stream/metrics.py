@@ -131,7 +131,7 @@ class Metrics(PartitionMetrics):
         )
         self.users_removed = Counter(
             "segstream_users_removed",
-            "Users whose state was removed (reason: expired, idle SEGSTREAM_MAX_IDLE_DAYS).",
+            "Users whose state was removed (reason: expired, or erased on request).",
             ["reason"],
             registry=registry,
         )

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from operators.changes import encode_alert, encode_change, encode_membership
+from operators.erasure import audit_entry
 from operators.events import PROCESSING_ERROR, Rejected
 from operators.pipeline import BatchOutcome
 from stream.dead_letters import encode_dead_letter
@@ -55,6 +56,7 @@ class Outputs:
     seq_base: int = 0  # the partition's epoch, as high bits of seq (stream.rebuild)
     quiet: bool = False  # a rebuild below the published offset: tally only, nothing to send
     records: list[tuple[str, bytes | None, bytes | None]] = field(default_factory=list)
+    audit: list[bytes] = field(default_factory=list)  # erasures applied, saved with the batch
     tally: Tally = field(default_factory=Tally)
 
     def dead_letter(self, record: Record, rejected: Rejected) -> None:
@@ -94,6 +96,8 @@ class Outputs:
                 self.records.append((self.topics.membership, key, encode_membership(change)))
             if change.removed:
                 tally.removed[change.removed] += 1
+            if change.removed == "erased":  # audited even in a rebuild: the audit is state
+                self.audit.append(audit_entry(change.event_id, change.request, self.now_ms))
             for tag in change.tags_added:
                 tally.tag_moves[tag, "enter"] += 1
             for tag in change.tags_removed:

@@ -6,7 +6,7 @@ Each has a real implementation (Kafka, Redis) and an in-memory twin (``stream/me
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -93,6 +93,7 @@ class PartitionWrite:
     pending: Mapping[str, bytes] = field(default_factory=dict)  # open labels; b"": none left
     # Users whose record, due entry and labels are deleted before the above is written.
     deleted: Collection[str] = ()
+    audit: Sequence[bytes] = ()  # erasures applied by the batch, appended to the audit log
 
 
 class StateStore(Protocol):
@@ -129,6 +130,9 @@ class StateStore(Protocol):
 
     def segment_sizes(self, partitions: Collection[Partition]) -> dict[int, int]:
         """Users per segment in these partitions (kept by ``save`` from the batches' deltas)."""
+
+    def erasures(self, partition: Partition) -> list[bytes]:
+        """The partition's audit log of applied erasures, oldest first."""
 
     def save(self, writes: Mapping[Partition, PartitionWrite]) -> None:
         """Write each partition's users, due index, watermark and next offset atomically,

@@ -9,6 +9,7 @@ partition's keys in one Redis Cluster slot, so the save script may touch them al
     {prefix}:{<topic>-<N>}:due        sorted set: user -> time of their next re-scoring
     {prefix}:{<topic>-<N>}:segments   hash: segment id -> users of partition N in it
     {prefix}:{<topic>-<N>}:labels     hash: user -> open tag labels (sampled users only)
+    {prefix}:{<topic>-<N>}:erasures   list: the audit log of erasures applied (no user ids)
     {prefix}:{<topic>-<N>}:u:<user>   the user's packed record (``operators.features``)
     {prefix}:model:segments           the published models (``stream.redis_models``)
 """
@@ -23,74 +24,7 @@ import redis
 
 from stream.errors import DependencyError, PartitionLost, StateLost
 from stream.ports import Partition, PartitionWrite
-
-# Writes a partition's users, due index, watermark and next offset in one atomic step, only for
-# the owner's token, and only if the stored offset is not already past the batch (then it was
-# applied: return -1). Removed users go first, so one back in the same batch keeps the rest.
-# KEYS: owner, offset, watermark, due, segments, labels, removed users' keys..., user keys...
-# ARGV: token, first offset, next offset, ttl seconds (0: none), watermark, number of dues,
-#       number of segment deltas, number of label entries, number of removed users,
-#       (user, due) pairs..., (segment, delta) pairs..., (user, labels) pairs..., removed
-#       users..., user values..., and last "1" if an offset was stored before (its absence
-#       then means the store lost data).
-_SAVE_SCRIPT = """
-local owner = redis.call('GET', KEYS[1])
-if owner == false then
-  return redis.error_reply('LOST the owner token vanished')
-end
-if owner ~= ARGV[1] then
-  return redis.error_reply('FENCED partition has another owner')
-end
-local stored = redis.call('GET', KEYS[2])
-if stored == false and ARGV[#ARGV] == '1' then
-  return redis.error_reply('LOST the saved offset vanished')
-end
-if stored and tonumber(stored) > tonumber(ARGV[2]) then
-  return -1
-end
-local ttl = tonumber(ARGV[4])
-local dues, deltas, labels = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local removed = tonumber(ARGV[9])
-local gone = 10 + 2 * (dues + deltas + labels)
-for i = 0, removed - 1 do
-  redis.call('DEL', KEYS[7 + i])
-  redis.call('ZREM', KEYS[4], ARGV[gone + i])
-  redis.call('HDEL', KEYS[6], ARGV[gone + i])
-end
-for i = 0, dues - 1 do
-  local user, due = ARGV[10 + 2 * i], tonumber(ARGV[11 + 2 * i])
-  if due > 0 then
-    redis.call('ZADD', KEYS[4], due, user)
-  else
-    redis.call('ZREM', KEYS[4], user)
-  end
-end
-local at = 10 + 2 * dues
-for i = 0, deltas - 1 do
-  redis.call('HINCRBY', KEYS[5], ARGV[at + 2 * i], ARGV[at + 2 * i + 1])
-end
-at = at + 2 * deltas
-for i = 0, labels - 1 do
-  local user, packed = ARGV[at + 2 * i], ARGV[at + 2 * i + 1]
-  if packed == '' then
-    redis.call('HDEL', KEYS[6], user)
-  else
-    redis.call('HSET', KEYS[6], user, packed)
-  end
-end
-local first = 7 + removed
-local values = gone + removed - first
-for i = first, #KEYS do
-  if ttl > 0 then
-    redis.call('SET', KEYS[i], ARGV[values + i], 'EX', ttl)
-  else
-    redis.call('SET', KEYS[i], ARGV[values + i])
-  end
-end
-redis.call('SET', KEYS[3], ARGV[5])
-redis.call('SET', KEYS[2], ARGV[3])
-return #KEYS - first + 1
-"""
+from stream.redis_scripts import SAVE_SCRIPT
 
 
 class RedisStateStore:
@@ -100,7 +34,7 @@ class RedisStateStore:
         self._ttl_s = ttl_s
         self._tokens: dict[Partition, str] = {}
         self._has_offset: set[Partition] = set()  # an offset was stored: it must not vanish
-        self._save = client.register_script(_SAVE_SCRIPT)
+        self._save = client.register_script(SAVE_SCRIPT)
 
     @classmethod
     def from_url(cls, url: str, prefix: str, ttl_s: int = 0) -> RedisStateStore:
@@ -172,6 +106,7 @@ class RedisStateStore:
                     self._key(partition, "due"),
                     self._key(partition, "segments"),
                     self._key(partition, "labels"),
+                    self._key(partition, "erasures"),
                 ]
                 removed = list(write.deleted)
                 keys += [self.user_key(partition, u) for u in removed]
@@ -186,6 +121,7 @@ class RedisStateStore:
                     len(write.segment_deltas),
                     len(write.pending),
                     len(removed),
+                    len(write.audit),
                 ]
                 for user, due in write.dues.items():
                     args += [user, due]
@@ -194,6 +130,7 @@ class RedisStateStore:
                 for user, packed in write.pending.items():
                     args += [user, packed]
                 args += removed
+                args += list(write.audit)
                 args += list(write.users.values())
                 args.append("1" if partition in self._has_offset else "0")
                 self._save(keys=keys, args=args, client=pipe)
@@ -259,6 +196,12 @@ class RedisStateStore:
             for segment, size in reply.items():
                 sizes[int(segment)] = sizes.get(int(segment), 0) + int(size)
         return {s: n for s, n in sizes.items() if n}
+
+    def erasures(self, partition: Partition) -> list[bytes]:
+        try:
+            return self._client.lrange(self._key(partition, "erasures"), 0, -1)  # type: ignore[return-value]
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: reading the erasures of {partition} failed") from exc
 
     def due_users(self, partition: Partition, until_ms: int, limit: int) -> list[str]:
         try:

@@ -1,14 +1,16 @@
-"""Operator tools: create the topics, publish simulated events."""
+"""Operator tools: create the topics, publish simulated events, request an erasure."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from operators.erasure import encode_erase_request
 from stream.generator import MALFORMED, encode, generate_events
 from stream.settings import Settings
 from stream.wiring import kafka_sink
@@ -61,3 +63,16 @@ def produce_simulated(
     finally:
         producer.close()
     return sent
+
+
+def request_erasure(settings: Settings, user_id: str, requested_by: str, via: str) -> str:
+    """Publish an erasure request for ``user_id`` on the input topic; return its id once the
+    broker acknowledged it (the partition's owner applies it in order with the user's events)."""
+    erase_id, key, value = encode_erase_request(user_id, requested_by, via, int(time.time() * 1000))
+    producer = kafka_sink(settings)
+    try:
+        producer.send(settings.input_topic, key, value)
+        producer.flush()
+    finally:
+        producer.close()
+    return erase_id

@@ -115,15 +115,18 @@ def test_removed_users_lose_record_due_entry_and_labels_before_the_batch_is_writ
     labels = {"gone": b"L1", "back": b"L2", "kept": b"L3"}
     store.save({P0: PartitionWrite(0, 1, users, 0, dues, pending=labels)})
     # "back" was removed and came back in the same batch: its new record and due stay.
-    store.save(
-        {P0: PartitionWrite(1, 2, {"back": b"new"}, 0, {"back": 900}, deleted=["gone", "back"])}
+    write = PartitionWrite(
+        1, 2, {"back": b"new"}, 0, {"back": 900}, deleted=["gone", "back"], audit=[b"a1", b"a2"]
     )
+    store.save({P0: write})
+    assert store.erasures(P0) == [b"a1", b"a2"]
     assert store.load({P0: list(users)}) == {P0: {"back": b"new", "kept": b"k"}}
     assert store.due_users(P0, 10_000, 10) == ["kept", "back"]
     assert store.load_pending({P0: list(users)}) == {P0: {"kept": b"L3"}}
     # A retry of the same batch changes nothing.
-    store.save({P0: PartitionWrite(1, 2, {}, 0, {}, deleted=["kept"])})
+    store.save({P0: PartitionWrite(1, 2, {}, 0, {}, deleted=["kept"], audit=[b"a1"])})
     assert store.load({P0: ["kept"]}) == {P0: {"kept": b"k"}}
+    assert store.erasures(P0) == [b"a1", b"a2"] and store.erasures(P1) == []
 
 
 def test_segment_sizes_follow_the_saved_deltas(new_store: Callable[[], StateStore]) -> None:

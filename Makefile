@@ -60,8 +60,8 @@ chaos: services-up
 	  SEGSTREAM_CHAOS_KILLS=10 $(BIN)/pytest -q -s -p no:cacheprovider \
 	  tests/chaos || status=$$?; scripts/services.sh down; exit $$status
 
-# Every figure of the throughput issue, then one table of them (bench/report.py) with the
-# targets; JSON in bench/results/. The baseline is the last commit before the columnar core,
+# Every figure of the throughput and API issues, then one table of them (bench/report.py) with
+# the targets; JSON in bench/results/. The baseline is the last commit before the columnar core,
 # checked out beside this one (build/baseline) for the side-by-side comparisons.
 BENCH_BASELINE ?= 784a701
 bench: services-up
@@ -73,6 +73,7 @@ bench: services-up
 	$(BIN)/python bench/two_processes.py
 	@# Needs the UCI file (SEGSTREAM_ONLINE_RETAIL); without it the table says "not measured".
 	-$(BIN)/python bench/replay.py --baseline build/baseline
+	$(BIN)/python bench/api.py
 	$(BIN)/python bench/report.py
 
 clean: services-down

@@ -17,12 +17,15 @@ def describe_user(
     snapshot: SegmentSnapshot | None,
     tags: Sequence[TagDefinition],
     tag_models: Mapping[str, TagModel],
+    names: Mapping[int, str] | None = None,
 ) -> dict[str, Any]:
     """The user's segment (id and name), tags with scores, ``seq``, last event time and every
-    feature, evaluated at ``at_ms`` (the partition's watermark, or the last event if later)."""
+    feature, evaluated at ``at_ms`` (the partition's watermark, or the last event if later).
+    ``names``: the segments' names (default: those generated from ``snapshot``)."""
     at_ms = max(at_ms, state.last_seen_ms)
     features = features_at(state, at_ms, FEATURES)
-    names = {p.segment: p.name for p in segment_profiles(snapshot)} if snapshot else {}
+    if names is None:
+        names = {p.segment: p.name for p in segment_profiles(snapshot)} if snapshot else {}
     segment = (
         None
         if state.segment == NO_SEGMENT

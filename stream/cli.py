@@ -72,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "inspect", help="print a user's segment, tags, seq and features (JSON) from Redis"
     )
     inspect.add_argument("user_id")
+    commands.add_parser("api", help="serve the query API (users, segments, names, erasure)")
     erase = commands.add_parser(
         "erase", help="erase a user: publish an erasure request, applied in order with its events"
     )
@@ -134,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(json.dumps(doc, indent=2))
         return 0
+    if args.command == "api":
+        from stream.api import run_api
+
+        return run_api(settings)
     if args.command == "erase":
         from stream.tools import request_erasure
 

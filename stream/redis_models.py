@@ -54,6 +54,18 @@ class RedisModelStore:
             return None, None
         return SegmentSnapshot.from_dict(json.loads(snapshot)), trainer
 
+    def load_published(self) -> tuple[bytes | None, bytes | None]:
+        """The published segment snapshot and tag models as stored (``parse_published``)."""
+        snapshot, tags = self._get("snapshot", "tags")
+        return snapshot, tags
+
+    @staticmethod
+    def parse_published(
+        snapshot: bytes | None, tags: bytes | None
+    ) -> tuple[SegmentSnapshot | None, dict[str, TagModel]]:
+        models = {doc["tag"]: TagModel.from_dict(doc) for doc in json.loads(tags)} if tags else {}
+        return (SegmentSnapshot.from_dict(json.loads(snapshot)) if snapshot else None), models
+
     def load_snapshot(self) -> SegmentSnapshot | None:
         (snapshot,) = self._get("snapshot")
         return SegmentSnapshot.from_dict(json.loads(snapshot)) if snapshot else None

@@ -40,18 +40,19 @@ class RedisStateStore:
     def from_url(cls, url: str, prefix: str, ttl_s: int = 0) -> RedisStateStore:
         return cls(redis.Redis.from_url(url, socket_timeout=10), prefix, ttl_s)
 
-    def _key(self, partition: Partition, suffix: str) -> str:
+    def key(self, partition: Partition, suffix: str) -> str:
+        """The key of one of the partition's values (the layout above)."""
         return f"{self._prefix}:{{{partition.topic}-{partition.index}}}:{suffix}"
 
     def user_key(self, partition: Partition, user_id: str) -> str:
-        return self._key(partition, f"u:{user_id}")
+        return self.key(partition, f"u:{user_id}")
 
     def claim(self, partition: Partition) -> int | None:
         token = uuid.uuid4().hex
         try:
             pipe = self._client.pipeline(transaction=True)
-            pipe.set(self._key(partition, "owner"), token)
-            pipe.get(self._key(partition, "offset"))
+            pipe.set(self.key(partition, "owner"), token)
+            pipe.get(self.key(partition, "offset"))
             _, stored = pipe.execute()
         except redis.RedisError as exc:
             raise DependencyError(f"redis: claiming {partition} failed: {exc}") from exc
@@ -67,8 +68,8 @@ class RedisStateStore:
         try:
             pipe = self._client.pipeline(transaction=False)
             for partition, names in order:
-                pipe.get(self._key(partition, "owner"))
-                pipe.get(self._key(partition, "offset"))
+                pipe.get(self.key(partition, "owner"))
+                pipe.get(self.key(partition, "offset"))
                 if names:
                     pipe.mget([self.user_key(partition, u) for u in names])
             replies: list[Any] = pipe.execute()
@@ -100,13 +101,13 @@ class RedisStateStore:
             pipe = self._client.pipeline(transaction=False)
             for partition, write in order:
                 keys = [
-                    self._key(partition, "owner"),
-                    self._key(partition, "offset"),
-                    self._key(partition, "watermark"),
-                    self._key(partition, "due"),
-                    self._key(partition, "segments"),
-                    self._key(partition, "labels"),
-                    self._key(partition, "erasures"),
+                    self.key(partition, "owner"),
+                    self.key(partition, "offset"),
+                    self.key(partition, "watermark"),
+                    self.key(partition, "due"),
+                    self.key(partition, "segments"),
+                    self.key(partition, "labels"),
+                    self.key(partition, "erasures"),
                 ]
                 removed = list(write.deleted)
                 keys += [self.user_key(partition, u) for u in removed]
@@ -154,14 +155,14 @@ class RedisStateStore:
 
     def next_offset(self, partition: Partition) -> int | None:
         try:
-            stored = self._client.get(self._key(partition, "offset"))
+            stored = self._client.get(self.key(partition, "offset"))
         except redis.RedisError as exc:
             raise DependencyError(f"redis: reading the offset of {partition} failed") from exc
         return None if stored is None else int(stored)
 
     def watermark(self, partition: Partition) -> int:
         try:
-            stored = self._client.get(self._key(partition, "watermark"))
+            stored = self._client.get(self.key(partition, "watermark"))
         except redis.RedisError as exc:
             raise DependencyError(f"redis: reading the watermark of {partition} failed") from exc
         return 0 if stored is None else int(stored)
@@ -174,7 +175,7 @@ class RedisStateStore:
         try:
             pipe = self._client.pipeline(transaction=False)
             for partition, names in order:
-                pipe.hmget(self._key(partition, "labels"), names)
+                pipe.hmget(self.key(partition, "labels"), names)
             replies: list[list[bytes | None]] = pipe.execute()
         except redis.RedisError as exc:
             raise DependencyError(f"redis: loading open labels failed: {exc}") from exc
@@ -187,7 +188,7 @@ class RedisStateStore:
         try:
             pipe = self._client.pipeline(transaction=False)
             for partition in partitions:
-                pipe.hgetall(self._key(partition, "segments"))
+                pipe.hgetall(self.key(partition, "segments"))
             replies: list[dict[bytes, bytes]] = pipe.execute()
         except redis.RedisError as exc:
             raise DependencyError(f"redis: reading segment sizes failed: {exc}") from exc
@@ -199,14 +200,14 @@ class RedisStateStore:
 
     def erasures(self, partition: Partition) -> list[bytes]:
         try:
-            return self._client.lrange(self._key(partition, "erasures"), 0, -1)  # type: ignore[return-value]
+            return self._client.lrange(self.key(partition, "erasures"), 0, -1)  # type: ignore[return-value]
         except redis.RedisError as exc:
             raise DependencyError(f"redis: reading the erasures of {partition} failed") from exc
 
     def due_users(self, partition: Partition, until_ms: int, limit: int) -> list[str]:
         try:
             users: list[bytes] = self._client.zrangebyscore(  # type: ignore[assignment]
-                self._key(partition, "due"), "-inf", until_ms, start=0, num=limit
+                self.key(partition, "due"), "-inf", until_ms, start=0, num=limit
             )
         except redis.RedisError as exc:
             raise DependencyError(f"redis: reading due users of {partition} failed") from exc

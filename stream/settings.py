@@ -14,7 +14,6 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from operators.features import FEATURES
 from operators.tags import DEFAULT_TAGS, TagDefinition, parse_tags
 
 
@@ -32,8 +31,12 @@ KAFKA_CLIENTS = ("confluent-kafka", "kafka-python")
 DEFAULT_TAGS_JSON = json.dumps([_tag_json(t) for t in DEFAULT_TAGS], separators=(",", ":"))
 
 
-def _setting(default: Any, env: str, doc: str) -> Any:
-    return field(default=default, metadata={"env": env, "doc": doc})
+def _setting(default: Any, env: str, doc: str, secret: bool = False) -> Any:
+    """A setting read from ``env``; a secret's may also come from the file ``<env>_FILE`` names,
+    and is left out of the settings' repr."""
+    return field(
+        default=default, repr=not secret, metadata={"env": env, "doc": doc, "secret": secret}
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +78,34 @@ class Settings:
     http_port: int = _setting(
         8080, "SEGSTREAM_HTTP_PORT", "Port of /metrics and /healthz (0 picks a free port)"
     )
-    http_host: str = _setting("0.0.0.0", "SEGSTREAM_HTTP_HOST", "Address the HTTP server binds")
+    http_host: str = _setting(
+        "127.0.0.1",
+        "SEGSTREAM_HTTP_HOST",
+        "Address serve's /metrics and /healthz server binds (0.0.0.0: every interface)",
+    )
+    api_port: int = _setting(8081, "SEGSTREAM_API_PORT", "Port of `segstream api` (0: a free port)")
+    api_host: str = _setting(
+        "127.0.0.1",
+        "SEGSTREAM_API_HOST",
+        "Address `segstream api` binds (0.0.0.0: every interface)",
+    )
+    api_redis_url: str = _setting(
+        "",
+        "SEGSTREAM_API_REDIS_URL",
+        "Redis the API reads from, e.g. a replica, apart from the consumers' long writes; "
+        "empty: SEGSTREAM_REDIS_URL (segment names are written there always)",
+        secret=True,
+    )
+    api_token: str = _setting(
+        "",
+        "SEGSTREAM_API_TOKEN",
+        "Bearer token the API requires for writes (and reads, see below); empty: writes refused. "
+        "Or a file: SEGSTREAM_API_TOKEN_FILE",
+        secret=True,
+    )
+    api_token_reads: bool = _setting(
+        False, "SEGSTREAM_API_TOKEN_READS", "true: the API's reads require the token too"
+    )
     key_prefix: str = _setting(
         "segstream", "SEGSTREAM_KEY_PREFIX", "Prefix of every Redis key segstream writes"
     )
@@ -209,6 +239,9 @@ class Settings:
         for f in fields(cls):
             kind: Any = _boolean if isinstance(f.default, bool) else type(f.default)
             raw = environ.get(f.metadata["env"], file_values.get(f.name))
+            secret_file = environ.get(f.metadata["env"] + "_FILE") if f.metadata["secret"] else None
+            if raw is None and secret_file:
+                raw = Path(secret_file).read_text().rstrip("\r\n")
             if raw is None:
                 continue
             try:
@@ -222,45 +255,10 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        positive = (
-            "max_batch_records",
-            "segments",
-            "snapshot_every_samples",
-            "retry_attempts",
-            "max_message_bytes",
-            "switch_after",
-            "rescore_interval_s",
-            "max_idle_days",
-            "sweep_batch_users",
-            "label_every_days",
-            "trainer_lease_s",
-        )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if 0 < self.user_ttl_s < self.max_idle_days * 86_400:
-            raise ValueError(
-                "user_ttl_s must be 0 or at least max_idle_days: Redis would drop idle users "
-                "before they expire, without a user_expired event or their segment size"
-            )
-        if self.kafka_client not in KAFKA_CLIENTS:
-            raise ValueError(f"kafka_client must be one of {', '.join(KAFKA_CLIENTS)}")
-        if not 0 <= self.train_sample_permille <= 1000:
-            raise ValueError("train_sample_permille must be between 0 and 1000")
-        if self.max_future_s < 0 or self.dlq_max_bytes < 4096:
-            raise ValueError("max_future_s must not be negative; dlq_max_bytes at least 4096")
-        self.min_event_ms  # noqa: B018 - parsing validates the date
-        if self.poll_timeout_s <= 0 or self.switch_margin < 0 or self.late_grace_s < 0:
-            raise ValueError(
-                "poll_timeout_s must be positive; switch_margin and late_grace_s not negative"
-            )
-        self.tag_definitions  # noqa: B018 - parsing validates the definitions
-        unknown = set(self.segment_feature_names) - set(FEATURES)
-        if unknown or not self.segment_feature_names:
-            raise ValueError(
-                f"segment_features: unknown {', '.join(sorted(unknown)) or 'empty list'}; "
-                f"known: {', '.join(FEATURES)}"
-            )
+        """Raise ``ValueError`` naming the first bad value (``stream.settings_checks``)."""
+        from stream.settings_checks import check
+
+        check(self)
 
     @property
     def min_event_ms(self) -> int:

@@ -13,7 +13,6 @@ from kafka.errors import TopicAlreadyExistsError
 from operators.erasure import encode_erase_request
 from stream.generator import MALFORMED, encode, generate_events
 from stream.settings import Settings
-from stream.wiring import kafka_sink
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +49,8 @@ def produce_simulated(
     settings: Settings, users: int, days: float, seed: int, malformed: int
 ) -> int:
     # Idempotent: retries keep each partition in order.
+    from stream.wiring import kafka_sink  # here: the wiring loads every model library
+
     producer = kafka_sink(settings, bulk=True)
     sent = 0
     try:
@@ -69,6 +70,8 @@ def request_erasure(settings: Settings, user_id: str, requested_by: str, via: st
     """Publish an erasure request for ``user_id`` on the input topic; return its id once the
     broker acknowledged it (the partition's owner applies it in order with the user's events)."""
     erase_id, key, value = encode_erase_request(user_id, requested_by, via, int(time.time() * 1000))
+    from stream.wiring import kafka_sink
+
     producer = kafka_sink(settings)
     try:
         producer.send(settings.input_topic, key, value)

@@ -64,7 +64,11 @@ def test_the_stack_has_every_part_with_health_and_ordering(compose: dict[str, An
     assert services["prometheus"]["image"].startswith("prom/prometheus:")
     assert services["grafana"]["image"].startswith("grafana/grafana:")
     assert services["segstream"]["build"] == "."
-    for name in ("kafka", "redis", "segstream", "prometheus", "grafana"):
+    assert services["api"]["command"] == ["api"]
+    # Loopback is the default; inside the stack the servers must answer the other containers.
+    assert services["segstream"]["environment"]["SEGSTREAM_HTTP_HOST"] == "0.0.0.0"
+    assert services["api"]["environment"]["SEGSTREAM_API_HOST"] == "0.0.0.0"
+    for name in ("kafka", "redis", "segstream", "api", "prometheus", "grafana"):
         assert "healthcheck" in services[name], name
     for name, service in services.items():
         for needed, rule in service.get("depends_on", {}).items():

@@ -64,3 +64,16 @@ def test_cli_refuses_bad_settings_with_status_2(
     monkeypatch.setenv("SEGSTREAM_SEGMENTS", "many")
     assert main(["serve"]) == 2
     assert "SEGSTREAM_SEGMENTS" in capsys.readouterr().err
+
+
+def test_a_secret_comes_from_its_file_and_never_shows(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("from-a-file\n")
+    settings = Settings.from_env({"SEGSTREAM_API_TOKEN_FILE": str(secret)})
+    assert settings.api_token == "from-a-file"
+    assert "from-a-file" not in repr(settings)
+    # The variable itself wins over the file, as every variable wins over the TOML file.
+    both = {"SEGSTREAM_API_TOKEN": "direct", "SEGSTREAM_API_TOKEN_FILE": str(secret)}
+    assert Settings.from_env(both).api_token == "direct"
+    # Only secrets read files: another setting's _FILE variable means nothing.
+    assert Settings.from_env({"SEGSTREAM_GROUP_FILE": str(secret)}).group == "segstream"

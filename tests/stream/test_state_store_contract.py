@@ -173,7 +173,7 @@ def lose(store: StateStore, only_offset: bool = False) -> None:
             store.lose_everything()
         return
     assert isinstance(store, RedisStateStore)
-    pattern = store._key(P0, "offset") if only_offset else f"{store._prefix}:*"
+    pattern = store.key(P0, "offset") if only_offset else f"{store._prefix}:*"
     for key in store._client.scan_iter(pattern):
         store._client.delete(key)
 

@@ -1,0 +1,243 @@
+"""``segstream api``: the query API, a stateless process beside the consumers (FastAPI).
+
+Versioned under ``/v1``; OpenAPI at ``/openapi.json``, interactive docs at ``/docs``; errors as
+RFC 9457 problem documents (``application/problem+json``); request metrics on ``/metrics``.
+Writes need ``Authorization: Bearer $SEGSTREAM_API_TOKEN`` (and reads too when
+``SEGSTREAM_API_TOKEN_READS`` is true); with no token set, writes are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, FastAPI, Header, Path, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from stream import __version__
+from stream.api_state import MAX_NAME_LENGTH, Catalog
+from stream.settings import Settings
+from stream.tools import request_erasure
+
+_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+UserId = Annotated[str, Path(min_length=1, max_length=128, description="The user id (event key)")]
+
+
+class SegmentName(BaseModel):
+    name: str = Field(
+        min_length=1, max_length=MAX_NAME_LENGTH, examples=["weekend bargain hunters"]
+    )
+
+
+class ProblemDocument(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str
+
+
+class SegmentRef(BaseModel):
+    id: int
+    name: str | None
+
+
+class TagHeld(BaseModel):
+    name: str
+    score: float | None = Field(description="the predictive tag's probability now; None: a rule")
+
+
+class UserDocument(BaseModel):
+    partition: int
+    user_id: str
+    segment: SegmentRef | None
+    tags: list[TagHeld]
+    seq: int
+    last_event_ms: int
+    evaluated_at_ms: int = Field(description="the partition's watermark, or the last event")
+    model_version: int
+    features: dict[str, float]
+
+
+class Problem(Exception):
+    """An error answered as a problem document."""
+
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+
+
+def _problem(status: int, title: str, detail: str, path: str) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        {**body, "instance": path}, status, headers, media_type="application/problem+json"
+    )
+
+
+class _Measured:
+    """Times every HTTP request by route template, method and status (a plain ASGI
+    middleware: Starlette's ``BaseHTTPMiddleware`` costs more than the lookup it would time)."""
+
+    def __init__(self, app: ASGIApp, histogram: Histogram) -> None:
+        self.app, self.histogram = app, histogram
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), [500]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            template = getattr(scope.get("route"), "path", "unmatched")
+            self.histogram.labels(template, scope["method"], str(status[0])).observe(
+                time.perf_counter() - started
+            )
+
+
+def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
+    """The application; ``catalog`` defaults to one on ``settings.redis_url``."""
+    cat = catalog or Catalog.connect(settings)
+    registry = CollectorRegistry()
+    latency = Histogram(
+        "segstream_api_request_duration_seconds",
+        "API requests by route template, method and status, and how long they took.",
+        ["route", "method", "status"],
+        buckets=_BUCKETS,
+        registry=registry,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(cat.refresh)  # fail fast if Redis is unreachable
+        task = asyncio.create_task(cat.refresh_forever())
+        yield
+        task.cancel()
+        await cat.client.aclose()
+        if cat.primary is not None:
+            await cat.primary.aclose()
+
+    app = FastAPI(
+        title="segstream",
+        version=__version__,
+        summary="Users' segments and tags, segment names, erasure.",
+        lifespan=lifespan,
+    )
+
+    def authorized(write: bool) -> Callable[[str | None], Awaitable[None]]:
+        # async: FastAPI runs a plain function in a worker thread, which costs more than this.
+        async def check(authorization: Annotated[str | None, Header()] = None) -> None:
+            if not write and not settings.api_token_reads:
+                return
+            if not settings.api_token:
+                raise Problem(403, "Forbidden", "writes are disabled: SEGSTREAM_API_TOKEN is unset")
+            given = (authorization or "").removeprefix("Bearer ").encode()
+            if not authorization or not hmac.compare_digest(given, settings.api_token.encode()):
+                raise Problem(401, "Unauthorized", "a valid bearer token is required")
+
+        return check
+
+    reads, writes = Depends(authorized(False)), Depends(authorized(True))
+
+    app.add_middleware(_Measured, histogram=latency)
+
+    @app.exception_handler(Problem)
+    async def problem(request: Request, exc: Problem) -> JSONResponse:
+        return _problem(exc.status, exc.title, exc.detail, request.url.path)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _problem(exc.status_code, str(exc.detail), str(exc.detail), request.url.path)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        # A bug: the server logs the traceback; the client gets a problem document.
+        return _problem(500, "Internal Server Error", type(exc).__name__, request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return _problem(422, "Unprocessable Content", detail, request.url.path)
+
+    @app.get(
+        "/v1/users/{user_id}",
+        dependencies=[reads],
+        tags=["users"],
+        response_model=UserDocument,
+        responses={404: {"description": "No state for this user", "model": ProblemDocument}},
+    )
+    async def get_user(user_id: UserId) -> Response:
+        """The user's segment (id and name), tags with scores, features at the partition's
+        watermark, seq, model version and last event time: ``segstream inspect``'s document."""
+        doc = await cat.user(user_id)
+        if doc is None:
+            raise Problem(404, "Not Found", f"no state for user {user_id!r}")
+        return Response(orjson.dumps(doc), media_type="application/json")  # as documented
+
+    @app.delete("/v1/users/{user_id}", dependencies=[writes], status_code=202, tags=["users"])
+    async def erase_user(
+        user_id: UserId, x_requested_by: Annotated[str | None, Header(max_length=256)] = None
+    ) -> dict[str, Any]:
+        """Erase the user: an erasure request is published on the input topic and applied by
+        the user's consumer in order with its events (README, "Erasure")."""
+        by = x_requested_by or "api"
+        erase_id = await asyncio.to_thread(request_erasure, settings, user_id, by, "api")
+        return {"erase_id": erase_id, "user_id": user_id, "status": "accepted"}
+
+    @app.get("/v1/segments", dependencies=[reads], tags=["segments"])
+    async def list_segments() -> dict[str, Any]:
+        """Every segment of the current model: id, name, size, share, centroid (original
+        units)."""
+        version = cat.snapshot.version if cat.snapshot else 0
+        return {"model_version": version, "segments": await cat.segments()}
+
+    @app.put("/v1/segments/{segment}/name", dependencies=[writes], tags=["segments"])
+    async def name_segment(segment: int, body: SegmentName) -> dict[str, Any]:
+        """Name a segment; the name stays while the segment id lives, across new models."""
+        if cat.snapshot is None or segment not in cat.snapshot.segment_ids:
+            raise Problem(404, "Not Found", f"the current model has no segment {segment}")
+        await cat.name_segment(segment, body.name)
+        return next(s for s in await cat.segments() if s["id"] == segment)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def run_api(settings: Settings) -> int:
+    """Serve the API until SIGTERM or SIGINT."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0

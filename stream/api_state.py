@@ -1,0 +1,182 @@
+"""What ``segstream api`` reads: the state store, through a cache of what changes rarely.
+
+The API is stateless and apart from the consumers: it reads the same Redis. The published
+models, the analysts' segment names and the input topic's partitions change rarely, so a
+background task refreshes them (``REFRESH_S``, ``PARTITIONS_REFRESH_S``); a request then costs
+one round trip to Redis (one MGET: the user's record under every partition, and the
+partitions' watermarks), whatever partitioner the producers used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+
+from operators.inspection import describe_user
+from operators.segments import SegmentSnapshot, segment_profiles
+from operators.state_layout import unpack_state
+from operators.tags import TagDefinition, TagModel, usable_models
+from stream.ports import Partition
+from stream.redis_models import RedisModelStore
+from stream.redis_store import RedisStateStore
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+REFRESH_S = 2.0
+PARTITIONS_REFRESH_S = 30.0  # a topic's partitions are added rarely, and by hand
+MAX_NAME_LENGTH = 80
+
+
+def names_key(prefix: str) -> str:
+    """The hash of analysts' segment names: segment id -> name."""
+    return f"{prefix}:segment-names"
+
+
+@dataclass
+class Catalog:
+    """The cached models, names and partitions, and the reads of a request."""
+
+    settings: Settings
+    client: aredis.Redis
+    sync_client: redis.Redis
+    snapshot: SegmentSnapshot | None = None
+    tag_models: dict[str, TagModel] = field(default_factory=dict)
+    names: dict[int, str] = field(default_factory=dict)
+    generated: dict[int, str] = field(default_factory=dict)  # names made from the model
+    tags: tuple[TagDefinition, ...] = ()
+    # The partitions with a saved offset, each one's key prefix and watermark key.
+    layout: tuple[list[Partition], list[str], list[str]] = ([], [], [])
+    _published: tuple[bytes | None, bytes | None] | None = None
+    _partitions_due: float = 0.0
+
+    primary: aredis.Redis | None = None  # where names are written; None: ``client``
+
+    @classmethod
+    def connect(cls, settings: Settings) -> Catalog:
+        """Reads from ``SEGSTREAM_API_REDIS_URL`` (a replica, say) if set; writes to the
+        consumers' Redis."""
+        reads = settings.api_redis_url or settings.redis_url
+        return cls(
+            settings,
+            aredis.Redis.from_url(reads, socket_timeout=5),
+            redis.Redis.from_url(reads, socket_timeout=5),
+            primary=aredis.Redis.from_url(settings.redis_url, socket_timeout=5),
+        )
+
+    @property
+    def _store(self) -> RedisStateStore:
+        return RedisStateStore(self.sync_client, self.settings.key_prefix)
+
+    def refresh(self) -> None:
+        """Reload the models if they changed, the names, and now and then the partitions
+        (blocking: run it in a thread)."""
+        models = RedisModelStore(self.sync_client, self.settings.key_prefix)
+        published = models.load_published()
+        if published != self._published:  # parse only what changed: it holds the GIL
+            self.snapshot, tags = models.parse_published(*published)
+            self.tag_models = usable_models(tags, self.settings.tag_definitions)
+            profiles = segment_profiles(self.snapshot) if self.snapshot else []
+            self.generated = {p.segment: p.name for p in profiles}
+            self._published = published
+        names = self.sync_client.hgetall(names_key(self.settings.key_prefix))
+        self.names = {int(k): v.decode() for k, v in names.items()}  # type: ignore[union-attr]
+        if time.monotonic() >= self._partitions_due:
+            self._partitions_due = time.monotonic() + PARTITIONS_REFRESH_S
+            self._find_partitions()
+
+    def _find_partitions(self) -> None:
+        """The input topic's partitions a consumer saved an offset for: their offset keys are
+        asked in one round trip, 256 at first, twice as many while the upper half has some."""
+        store, topic = self._store, self.settings.input_topic
+        limit, found = 256, []
+        while limit <= 65_536:
+            keys = [store.key(Partition(topic, i), "offset") for i in range(limit)]
+            offsets = self.sync_client.mget(keys)
+            found = [i for i, value in enumerate(offsets) if value is not None]
+            if not found or found[-1] < limit // 2:
+                break
+            limit *= 2
+        partitions = [Partition(topic, i) for i in found]
+        # Each request names these keys: built once here, not per request, and swapped in at
+        # once (requests run while this thread refreshes).
+        tags = [store.key(p, "") for p in partitions]
+        self.layout = (partitions, tags, [f"{tag}watermark" for tag in tags])
+
+    async def refresh_forever(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.refresh)
+            except redis.RedisError as exc:  # keep serving what was read last
+                log.warning("api: refreshing models and partitions failed: %s", exc)
+            await asyncio.sleep(REFRESH_S)
+
+    async def user(self, user_id: str) -> dict[str, Any] | None:
+        """The user's document (``segstream inspect``'s), or None if no partition holds it."""
+        partitions, tags, watermark_keys = self.layout
+        if not partitions:
+            return None
+        found: list[Any] = await self.client.mget(
+            [f"{tag}u:{user_id}" for tag in tags] + watermark_keys
+        )
+        records, watermarks = found[: len(partitions)], found[len(partitions) :]
+        for partition, packed, watermark in zip(partitions, records, watermarks, strict=True):
+            if packed is None:
+                continue
+            doc = describe_user(
+                user_id,
+                unpack_state(packed),
+                int(watermark or 0),
+                self.snapshot,
+                self.tags,
+                self.tag_models,
+                self.segment_names,
+            )
+            return {"partition": partition.index, **doc}
+        return None
+
+    @property
+    def segment_names(self) -> dict[int, str]:
+        """Each segment's name: the analysts', else the one generated from the model."""
+        return {**self.generated, **self.names}
+
+    async def segments(self) -> list[dict[str, Any]]:
+        """Every segment of the current model, with its size over every partition."""
+        if self.snapshot is None:
+            return []
+        store = self._store
+        async with self.client.pipeline(transaction=False) as pipe:
+            for partition in self.layout[0]:
+                pipe.hgetall(store.key(partition, "segments"))
+            replies = await pipe.execute()
+        sizes: dict[int, int] = {}
+        for reply in replies:
+            for segment, size in reply.items():
+                sizes[int(segment)] = sizes.get(int(segment), 0) + int(size)
+        total = sum(max(sizes.get(s, 0), 0) for s in self.snapshot.segment_ids)
+        out = []
+        for profile in segment_profiles(self.snapshot):
+            size = max(sizes.get(profile.segment, 0), 0)
+            out.append(
+                {
+                    "id": profile.segment,
+                    "name": self.names.get(profile.segment, profile.name),
+                    "generated_name": profile.name,
+                    "size": size,
+                    "share": round(size / total, 6) if total else 0.0,
+                    "model_share": round(profile.share, 6),
+                    "centroid": {k: round(v, 6) for k, v in profile.centroid.items()},
+                    "model_version": self.snapshot.version,
+                }
+            )
+        return out
+
+    async def name_segment(self, segment: int, name: str) -> None:
+        primary = self.primary or self.client
+        await primary.hset(names_key(self.settings.key_prefix), str(segment), name)
+        self.names = {**self.names, segment: name}

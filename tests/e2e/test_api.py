@@ -1,0 +1,181 @@
+"""End to end: `segstream api` beside `segstream serve`, on real Kafka and Redis."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from stream.generator import encode, generate_events
+from stream.inspect import inspect_user
+from stream.settings import Settings
+from tests.support.servers import end_offsets, ordered_producer, redis_client
+from tests.support.service import Service
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis]
+TOKEN = "s3cret-token"
+
+
+@dataclass
+class Api:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def call(
+        self, method: str, path: str, body: object = None, token: str | None = None
+    ) -> tuple[int, dict[str, str], Any]:
+        request = urllib.request.Request(
+            self.url + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                status, headers, raw = response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            status, headers, raw = error.code, dict(error.headers), error.read()
+        is_json = headers.get("content-type", "").endswith("json")
+        return status, headers, json.loads(raw) if is_json else raw.decode()
+
+
+def start_api(service: Service, log: Path, **env: str) -> Api:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stream", "api"],
+        env={**service.env, "SEGSTREAM_API_PORT": "0", "SEGSTREAM_API_TOKEN": TOKEN, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = re.search(r"running on http://([\d.]+):(\d+)", log.read_text(errors="replace"))
+        if found:
+            return Api(process, f"http://{found.group(1)}:{found.group(2)}", log)
+        assert process.poll() is None, log.read_text()
+        time.sleep(0.1)
+    raise AssertionError(f"the API did not start:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Api]]:
+    client = redis_client()
+    tmp = tmp_path_factory.mktemp("api")
+    service = Service(
+        tmp,
+        SEGSTREAM_MAX_BATCH_RECORDS="500",
+        SEGSTREAM_SNAPSHOT_EVERY_SAMPLES="300",
+        SEGSTREAM_TRAIN_SAMPLE_PERMILLE="1000",
+    )
+    producer = ordered_producer()
+    for event in itertools.islice(generate_events(300, seed=8, days=30), 4000):
+        key, value = encode(event)
+        producer.send(service.input_topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+    service.start()
+    service.wait_for_offsets(client, end_offsets(service.input_topic))
+    api = start_api(service, tmp / "api.log")
+    yield service, api
+    api.process.terminate()
+    api.process.wait(timeout=30)
+    service.cleanup(client)
+
+
+@pytest.fixture(scope="module")
+def client() -> redis.Redis:
+    return redis_client()
+
+
+def test_a_user_is_the_inspect_document_and_an_unknown_one_a_problem(
+    deployment: tuple[Service, Api], client: redis.Redis
+) -> None:
+    service, api = deployment
+    assert api.url.startswith("http://127.0.0.1:")  # loopback unless told otherwise
+    states = service.states(client)
+    user = max((u for u, s in states.items() if s.segment >= 0), key=lambda u: states[u].seq)
+    status, _, doc = api.call("GET", f"/v1/users/{user}")
+    assert status == 200
+    assert doc == inspect_user(Settings.from_env(service.env), user, client)
+    assert doc["segment"]["id"] == states[user].segment and doc["seq"] == states[user].seq
+    status, headers, problem = api.call("GET", "/v1/users/nobody-at-all")
+    assert status == 404 and headers["content-type"] == "application/problem+json"
+    assert problem["status"] == 404 and "nobody-at-all" in problem["detail"]
+
+
+def test_segments_have_sizes_and_analysts_name_them_with_the_token(
+    deployment: tuple[Service, Api], client: redis.Redis
+) -> None:
+    service, api = deployment
+    status, _, body = api.call("GET", "/v1/segments")
+    assert status == 200 and body["model_version"] >= 1 and body["segments"]
+    placed = Counter(s.segment for s in service.states(client).values() if s.segment >= 0)
+    assert {s["id"]: s["size"] for s in body["segments"] if s["size"]} == dict(placed)
+    assert sum(s["share"] for s in body["segments"]) == pytest.approx(1.0, abs=1e-5)
+    segment = max(placed, key=lambda s: placed[s])
+    path = f"/v1/segments/{segment}/name"
+    assert api.call("PUT", path, {"name": "loyal"})[0] == 401
+    assert api.call("PUT", path, {"name": "loyal"}, token="wrong")[0] == 401
+    status, _, problem = api.call("PUT", path, {"name": ""}, token=TOKEN)
+    assert status == 422 and "name" in problem["detail"]
+    assert api.call("PUT", "/v1/segments/999/name", {"name": "x"}, token=TOKEN)[0] == 404
+    status, _, named = api.call("PUT", path, {"name": "loyal"}, token=TOKEN)
+    assert status == 200 and named["name"] == "loyal" and named["generated_name"]
+    member = next(u for u, s in service.states(client).items() if s.segment == segment)
+    assert api.call("GET", f"/v1/users/{member}")[2]["segment"]["name"] == "loyal"
+
+
+def test_delete_erases_the_user_through_the_stream(
+    deployment: tuple[Service, Api], client: redis.Redis
+) -> None:
+    service, api = deployment
+    user = sorted(service.states(client))[0]
+    assert api.call("DELETE", f"/v1/users/{user}")[0] == 401
+    status, _, accepted = api.call("DELETE", f"/v1/users/{user}", token=TOKEN)
+    assert status == 202 and accepted["erase_id"].startswith("erase-")
+    service.wait_for_offsets(client, end_offsets(service.input_topic))
+    assert api.call("GET", f"/v1/users/{user}")[0] == 404
+
+
+def test_openapi_docs_and_request_metrics(deployment: tuple[Service, Api]) -> None:
+    _, api = deployment
+    status, _, spec = api.call("GET", "/openapi.json")
+    assert status == 200
+    assert {"/v1/users/{user_id}", "/v1/segments", "/v1/segments/{segment}/name"} <= set(
+        spec["paths"]
+    )
+    assert "delete" in spec["paths"]["/v1/users/{user_id}"]
+    status, _, page = api.call("GET", "/docs")
+    assert status == 200 and "swagger" in page.lower()
+    api.call("GET", "/v1/users/nobody-at-all")
+    metrics = api.call("GET", "/metrics")[2]
+    assert (
+        'segstream_api_request_duration_seconds_count{method="GET",'
+        'route="/v1/users/{user_id}",status="404"}'
+    ) in metrics
+
+
+def test_reads_can_require_the_token_too(deployment: tuple[Service, Api], tmp_path: Path) -> None:
+    service, _ = deployment
+    api = start_api(service, tmp_path / "api.log", SEGSTREAM_API_TOKEN_READS="true")
+    try:
+        assert api.call("GET", "/v1/segments")[0] == 401
+        assert api.call("GET", "/v1/segments", token=TOKEN)[0] == 200
+    finally:
+        api.process.terminate()
+        api.process.wait(timeout=30)

@@ -99,6 +99,7 @@ def serve_env(topic: str, prefix: str, **settings: str) -> dict[str, str]:
         "SEGSTREAM_DLQ_TOPIC": f"{topic}.dlq",
         "SEGSTREAM_LATE_TOPIC": f"{topic}.late",
         "SEGSTREAM_ALERT_TOPIC": f"{topic}.alerts",
+        "SEGSTREAM_MEMBERSHIP_TOPIC": f"{topic}.membership",
         "SEGSTREAM_KAFKA_BOOTSTRAP": BOOTSTRAP,
         "SEGSTREAM_REDIS_URL": REDIS_URL,
         **settings,

@@ -22,7 +22,7 @@ import redis
 from stream.generator import encode, generate_events
 from stream.inspect import inspect_user
 from stream.settings import Settings
-from tests.support.servers import end_offsets, ordered_producer, redis_client
+from tests.support.servers import end_offsets, publish, redis_client
 from tests.support.service import Service
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
@@ -82,12 +82,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Servi
         SEGSTREAM_SNAPSHOT_EVERY_SAMPLES="300",
         SEGSTREAM_TRAIN_SAMPLE_PERMILLE="1000",
     )
-    producer = ordered_producer()
-    for event in itertools.islice(generate_events(300, seed=8, days=30), 4000):
-        key, value = encode(event)
-        producer.send(service.input_topic, key=key, value=value)
-    producer.flush()
-    producer.close()
+    events = itertools.islice(generate_events(300, seed=8, days=30), 4000)
+    publish(service.input_topic, [encode(e) for e in events])
     service.start()
     service.wait_for_offsets(client, end_offsets(service.input_topic))
     api = start_api(service, tmp / "api.log")

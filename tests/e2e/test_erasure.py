@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from stream.generator import encode, generate_events
-from tests.support.servers import end_offsets, ordered_producer, read_topic, redis_client
+from tests.support.servers import end_offsets, publish, read_topic, redis_client
 from tests.support.service import Service
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
@@ -36,14 +36,6 @@ def service(tmp_path: Path, client: redis.Redis) -> Iterator[Service]:
     )
     yield svc
     svc.cleanup(client)
-
-
-def publish(topic: str, messages: list[tuple[bytes, bytes]]) -> None:
-    producer = ordered_producer()
-    for key, value in messages:
-        producer.send(topic, key=key, value=value)
-    producer.flush()
-    producer.close()
 
 
 def test_an_erased_user_is_gone_everywhere_audited_and_may_come_back(

@@ -21,7 +21,7 @@ from stream.generator import MALFORMED, encode, generate_events
 from tests.support.events import expected_states, features_only
 from tests.support.servers import (
     end_offsets,
-    ordered_producer,
+    publish,
     read_topic,
     redis_client,
     topic_config,
@@ -43,14 +43,6 @@ def service(tmp_path: Path, client: redis.Redis) -> Iterator[Service]:
     )
     yield svc
     svc.cleanup(client)
-
-
-def publish(topic: str, messages: list[tuple[bytes, bytes]]) -> None:
-    producer = ordered_producer()
-    for key, value in messages:
-        producer.send(topic, key=key, value=value)
-    producer.flush()
-    producer.close()
 
 
 def test_serve_processes_every_event_once_and_dead_letters_the_rest(

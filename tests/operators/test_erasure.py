@@ -10,19 +10,8 @@ from operators.changes import encode_change
 from operators.decoding import decode_event
 from operators.erasure import EraseRequest, encode_erase_request
 from operators.events import Event, Rejected
-from operators.pipeline import PipelineConfig, process_events
-from operators.segments import SegmentSnapshot
-
-T0 = 1767225600000
-RFM = ("recency_days", "frequency", "monetary")
-CONFIG = PipelineConfig(segment_features=RFM, train_sample_permille=1000)
-SNAPSHOT = SegmentSnapshot(
-    version=3,
-    features=RFM,
-    means=(0.0,) * 3,
-    stds=(1.0,) * 3,
-    centers=((0.0, 0.0, 0.0), (0.0, 0.7, 4.6)),
-)
+from operators.pipeline import process_events
+from tests.support.pipeline import CONFIG, SNAPSHOT, T0
 
 
 def erase(user: str, at_ms: int = T0, erase_id: str = "erase-1") -> EraseRequest:

@@ -9,18 +9,7 @@ from operators.events import Event
 from operators.features import update_features
 from operators.pipeline import PipelineConfig, advance_watermark, process_events
 from operators.segments import SegmentSnapshot, assign_segment
-
-T0 = 1767225600000
-RFM = ("recency_days", "frequency", "monetary")
-CONFIG = PipelineConfig(segment_features=RFM, train_sample_permille=1000)
-# Two segments: segment 0 near "never bought", segment 1 near "bought just now, spent a lot".
-SNAPSHOT = SegmentSnapshot(
-    version=3,
-    features=RFM,
-    means=(0.0,) * 3,
-    stds=(1.0,) * 3,
-    centers=((0.0, 0.0, 0.0), (0.0, 0.7, 4.6)),
-)
+from tests.support.pipeline import CONFIG, RFM, SNAPSHOT, T0
 
 
 def view(n: int, user: str = "u1") -> Event:

@@ -58,6 +58,15 @@ def ordered_producer() -> KafkaProducer:
     )
 
 
+def publish(topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    """Send (key, value) messages in order, and wait for every acknowledgement."""
+    producer = ordered_producer()
+    for key, value in messages:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
 def unique(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:10]}"
 

@@ -8,13 +8,20 @@
 # restart-kafka stops the broker and starts it again on the same data (the chaos suite's broker
 # restart).
 #
-# Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), REDIS_PORT (6379),
-# SERVICES_DIR (.services: data, pids and logs/), KAFKA_HEAP (512m).
+# The broker also listens with SASL_SSL and SCRAM on KAFKA_SECURE_PORT, for the tests of
+# secured connections: a CA and certificates are made in $SERVICES_DIR/tls at the first `up`
+# (the tests' TLS Redis uses them too), and the SCRAM user segstream / segstream-test-secret is
+# added when the broker's storage is formatted. Test credentials only, on loopback.
+#
+# Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_SECURE_PORT
+# (9094), REDIS_PORT (6379), SERVICES_DIR (.services: data, pids, tls/ and logs/), KAFKA_HEAP
+# (512m).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 kafka_port="${KAFKA_PORT:-9092}"
 controller_port="${KAFKA_CONTROLLER_PORT:-9093}"
+secure_port="${KAFKA_SECURE_PORT:-9094}"
 redis_port="${REDIS_PORT:-6379}"
 dir="${SERVICES_DIR:-$root/.services}"
 logs="$dir/logs"
@@ -75,14 +82,43 @@ redis_up() {
   log "redis did not become ready; see $logs/redis.log"; exit 1
 }
 
+make_tls() {
+  # A CA, and certificates it signed for the servers (127.0.0.1, localhost) and a client.
+  local tls="$dir/tls"
+  [ -f "$tls/broker-keystore.pem" ] && return
+  mkdir -p "$tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=segstream test CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.pem" >/dev/null 2>&1
+  for name in server client; do
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=$name" \
+      -keyout "$tls/$name.key" -out "$tls/$name.csr" >/dev/null 2>&1
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$tls/$name.ext"
+    openssl x509 -req -in "$tls/$name.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+      -CAcreateserial -days 30 -extfile "$tls/$name.ext" -out "$tls/$name.pem" >/dev/null 2>&1
+  done
+  # The broker reads a PEM key store from a file only with an encrypted PKCS#8 key.
+  openssl pkcs8 -topk8 -v1 PBE-SHA1-3DES -passout pass:broker-key-secret \
+    -in "$tls/server.key" -out "$tls/server.p8" >/dev/null 2>&1
+  cat "$tls/server.p8" "$tls/server.pem" "$tls/ca.pem" >"$tls/broker-keystore.pem"
+  chmod 600 "$tls"/*.key "$tls"/*.p8
+}
+
 write_kafka_config() {
   cat >"$dir/kafka/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$kafka_port,SASL_SSL://127.0.0.1:$secure_port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port,SASL_SSL://127.0.0.1:$secure_port
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PEM
+ssl.keystore.location=$dir/tls/broker-keystore.pem
+ssl.key.password=broker-key-secret
+ssl.truststore.type=PEM
+ssl.truststore.location=$dir/tls/ca.pem
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$dir/kafka/data
@@ -132,10 +168,11 @@ PY
 kafka_up() {
   ensure_kafka_jars
   if alive "$dir/kafka.pid"; then log "kafka already running on 127.0.0.1:$kafka_port"; return; fi
-  for p in "$kafka_port" "$controller_port"; do
+  for p in "$kafka_port" "$controller_port" "$secure_port"; do
     if port_open "$p"; then log "port $p is taken by another process; set KAFKA_PORT/KAFKA_CONTROLLER_PORT"; exit 1; fi
   done
   mkdir -p "$dir/kafka/data" "$logs"
+  make_tls
   write_kafka_config
   : >"$logs/kafka.log"
   local java_opts=(-Xms256m "-Xmx$heap" -XX:+UseG1GC -XX:TieredStopAtLevel=1
@@ -143,7 +180,10 @@ kafka_up() {
                    -cp "$lib/*")
   if [ ! -f "$dir/kafka/data/meta.properties" ]; then
     java "${java_opts[@]}" kafka.tools.StorageTool format -t segstream-local-cluster0 \
-      -c "$dir/kafka/server.properties" --ignore-formatted >>"$logs/kafka-format.log" 2>&1
+      -c "$dir/kafka/server.properties" --ignore-formatted \
+      --add-scram 'SCRAM-SHA-512=[name=segstream,password=segstream-test-secret]' \
+      --add-scram 'SCRAM-SHA-256=[name=segstream,password=segstream-test-secret]' \
+      >>"$logs/kafka-format.log" 2>&1
   fi
   nohup java "${java_opts[@]}" kafka.Kafka "$dir/kafka/server.properties" \
     >>"$logs/kafka.out" 2>&1 </dev/null &
@@ -174,7 +214,7 @@ case "${1:-}" in
     stop_pid kafka "$dir/kafka.pid"
     stop_pid redis "$dir/redis.pid"
     # Data is disposable: the next `up` starts from empty servers.
-    rm -rf "$dir/kafka" "$dir/redis" ;;
+    rm -rf "$dir/kafka" "$dir/redis" "$dir/tls" ;;
   restart-kafka) stop_pid kafka "$dir/kafka.pid"; kafka_up ;;
   status)
     alive "$dir/redis.pid" && echo "redis: running on 127.0.0.1:$redis_port" || echo "redis: stopped"

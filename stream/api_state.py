@@ -22,6 +22,7 @@ from operators.inspection import describe_user
 from operators.segments import SegmentSnapshot, segment_profiles
 from operators.state_layout import unpack_state
 from operators.tags import TagDefinition, TagModel, usable_models
+from stream.connections import async_redis_client, redis_client
 from stream.ports import Partition
 from stream.redis_models import RedisModelStore
 from stream.redis_store import RedisStateStore
@@ -64,9 +65,9 @@ class Catalog:
         reads = settings.api_redis_url or settings.redis_url
         return cls(
             settings,
-            aredis.Redis.from_url(reads, socket_timeout=5),
-            redis.Redis.from_url(reads, socket_timeout=5),
-            primary=aredis.Redis.from_url(settings.redis_url, socket_timeout=5),
+            async_redis_client(settings, reads),
+            redis_client(settings, reads, timeout_s=5),
+            primary=async_redis_client(settings),
         )
 
     @property

@@ -91,15 +91,12 @@ def history_command(args: argparse.Namespace, settings: Settings) -> int:
 def model_command(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
-    import redis
-
+    from stream.connections import redis_client
     from stream.errors import DependencyError
     from stream.model_file import ModelFileError, export_model, import_model
     from stream.redis_models import RedisModelStore
 
-    store = RedisModelStore(
-        redis.Redis.from_url(settings.redis_url, socket_timeout=10), settings.key_prefix
-    )
+    store = RedisModelStore(redis_client(settings), settings.key_prefix)
     try:
         if args.model_command == "export":
             text = json.dumps(export_model(store), indent=1) + "\n"

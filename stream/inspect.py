@@ -9,6 +9,7 @@ import redis
 from operators.inspection import describe_user
 from operators.state_layout import unpack_state
 from operators.tags import usable_models
+from stream.connections import redis_client
 from stream.ports import Partition
 from stream.redis_models import RedisModelStore
 from stream.redis_store import RedisStateStore
@@ -26,7 +27,7 @@ def inspect_user(
 
     Every partition's key is asked in one round trip, so no partitioner needs to be known.
     """
-    client = client or redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    client = client or redis_client(settings)
     store = RedisStateStore(client, settings.key_prefix)
     partitions = [Partition(settings.input_topic, i) for i in range(MAX_PARTITIONS)]
     found: list[bytes | None] = client.mget(  # type: ignore[assignment]

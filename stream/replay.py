@@ -100,7 +100,11 @@ def _replay_on_kafka(
 def _end_offsets(settings: Settings) -> dict[Partition, int]:
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap.split(","))
+    from stream.connections import kafka_python_options
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","), **kafka_python_options(settings)
+    )
     try:
         indexes = consumer.partitions_for_topic(settings.input_topic) or set()
         ends = consumer.end_offsets([TopicPartition(settings.input_topic, i) for i in indexes])

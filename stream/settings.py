@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
 from operators.tags import DEFAULT_TAGS, TagDefinition, parse_tags
+from stream.settings_connections import ConnectionSettings, _setting
 
 
 def _tag_json(tag: TagDefinition) -> dict[str, Any]:
@@ -27,31 +28,11 @@ def _tag_json(tag: TagDefinition) -> dict[str, Any]:
     }
 
 
-KAFKA_CLIENTS = ("confluent-kafka", "kafka-python")
 DEFAULT_TAGS_JSON = json.dumps([_tag_json(t) for t in DEFAULT_TAGS], separators=(",", ":"))
 
 
-def _setting(default: Any, env: str, doc: str, secret: bool = False) -> Any:
-    """A setting read from ``env``; a secret's may also come from the file ``<env>_FILE`` names,
-    and is left out of the settings' repr."""
-    return field(
-        default=default, repr=not secret, metadata={"env": env, "doc": doc, "secret": secret}
-    )
-
-
 @dataclass(frozen=True, slots=True)
-class Settings:
-    kafka_bootstrap: str = _setting(
-        "127.0.0.1:9092", "SEGSTREAM_KAFKA_BOOTSTRAP", "Kafka bootstrap servers, comma-separated"
-    )
-    kafka_client: str = _setting(
-        "confluent-kafka",
-        "SEGSTREAM_KAFKA_CLIENT",
-        "Kafka client library: confluent-kafka (librdkafka; the faster) or kafka-python",
-    )
-    redis_url: str = _setting(
-        "redis://127.0.0.1:6379/0", "SEGSTREAM_REDIS_URL", "Redis URL for user state and offsets"
-    )
+class Settings(ConnectionSettings):
     input_topic: str = _setting("user-events", "SEGSTREAM_INPUT_TOPIC", "Topic of user events")
     output_topic: str = _setting(
         "segment-changes", "SEGSTREAM_OUTPUT_TOPIC", "Topic segment changes are published to"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from operators.features import FEATURES
-from stream.settings import KAFKA_CLIENTS, Settings  # loaded first: it imports us when checking
+from stream.settings import Settings  # loaded first: it imports us when checking
+from stream.settings_connections import KAFKA_CLIENTS, KAFKA_PROTOCOLS, SASL_MECHANISMS
 
 
 def check(settings: Settings) -> None:
@@ -29,6 +30,17 @@ def check(settings: Settings) -> None:
             "user_ttl_s must be 0 or at least max_idle_days: Redis would drop idle users "
             "before they expire, without a user_expired event or their segment size"
         )
+    if settings.kafka_security_protocol not in KAFKA_PROTOCOLS:
+        raise ValueError(f"kafka_security_protocol must be one of {', '.join(KAFKA_PROTOCOLS)}")
+    sasl = settings.kafka_security_protocol.startswith("SASL_")
+    if sasl and settings.kafka_sasl_mechanism not in SASL_MECHANISMS:
+        raise ValueError(f"kafka_sasl_mechanism must be one of {', '.join(SASL_MECHANISMS)}")
+    if sasl and not (settings.kafka_sasl_username and settings.kafka_sasl_password):
+        raise ValueError("SASL needs kafka_sasl_username and kafka_sasl_password")
+    for what in ("kafka", "redis"):
+        cert = getattr(settings, f"{what}_ssl_cert_file")
+        if bool(cert) != bool(getattr(settings, f"{what}_ssl_key_file")):
+            raise ValueError(f"{what}_ssl_cert_file and {what}_ssl_key_file go together")
     if settings.kafka_client not in KAFKA_CLIENTS:
         raise ValueError(f"kafka_client must be one of {', '.join(KAFKA_CLIENTS)}")
     if not 0 <= settings.train_sample_permille <= 1000:

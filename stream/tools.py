@@ -11,6 +11,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from operators.erasure import encode_erase_request
+from stream.connections import kafka_python_options
 from stream.generator import MALFORMED, encode, generate_events
 from stream.settings import Settings
 
@@ -18,7 +19,9 @@ log = logging.getLogger(__name__)
 
 
 def create_topics(settings: Settings, partitions: int, replication: int) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap.split(","), **kafka_python_options(settings)
+    )
     try:
         existing = set(admin.list_topics())
         wanted = [

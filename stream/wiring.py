@@ -10,7 +10,6 @@ import logging
 import time
 from dataclasses import dataclass
 
-import redis
 from prometheus_client import CollectorRegistry
 
 from operators.events import EventLimits
@@ -18,6 +17,7 @@ from operators.features import DAY_MS
 from operators.pipeline import PipelineConfig
 from operators.tags import usable_models
 from stream import __version__
+from stream.connections import confluent_options, kafka_python_options, redis_client
 from stream.instrumented import MeteredModelStore, MeteredSink, MeteredStateStore
 from stream.learning import Learning
 from stream.loop import LoopConfig, Processor
@@ -59,6 +59,7 @@ def kafka_source(settings: Settings) -> EventSource:
             settings.group,
             session_timeout_ms=settings.session_timeout_ms,
             max_poll_records=settings.max_batch_records,
+            **kafka_python_options(settings),
         )
     from stream.confluent_io import ConfluentEventSource
 
@@ -67,6 +68,7 @@ def kafka_source(settings: Settings) -> EventSource:
         settings.input_topic,
         settings.group,
         session_timeout_ms=settings.session_timeout_ms,
+        **confluent_options(settings),
     )
 
 
@@ -75,16 +77,15 @@ def kafka_sink(settings: Settings, *, bulk: bool = False) -> Sink:
     if settings.kafka_client == "kafka-python":
         from stream.kafka_io import KafkaSink
 
-        if bulk:
-            return KafkaSink(settings.kafka_bootstrap, linger_ms=20, batch_size=256 * 1024)
-        return KafkaSink(settings.kafka_bootstrap)
+        batching = {"linger_ms": 20, "batch_size": 256 * 1024} if bulk else {}
+        return KafkaSink(settings.kafka_bootstrap, **batching, **kafka_python_options(settings))
     from stream.confluent_io import ConfluentSink
 
-    return ConfluentSink(settings.kafka_bootstrap, bulk=bulk)
+    return ConfluentSink(settings.kafka_bootstrap, bulk=bulk, **confluent_options(settings))
 
 
 def kafka_redis_parts(settings: Settings) -> Parts:
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    client = redis_client(settings)
     return Parts(
         source=kafka_source(settings),
         sink=kafka_sink(settings),

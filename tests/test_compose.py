@@ -61,6 +61,9 @@ def test_the_stack_has_every_part_with_health_and_ordering(compose: dict[str, An
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert services["redis"]["image"].startswith("redis:")
     assert "--appendonly" in services["redis"]["command"]  # persistence: offsets live there
+    assert "--requirepass" in services["redis"]["command"]  # and a password, always
+    for name in ("segstream", "api"):
+        assert services[name]["environment"]["SEGSTREAM_REDIS_PASSWORD"], name
     assert services["prometheus"]["image"].startswith("prom/prometheus:")
     assert services["grafana"]["image"].startswith("grafana/grafana:")
     assert services["segstream"]["build"] == "."

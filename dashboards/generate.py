@@ -142,8 +142,13 @@ OVERVIEW = [
 MODEL = [
     panel(
         "Users per segment",
-        "Exact sizes, summed over consumers, at each model snapshot.",
-        ("sum by (segment) (segstream_segment_users)", "segment {{segment}}"),
+        "Exact sizes, summed over consumers, at each model snapshot; named as the analysts "
+        "named them (PUT /v1/segments/{id}/name), else by their generated names.",
+        (
+            "sum by (segment, name) (segstream_segment_users"
+            " * on (instance, segment) group_left (name) segstream_segment_info)",
+            "{{name}} ({{segment}})",
+        ),
     ),
     panel(
         "Segment volatility",

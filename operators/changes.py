@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -91,10 +92,14 @@ def user_changed(
     )
 
 
-def encode_change(change: UserChanged, emitted_at_ms: int) -> bytes:
-    """The JSON published on the change topic (schema in the README, "Change events")."""
+def encode_change(
+    change: UserChanged, emitted_at_ms: int, names: Mapping[int, str] | None = None
+) -> bytes:
+    """The JSON published on the change topic (schema in the README, "Change events");
+    ``names``: the segments' names at the time, by id."""
     if change.removed:
         return _encode_removal(change, emitted_at_ms)
+    names = names or {}
     scores = dict(change.tag_scores)
     return orjson.dumps(
         {
@@ -104,6 +109,9 @@ def encode_change(change: UserChanged, emitted_at_ms: int) -> bytes:
             "seq": change.seq,
             "segment_before": change.segment_before,
             "segment_after": change.segment_after,
+            "segment_name": names.get(change.segment_after)
+            if change.segment_after is not None
+            else None,
             "tags": list(change.tags_after),
             "tags_added": {t: scores.get(t) for t in change.tags_added},
             "tags_removed": {t: scores.get(t) for t in change.tags_removed},

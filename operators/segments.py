@@ -187,6 +187,12 @@ def segment_profiles(snapshot: SegmentSnapshot) -> list[SegmentProfile]:
     return profiles
 
 
+def segment_names(snapshot: SegmentSnapshot | None, named: Mapping[int, str]) -> dict[int, str]:
+    """Each segment's name: the one an analyst gave it, else the generated one."""
+    profiles = segment_profiles(snapshot) if snapshot is not None else []
+    return {p.segment: named.get(p.segment, p.name) for p in profiles}
+
+
 def _word(feature: str, z: float) -> str:
     high, low = _WORDS.get(feature, (f"high {feature}", f"low {feature}"))
     if feature.endswith(("_7d", "_30d", "_90d")):

@@ -24,7 +24,7 @@ from operators.state_layout import unpack_state
 from operators.tags import TagDefinition, TagModel, usable_models
 from stream.connections import async_redis_client, redis_client
 from stream.ports import Partition
-from stream.redis_models import RedisModelStore
+from stream.redis_models import RedisModelStore, names_key
 from stream.redis_store import RedisStateStore
 from stream.settings import Settings
 
@@ -32,11 +32,6 @@ log = logging.getLogger(__name__)
 REFRESH_S = 2.0
 PARTITIONS_REFRESH_S = 30.0  # a topic's partitions are added rarely, and by hand
 MAX_NAME_LENGTH = 80
-
-
-def names_key(prefix: str) -> str:
-    """The hash of analysts' segment names: segment id -> name."""
-    return f"{prefix}:segment-names"
 
 
 @dataclass
@@ -85,8 +80,7 @@ class Catalog:
             profiles = segment_profiles(self.snapshot) if self.snapshot else []
             self.generated = {p.segment: p.name for p in profiles}
             self._published = published
-        names = self.sync_client.hgetall(names_key(self.settings.key_prefix))
-        self.names = {int(k): v.decode() for k, v in names.items()}  # type: ignore[union-attr]
+        self.names = models.load_segment_names()
         if time.monotonic() >= self._partitions_due:
             self._partitions_due = time.monotonic() + PARTITIONS_REFRESH_S
             self._find_partitions()

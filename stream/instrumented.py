@@ -124,6 +124,9 @@ class MeteredModelStore:
     def load_learners(self) -> bytes | None:
         return _timed(self._metrics, "model_load", self.store.load_learners)
 
+    def load_segment_names(self) -> dict[int, str]:
+        return _timed(self._metrics, "model_load", self.store.load_segment_names)
+
     def hold_trainer_lease(self, token: str, lease_ms: int) -> bool:
         return _timed(
             self._metrics, "lease", lambda: self.store.hold_trainer_lease(token, lease_ms)

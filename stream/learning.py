@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from operators.changes import lineage_events, republished_event
 from operators.labels import Label
-from operators.segments import SegmentSnapshot
+from operators.segments import SegmentSnapshot, segment_names
 from operators.tags import TagDefinition, TagModel, usable_models
 from stream.errors import DependencyError
 from stream.metrics import Metrics
@@ -69,6 +69,8 @@ class Learning:
         self.leading = False
         self.version_floor = 0  # the highest version the broker's commit notes know of
         self._next_check_s = float("-inf")
+        self.names: dict[int, str] = {}  # each segment's name, for change events
+        self._names_from: tuple[int, dict[int, str]] | None = None  # (model version, analysts')
 
     def learn(self, vectors: list[dict[str, float]], labels: list[Label]) -> bool:
         """Learn and publish what is due, if this process trains; else follow the published
@@ -103,6 +105,7 @@ class Learning:
         self.model_store.save(snapshot, self.trainer.dump())
         self._observe_shift(self.snapshot, snapshot)
         self.snapshot = snapshot
+        self.refresh_names()
         self.metrics.model_snapshots.inc()
         self.metrics.set_model_version(snapshot.version)
         log.info(
@@ -149,13 +152,24 @@ class Learning:
         self.leading = leading
         self.metrics.trainer.set(1 if leading else 0)
         if not leading:
-            return self._follow()
-        published = self.model_store.load_snapshot()
-        changed = False
-        if taking_over or (published is not None and published.version > self.version):
-            changed = self._take_over()  # ...or adopt a model imported meanwhile
-        self._republish_if_lost()
+            changed = self._follow()
+        else:
+            published = self.model_store.load_snapshot()
+            changed = False
+            if taking_over or (published is not None and published.version > self.version):
+                changed = self._take_over()  # ...or adopt a model imported meanwhile
+            self._republish_if_lost()
+        self.refresh_names()
         return changed
+
+    def refresh_names(self) -> None:
+        """Reload the analysts' segment names; rename the segments if they or the model
+        changed."""
+        source = (self.version, self.model_store.load_segment_names())
+        if source != self._names_from:
+            self._names_from = source
+            self.names = segment_names(self.snapshot, source[1])
+            self.metrics.segment_names(self.names)
 
     def keep_model(self) -> None:
         """The state store lost data: if it lost the model too, publish ours again, best effort

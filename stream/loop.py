@@ -190,6 +190,7 @@ class Processor(Ownership):
             )
             outputs = batch.outputs.setdefault(partition, Outputs(self.config.topics, batch.now_ms))
             outputs.seq_base = self.rebuilds.seq_base(partition)
+            outputs.names = self.learning.names
             if self.rebuilds.quiet(partition, batch.next_offsets[partition]):
                 outputs.quiet = True  # published before the loss: state only
                 outputs.records.clear()  # (the decoder's dead letters)

@@ -18,11 +18,15 @@ class InMemoryModelStore:
         self._learners: bytes | None = None
         self._lease: tuple[str, float] | None = None  # (holder, expiry in monotonic seconds)
         self._monotonic = monotonic
+        self.names: dict[int, str] = {}  # what the API's PUT writes, for tests
 
     def lose_everything(self) -> None:
         """What a Redis restart without persistence does to the models (the tests' fault)."""
         self._snapshot = self._trainer_state = self._learners = self._lease = None
         self._tags = {}
+
+    def load_segment_names(self) -> dict[int, str]:
+        return dict(self.names)
 
     def load_snapshot(self) -> SegmentSnapshot | None:
         return self._snapshot

@@ -53,6 +53,13 @@ class ModelMetrics:
             ["segment"],
             registry=registry,
         )
+        self.segment_info = Gauge(
+            "segstream_segment_info",
+            "Always 1: each segment of the model in use, with its name (an analyst's, else the "
+            "generated one), to join on segment in dashboards.",
+            ["segment", "name"],
+            registry=registry,
+        )
         self.segment_volatility = Gauge(
             "segstream_segment_volatility",
             "(Enters + exits) / users of each segment over the last snapshot window.",
@@ -80,6 +87,12 @@ class ModelMetrics:
             self.drift_detections.labels(tag=tag)
             for value in ("0", "1"):
                 self.labels_resolved.labels(tag=tag, value=value)
+
+    def segment_names(self, names: Mapping[int, str]) -> None:
+        """The current segments' names, as ``segstream_segment_info`` series."""
+        self.segment_info.clear()
+        for segment, name in names.items():
+            self.segment_info.labels(segment=str(segment), name=name).set(1)
 
     def segment_figures(
         self, segments: Sequence[int], sizes: Mapping[int, int], moves: Mapping[int, int]

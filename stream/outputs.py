@@ -9,6 +9,7 @@ are at-least-once with deterministic ids), and only after the batch is saved add
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from operators.changes import encode_alert, encode_change, encode_membership
@@ -57,6 +58,7 @@ class Outputs:
     quiet: bool = False  # a rebuild below the published offset: tally only, nothing to send
     records: list[tuple[str, bytes | None, bytes | None]] = field(default_factory=list)
     audit: list[bytes] = field(default_factory=list)  # erasures applied, saved with the batch
+    names: Mapping[int, str] = field(default_factory=dict)  # the segments' names, by id
     tally: Tally = field(default_factory=Tally)
 
     def dead_letter(self, record: Record, rejected: Rejected) -> None:
@@ -92,7 +94,8 @@ class Outputs:
         for change in outcome.changes:
             if publish:
                 key = change.user_id.encode()
-                self.records.append((self.topics.output, key, encode_change(change, self.now_ms)))
+                value = encode_change(change, self.now_ms, self.names)
+                self.records.append((self.topics.output, key, value))
                 self.records.append((self.topics.membership, key, encode_membership(change)))
             if change.removed:
                 tally.removed[change.removed] += 1

@@ -167,6 +167,9 @@ class ModelStore(Protocol):
     def load_learners(self) -> bytes | None:
         """The tag trainer's state saved with the last published tag models."""
 
+    def load_segment_names(self) -> dict[int, str]:
+        """The analysts' segment names (``PUT /v1/segments/{id}/name``), by segment id."""
+
     def hold_trainer_lease(self, token: str, lease_ms: int) -> bool:
         """Take the trainer lease, or renew it if ``token`` holds it; False if another does.
 

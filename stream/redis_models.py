@@ -25,6 +25,11 @@ return 0
 """
 
 
+def names_key(prefix: str) -> str:
+    """The hash of analysts' segment names (``PUT /v1/segments/{id}/name``): id -> name."""
+    return f"{prefix}:segment-names"
+
+
 class RedisModelStore:
     """The published models in one hash (``<prefix>:model:segments``): the segment snapshot
     (JSON) and its trainer's state, the tag models (JSON) and their learners' state."""
@@ -33,6 +38,7 @@ class RedisModelStore:
         self._client = client
         self._key = f"{prefix}:model:segments"
         self._lease_key = f"{prefix}:model:trainer"
+        self.names_key = names_key(prefix)
         self._lease = client.register_script(_LEASE_SCRIPT)
 
     def _get(self, *fields: str) -> list[bytes | None]:
@@ -53,6 +59,13 @@ class RedisModelStore:
         if snapshot is None:
             return None, None
         return SegmentSnapshot.from_dict(json.loads(snapshot)), trainer
+
+    def load_segment_names(self) -> dict[int, str]:
+        try:
+            names: dict[bytes, bytes] = self._client.hgetall(self.names_key)  # type: ignore[assignment]
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: loading segment names failed: {exc}") from exc
+        return {int(k): v.decode() for k, v in names.items()}
 
     def load_published(self) -> tuple[bytes | None, bytes | None]:
         """The published segment snapshot and tag models as stored (``parse_published``)."""

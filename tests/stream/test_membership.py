@@ -1,13 +1,18 @@
-"""The membership topic: its latest record per user is the user's stored segment and tags."""
+"""The membership topic (its latest record per user is the user's stored segment and tags),
+and the segments' names in change events and metrics."""
 
 from __future__ import annotations
 
 import json
 
+from prometheus_client import CollectorRegistry
+
 from operators.features import NO_SEGMENT
+from operators.segments import segment_profiles
 from operators.state_layout import unpack_state
 from stream.generator import encode, generate_events
 from stream.memory import InMemoryBroker, InMemoryStateStore
+from stream.memory_models import InMemoryModelStore
 from stream.settings import Settings
 from stream.wiring import build_processor, in_memory_parts
 
@@ -49,3 +54,29 @@ def test_the_latest_membership_record_per_user_is_the_stored_assignment() -> Non
     }
     assert {u: (d["segment"], d["tags"], d["seq"]) for u, d in latest.items()} == expected
     assert any(segment is not None for segment, _, _ in expected.values())
+
+
+def test_change_events_carry_the_segments_names_and_a_metric_has_them() -> None:
+    broker = InMemoryBroker()
+    for event in generate_events(80, seed=5, days=30):
+        broker.append(SETTINGS.input_topic, *encode(event))
+    parts = in_memory_parts(SETTINGS, broker)
+    assert isinstance(parts.model_store, InMemoryModelStore)
+    parts.model_store.names = {0: "loyal"}  # as `PUT /v1/segments/0/name` would
+    registry = CollectorRegistry()
+    processor = build_processor(SETTINGS, parts, registry=registry)
+    while processor.run_once():
+        pass
+
+    changes = [json.loads(r.value or b"") for r in broker.records(SETTINGS.output_topic)]
+    placed = [c for c in changes if c["kind"] == "user_changed" and c["segment_after"] is not None]
+    # Segment 0 by the analysts' name; the others by the name generated from the model then.
+    assert {c["segment_name"] for c in placed if c["segment_after"] == 0} == {"loyal"}
+    assert all(c["segment_name"] for c in placed)
+    snapshot = processor.snapshot
+    assert snapshot is not None
+    generated = {p.segment: p.name for p in segment_profiles(snapshot)}
+    for segment in snapshot.segment_ids:
+        name = "loyal" if segment == 0 else generated[segment]
+        labels = {"segment": str(segment), "name": name}
+        assert registry.get_sample_value("segstream_segment_info", labels) == 1.0

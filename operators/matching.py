@@ -11,7 +11,7 @@ whose center lies within ``cap`` of it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 Vector = Sequence[float]
@@ -125,3 +125,29 @@ def match_segments(
         retired=tuple(retired),
         merged=tuple(merged),
     )
+
+
+def lineage_records(
+    known: Mapping[int, Mapping[str, object]], lineage: Lineage, version: int
+) -> dict[int, dict[str, object]]:
+    """What model ``version`` changes in the segments' histories (``known``, by id): a new
+    segment's creation, a merge on both sides, a retirement. Each history is
+    ``{"created_version", "merged_from", "merged_into", "retired_version"}``."""
+
+    def history(segment: int) -> dict[str, object]:
+        empty = {"created_version": version, "merged_from": [], "merged_into": None}
+        return dict(known.get(segment) or {**empty, "retired_version": None})
+
+    out: dict[int, dict[str, object]] = {}
+    for segment in (*lineage.created, *(s for s in lineage.ids if s not in known)):
+        out[segment] = history(segment)
+    for old, into in lineage.merged:
+        gone = out.setdefault(old, history(old))
+        gone["merged_into"], gone["retired_version"] = into, version
+        kept = out.setdefault(into, history(into))
+        merged_from = kept["merged_from"]
+        assert isinstance(merged_from, list)
+        kept["merged_from"] = [*merged_from, old]
+    for segment in lineage.retired:
+        out.setdefault(segment, history(segment))["retired_version"] = version
+    return out

@@ -204,7 +204,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
     @app.get("/v1/segments", dependencies=[reads], tags=["segments"])
     async def list_segments() -> dict[str, Any]:
         """Every segment of the current model: id, name, size, share, centroid (original
-        units)."""
+        units), the model version that created it and the segments merged into it."""
         version = cat.snapshot.version if cat.snapshot else 0
         return {"model_version": version, "segments": await cat.segments()}
 

@@ -45,6 +45,7 @@ class Catalog:
     tag_models: dict[str, TagModel] = field(default_factory=dict)
     names: dict[int, str] = field(default_factory=dict)
     generated: dict[int, str] = field(default_factory=dict)  # names made from the model
+    lineage: dict[int, dict[str, Any]] = field(default_factory=dict)  # each segment's history
     tags: tuple[TagDefinition, ...] = ()
     # The partitions with a saved offset, each one's key prefix and watermark key.
     layout: tuple[list[Partition], list[str], list[str]] = ([], [], [])
@@ -79,6 +80,7 @@ class Catalog:
             self.tag_models = usable_models(tags, self.settings.tag_definitions)
             profiles = segment_profiles(self.snapshot) if self.snapshot else []
             self.generated = {p.segment: p.name for p in profiles}
+            self.lineage = models.load_lineage()  # written with each model
             self._published = published
         self.names = models.load_segment_names()
         if time.monotonic() >= self._partitions_due:
@@ -157,6 +159,7 @@ class Catalog:
         out = []
         for profile in segment_profiles(self.snapshot):
             size = max(sizes.get(profile.segment, 0), 0)
+            history = self.lineage.get(profile.segment, {})
             out.append(
                 {
                     "id": profile.segment,
@@ -166,6 +169,8 @@ class Catalog:
                     "share": round(size / total, 6) if total else 0.0,
                     "model_share": round(profile.share, 6),
                     "centroid": {k: round(v, 6) for k, v in profile.centroid.items()},
+                    "created_version": history.get("created_version"),
+                    "merged_from": history.get("merged_from", []),
                     "model_version": self.snapshot.version,
                 }
             )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from operators.segments import SegmentSnapshot
 from operators.tags import TagModel
@@ -123,6 +123,12 @@ class MeteredModelStore:
 
     def load_learners(self) -> bytes | None:
         return _timed(self._metrics, "model_load", self.store.load_learners)
+
+    def load_lineage(self) -> dict[int, dict[str, Any]]:
+        return _timed(self._metrics, "model_load", self.store.load_lineage)
+
+    def save_lineage(self, records: Mapping[int, Mapping[str, Any]]) -> None:
+        _timed(self._metrics, "model_save", lambda: self.store.save_lineage(records))
 
     def load_segment_names(self) -> dict[int, str]:
         return _timed(self._metrics, "model_load", self.store.load_segment_names)

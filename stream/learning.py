@@ -20,6 +20,7 @@ from dataclasses import replace
 
 from operators.changes import lineage_events, republished_event
 from operators.labels import Label
+from operators.matching import lineage_records
 from operators.segments import SegmentSnapshot, segment_names
 from operators.tags import TagDefinition, TagModel, usable_models
 from stream.errors import DependencyError
@@ -103,6 +104,8 @@ class Learning:
             self.sink.send(self.output_topic, key, value)
         self.sink.flush()
         self.model_store.save(snapshot, self.trainer.dump())
+        known = self.model_store.load_lineage()
+        self.model_store.save_lineage(lineage_records(known, lineage, snapshot.version))
         self._observe_shift(self.snapshot, snapshot)
         self.snapshot = snapshot
         self.refresh_names()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from operators.segments import SegmentSnapshot
 from operators.tags import TagModel
@@ -19,11 +20,18 @@ class InMemoryModelStore:
         self._lease: tuple[str, float] | None = None  # (holder, expiry in monotonic seconds)
         self._monotonic = monotonic
         self.names: dict[int, str] = {}  # what the API's PUT writes, for tests
+        self.lineage: dict[int, dict[str, Any]] = {}
 
     def lose_everything(self) -> None:
         """What a Redis restart without persistence does to the models (the tests' fault)."""
         self._snapshot = self._trainer_state = self._learners = self._lease = None
         self._tags = {}
+
+    def load_lineage(self) -> dict[int, dict[str, Any]]:
+        return {k: dict(v) for k, v in self.lineage.items()}
+
+    def save_lineage(self, records: Mapping[int, Mapping[str, Any]]) -> None:
+        self.lineage.update({k: dict(v) for k, v in records.items()})
 
     def load_segment_names(self) -> dict[int, str]:
         return dict(self.names)

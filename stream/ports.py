@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from operators.segments import SegmentSnapshot
 from operators.tags import TagModel
@@ -166,6 +166,11 @@ class ModelStore(Protocol):
 
     def load_learners(self) -> bytes | None:
         """The tag trainer's state saved with the last published tag models."""
+
+    def load_lineage(self) -> dict[int, dict[str, Any]]:
+        """Each segment's history (``operators.matching.lineage_records``), by id."""
+
+    def save_lineage(self, records: Mapping[int, Mapping[str, Any]]) -> None: ...
 
     def load_segment_names(self) -> dict[int, str]:
         """The analysts' segment names (``PUT /v1/segments/{id}/name``), by segment id."""

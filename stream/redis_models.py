@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any
 
 import redis
 
@@ -39,6 +40,7 @@ class RedisModelStore:
         self._key = f"{prefix}:model:segments"
         self._lease_key = f"{prefix}:model:trainer"
         self.names_key = names_key(prefix)
+        self._lineage_key = f"{prefix}:segment-lineage"  # segment id -> its history, JSON
         self._lease = client.register_script(_LEASE_SCRIPT)
 
     def _get(self, *fields: str) -> list[bytes | None]:
@@ -46,6 +48,12 @@ class RedisModelStore:
             return self._client.hmget(self._key, list(fields))  # type: ignore[return-value]
         except redis.RedisError as exc:
             raise DependencyError(f"redis: loading {', '.join(fields)} failed: {exc}") from exc
+
+    def _set_in(self, key: str, mapping: Mapping[str, str]) -> None:
+        try:
+            self._client.hset(key, mapping=mapping)  # type: ignore[arg-type]
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: saving {key} failed: {exc}") from exc
 
     def _set(self, mapping: Mapping[str, bytes | None]) -> None:
         present = {k: v for k, v in mapping.items() if v is not None}
@@ -59,6 +67,17 @@ class RedisModelStore:
         if snapshot is None:
             return None, None
         return SegmentSnapshot.from_dict(json.loads(snapshot)), trainer
+
+    def load_lineage(self) -> dict[int, dict[str, Any]]:
+        try:
+            found: dict[bytes, bytes] = self._client.hgetall(self._lineage_key)  # type: ignore[assignment]
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: loading segment lineage failed: {exc}") from exc
+        return {int(k): json.loads(v) for k, v in found.items()}
+
+    def save_lineage(self, records: Mapping[int, Mapping[str, Any]]) -> None:
+        if records:
+            self._set_in(self._lineage_key, {str(k): json.dumps(v) for k, v in records.items()})
 
     def load_segment_names(self) -> dict[int, str]:
         try:

@@ -123,6 +123,9 @@ def test_segments_have_sizes_and_analysts_name_them_with_the_token(
     placed = Counter(s.segment for s in service.states(client).values() if s.segment >= 0)
     assert {s["id"]: s["size"] for s in body["segments"] if s["size"]} == dict(placed)
     assert sum(s["share"] for s in body["segments"]) == pytest.approx(1.0, abs=1e-5)
+    for found in body["segments"]:  # lineage: when each was created, what merged into it
+        assert 1 <= found["created_version"] <= body["model_version"]
+        assert isinstance(found["merged_from"], list)
     segment = max(placed, key=lambda s: placed[s])
     path = f"/v1/segments/{segment}/name"
     assert api.call("PUT", path, {"name": "loyal"})[0] == 401

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from operators.matching import match_segments, min_cost_assignment
+from operators.matching import Lineage, lineage_records, match_segments, min_cost_assignment
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -58,3 +58,21 @@ def test_two_segments_that_collapse_into_one_are_a_merge() -> None:
 def test_the_first_snapshot_creates_ids_in_order() -> None:
     lineage = match_segments([], [], [(0.0,), (1.0,)], cap=1.0)
     assert lineage.ids == (0, 1) and lineage.created == (0, 1)
+
+
+def test_lineage_records_follow_creations_merges_and_retirements() -> None:
+    first = lineage_records({}, Lineage(ids=(0, 1, 2), created=(0, 1, 2)), 1)
+    assert first[1] == {
+        "created_version": 1,
+        "merged_from": [],
+        "merged_into": None,
+        "retired_version": None,
+    }
+    later = Lineage(ids=(0, 2, 3), kept=(0, 2), created=(3,), merged=((1, 2),))
+    changed = lineage_records(first, later, 5)
+    assert set(changed) == {1, 2, 3}  # only what version 5 changed
+    assert (changed[1]["merged_into"], changed[1]["retired_version"]) == (2, 5)
+    assert changed[2]["merged_from"] == [1] and changed[2]["created_version"] == 1
+    assert changed[3]["created_version"] == 5
+    gone = lineage_records({**first, **changed}, Lineage(ids=(0, 3), retired=(2,)), 6)
+    assert gone == {2: {**changed[2], "retired_version": 6}}

@@ -76,6 +76,10 @@ def test_change_events_carry_the_segments_names_and_a_metric_has_them() -> None:
     snapshot = processor.snapshot
     assert snapshot is not None
     generated = {p.segment: p.name for p in segment_profiles(snapshot)}
+    # Each segment's history, written with each model (GET /v1/segments serves it).
+    lineage = parts.model_store.lineage
+    assert set(snapshot.segment_ids) <= set(lineage)
+    assert all(1 <= lineage[s]["created_version"] <= snapshot.version for s in snapshot.segment_ids)
     for segment in snapshot.segment_ids:
         name = "loyal" if segment == 0 else generated[segment]
         labels = {"segment": str(segment), "name": name}

@@ -14,45 +14,40 @@ import redis.asyncio as aredis
 
 from stream.settings_connections import ConnectionSettings
 
+# Each Kafka security setting's name in librdkafka's configuration and in kafka-python's.
+_KAFKA_NAMES = {
+    "kafka_sasl_mechanism": ("sasl.mechanism", "sasl_mechanism"),
+    "kafka_sasl_username": ("sasl.username", "sasl_plain_username"),
+    "kafka_sasl_password": ("sasl.password", "sasl_plain_password"),
+    "kafka_ssl_ca_file": ("ssl.ca.location", "ssl_cafile"),
+    "kafka_ssl_cert_file": ("ssl.certificate.location", "ssl_certfile"),
+    "kafka_ssl_key_file": ("ssl.key.location", "ssl_keyfile"),
+}
+
+
+def _kafka_options(settings: ConnectionSettings, client: int) -> dict[str, Any]:
+    """The security options in one client's names (0: librdkafka, 1: kafka-python); none for
+    PLAINTEXT, the SASL ones with SASL_*, the TLS files (those set) with *SSL."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    options: dict[str, Any] = {("security.protocol", "security_protocol")[client]: protocol}
+    for setting, names in _KAFKA_NAMES.items():
+        wanted = protocol.startswith("SASL_") if "sasl" in setting else protocol.endswith("SSL")
+        value = getattr(settings, setting)
+        if wanted and value:
+            options[names[client]] = value
+    return options
+
 
 def confluent_options(settings: ConnectionSettings) -> dict[str, Any]:
     """librdkafka's security options (empty for PLAINTEXT)."""
-    protocol = settings.kafka_security_protocol
-    options: dict[str, Any] = {}
-    if protocol != "PLAINTEXT":
-        options["security.protocol"] = protocol.lower()
-    if protocol.startswith("SASL_"):
-        options["sasl.mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl.username"] = settings.kafka_sasl_username
-        options["sasl.password"] = settings.kafka_sasl_password
-    if protocol.endswith("SSL"):
-        files = {
-            "ssl.ca.location": settings.kafka_ssl_ca_file,
-            "ssl.certificate.location": settings.kafka_ssl_cert_file,
-            "ssl.key.location": settings.kafka_ssl_key_file,
-        }
-        options.update({k: v for k, v in files.items() if v})
-    return options
+    return _kafka_options(settings, 0)
 
 
 def kafka_python_options(settings: ConnectionSettings) -> dict[str, Any]:
     """kafka-python's security options (empty for PLAINTEXT)."""
-    protocol = settings.kafka_security_protocol
-    options: dict[str, Any] = {}
-    if protocol != "PLAINTEXT":
-        options["security_protocol"] = protocol
-    if protocol.startswith("SASL_"):
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_plain_username"] = settings.kafka_sasl_username
-        options["sasl_plain_password"] = settings.kafka_sasl_password
-    if protocol.endswith("SSL"):
-        files = {
-            "ssl_cafile": settings.kafka_ssl_ca_file,
-            "ssl_certfile": settings.kafka_ssl_cert_file,
-            "ssl_keyfile": settings.kafka_ssl_key_file,
-        }
-        options.update({k: v for k, v in files.items() if v})
-    return options
+    return _kafka_options(settings, 1)
 
 
 def redis_options(settings: ConnectionSettings, url: str) -> dict[str, Any]:

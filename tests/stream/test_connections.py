@@ -22,7 +22,7 @@ def test_plaintext_adds_nothing_to_either_client() -> None:
 
 def test_sasl_ssl_maps_to_each_clients_names() -> None:
     assert confluent_options(SASL_SSL) == {
-        "security.protocol": "sasl_ssl",
+        "security.protocol": "SASL_SSL",
         "sasl.mechanism": "SCRAM-SHA-256",
         "sasl.username": "svc",
         "sasl.password": "s3cr3t-pw",

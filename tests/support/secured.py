@@ -8,12 +8,11 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import redis
 
-from tests.support.servers import missing
+from tests.support.servers import missing, wait_for_ping
 
 ROOT = Path(__file__).resolve().parents[2]
 TLS = Path(os.environ.get("SERVICES_DIR", ROOT / ".services")) / "tls"
@@ -52,14 +51,7 @@ class SecuredRedis:
             stdout=(log_dir / "redis-tls.log").open("ab"),
             stderr=subprocess.STDOUT,
         )
-        client = self.client()
-        for _ in range(100):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise AssertionError(f"TLS redis on port {self.port} did not start")
+        wait_for_ping(self.client(), f"TLS redis on port {self.port}")
 
     def client(self) -> redis.Redis:
         tls = tls_dir()

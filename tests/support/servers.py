@@ -121,6 +121,17 @@ def end_offsets(topic: str) -> dict[int, int]:
         consumer.close()
 
 
+def wait_for_ping(client: redis.Redis, what: str) -> None:
+    """Until a Redis just started answers (5 s at most)."""
+    for _ in range(100):
+        try:
+            client.ping()
+            return
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    raise AssertionError(f"{what} did not start")
+
+
 class PrivateRedis:
     """A Redis of the test's own, without persistence, that the test may restart (losing every
     key) without touching the shared one."""
@@ -154,14 +165,7 @@ class PrivateRedis:
             stdout=(self.log_dir / "redis.log").open("ab"),
             stderr=subprocess.STDOUT,
         )
-        client = self.client()
-        for _ in range(100):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise AssertionError(f"redis on port {self.port} did not start")
+        wait_for_ping(self.client(), f"redis on port {self.port}")
 
     def restart(self) -> None:
         """kill -9 and start again: every key is gone, as after a crash without persistence."""

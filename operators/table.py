@@ -39,7 +39,6 @@ class Table:
         self.version = list(range(len(users)))  # version row of each user's current record
         self.exists = [True] * len(users)
         self.updated: set[int] = set()  # rows whose features events changed
-        self.retired: list[int] = []  # rows of removed users, in order
         rows = sorted({self.index[u] for u in active if u in self.index})
         picked = records[rows]
 
@@ -79,7 +78,6 @@ class Table:
         """The row's user was removed: its next event starts a new user, on a new row."""
         del self.index[self.users[row]]
         self.exists[row] = False
-        self.retired.append(row)
 
     def versions(self) -> Matrix:
         """Every version row: the stored records', then those the events made."""

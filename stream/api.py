@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -26,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stream import __version__
 from stream.api_state import MAX_NAME_LENGTH, Catalog
+from stream.ports import Sink
 from stream.settings import Settings
 from stream.tools import request_erasure
 
@@ -124,6 +126,18 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
         registry=registry,
     )
 
+    producers: list[Sink] = []  # one, made at the first erasure, kept: a producer is costly
+
+    making = threading.Lock()  # erasures run in worker threads
+
+    def erase(user_id: str, by: str) -> str:
+        with making:
+            if not producers:
+                from stream.wiring import kafka_sink
+
+                producers.append(kafka_sink(settings))
+        return request_erasure(settings, user_id, by, "api", producers[0])
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(cat.refresh)  # fail fast if Redis is unreachable
@@ -133,6 +147,8 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
         await cat.client.aclose()
         if cat.primary is not None:
             await cat.primary.aclose()
+        for producer in producers:
+            producer.close()
 
     app = FastAPI(
         title="segstream",
@@ -198,7 +214,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
         """Erase the user: an erasure request is published on the input topic and applied by
         the user's consumer in order with its events (README, "Erasure")."""
         by = x_requested_by or "api"
-        erase_id = await asyncio.to_thread(request_erasure, settings, user_id, by, "api")
+        erase_id = await asyncio.to_thread(erase, user_id, by)
         return {"erase_id": erase_id, "user_id": user_id, "status": "accepted"}
 
     @app.get("/v1/segments", dependencies=[reads], tags=["segments"])

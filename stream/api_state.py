@@ -25,7 +25,7 @@ from operators.tags import TagDefinition, TagModel, usable_models
 from stream.connections import async_redis_client, redis_client
 from stream.ports import Partition
 from stream.redis_models import RedisModelStore, names_key
-from stream.redis_store import RedisStateStore
+from stream.redis_store import RedisStateStore, total_sizes
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -146,15 +146,10 @@ class Catalog:
         """Every segment of the current model, with its size over every partition."""
         if self.snapshot is None:
             return []
-        store = self._store
         async with self.client.pipeline(transaction=False) as pipe:
-            for partition in self.layout[0]:
-                pipe.hgetall(store.key(partition, "segments"))
-            replies = await pipe.execute()
-        sizes: dict[int, int] = {}
-        for reply in replies:
-            for segment, size in reply.items():
-                sizes[int(segment)] = sizes.get(int(segment), 0) + int(size)
+            for tag in self.layout[1]:  # each partition's key prefix
+                pipe.hgetall(f"{tag}segments")
+            sizes = total_sizes(await pipe.execute())
         total = sum(max(sizes.get(s, 0), 0) for s in self.snapshot.segment_ids)
         out = []
         for profile in segment_profiles(self.snapshot):

@@ -49,18 +49,19 @@ class RedisModelStore:
         except redis.RedisError as exc:
             raise DependencyError(f"redis: loading {', '.join(fields)} failed: {exc}") from exc
 
-    def _set_in(self, key: str, mapping: Mapping[str, str]) -> None:
-        try:
-            self._client.hset(key, mapping=mapping)  # type: ignore[arg-type]
-        except redis.RedisError as exc:
-            raise DependencyError(f"redis: saving {key} failed: {exc}") from exc
-
-    def _set(self, mapping: Mapping[str, bytes | None]) -> None:
+    def _set(self, mapping: Mapping[str, bytes | str | None], key: str | None = None) -> None:
+        """Set the fields given (None: left as they are) of the models' hash, or of ``key``."""
         present = {k: v for k, v in mapping.items() if v is not None}
         try:
-            self._client.hset(self._key, mapping=present)  # type: ignore[arg-type]
+            self._client.hset(key or self._key, mapping=present)  # type: ignore[arg-type]
         except redis.RedisError as exc:
             raise DependencyError(f"redis: saving {', '.join(present)} failed: {exc}") from exc
+
+    def _all(self, key: str, what: str) -> dict[bytes, bytes]:
+        try:
+            return self._client.hgetall(key)  # type: ignore[return-value]
+        except redis.RedisError as exc:
+            raise DependencyError(f"redis: loading {what} failed: {exc}") from exc
 
     def load(self) -> tuple[SegmentSnapshot | None, bytes | None]:
         snapshot, trainer = self._get("snapshot", "trainer")
@@ -69,21 +70,15 @@ class RedisModelStore:
         return SegmentSnapshot.from_dict(json.loads(snapshot)), trainer
 
     def load_lineage(self) -> dict[int, dict[str, Any]]:
-        try:
-            found: dict[bytes, bytes] = self._client.hgetall(self._lineage_key)  # type: ignore[assignment]
-        except redis.RedisError as exc:
-            raise DependencyError(f"redis: loading segment lineage failed: {exc}") from exc
+        found = self._all(self._lineage_key, "segment lineage")
         return {int(k): json.loads(v) for k, v in found.items()}
 
     def save_lineage(self, records: Mapping[int, Mapping[str, Any]]) -> None:
         if records:
-            self._set_in(self._lineage_key, {str(k): json.dumps(v) for k, v in records.items()})
+            self._set({str(k): json.dumps(v) for k, v in records.items()}, self._lineage_key)
 
     def load_segment_names(self) -> dict[int, str]:
-        try:
-            names: dict[bytes, bytes] = self._client.hgetall(self.names_key)  # type: ignore[assignment]
-        except redis.RedisError as exc:
-            raise DependencyError(f"redis: loading segment names failed: {exc}") from exc
+        names = self._all(self.names_key, "segment names")
         return {int(k): v.decode() for k, v in names.items()}
 
     def load_published(self) -> tuple[bytes | None, bytes | None]:
@@ -100,14 +95,14 @@ class RedisModelStore:
 
     def load_snapshot(self) -> SegmentSnapshot | None:
         (snapshot,) = self._get("snapshot")
-        return SegmentSnapshot.from_dict(json.loads(snapshot)) if snapshot else None
+        return self.parse_published(snapshot, None)[0]
 
     def save(self, snapshot: SegmentSnapshot, trainer_state: bytes | None) -> None:
         self._set({"snapshot": json.dumps(snapshot.to_dict()).encode(), "trainer": trainer_state})
 
     def load_tags(self) -> dict[str, TagModel]:
         (stored,) = self._get("tags")
-        return {doc["tag"]: TagModel.from_dict(doc) for doc in json.loads(stored)} if stored else {}
+        return self.parse_published(None, stored)[1]
 
     def load_learners(self) -> bytes | None:
         (learners,) = self._get("learners")

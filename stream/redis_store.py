@@ -17,7 +17,7 @@ partition's keys in one Redis Cluster slot, so the save script may touch them al
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import redis
@@ -25,6 +25,15 @@ import redis
 from stream.errors import DependencyError, PartitionLost, StateLost
 from stream.ports import Partition, PartitionWrite
 from stream.redis_scripts import SAVE_SCRIPT
+
+
+def total_sizes(replies: Iterable[Mapping[bytes, bytes]]) -> dict[int, int]:
+    """Users per segment over the partitions' ``segments`` hashes (segments with any)."""
+    sizes: dict[int, int] = {}
+    for reply in replies:
+        for segment, size in reply.items():
+            sizes[int(segment)] = sizes.get(int(segment), 0) + int(size)
+    return {s: n for s, n in sizes.items() if n}
 
 
 class RedisStateStore:
@@ -192,11 +201,7 @@ class RedisStateStore:
             replies: list[dict[bytes, bytes]] = pipe.execute()
         except redis.RedisError as exc:
             raise DependencyError(f"redis: reading segment sizes failed: {exc}") from exc
-        sizes: dict[int, int] = {}
-        for reply in replies:
-            for segment, size in reply.items():
-                sizes[int(segment)] = sizes.get(int(segment), 0) + int(size)
-        return {s: n for s, n in sizes.items() if n}
+        return total_sizes(replies)
 
     def erasures(self, partition: Partition) -> list[bytes]:
         try:

@@ -13,6 +13,7 @@ from kafka.errors import TopicAlreadyExistsError
 from operators.erasure import encode_erase_request
 from stream.connections import kafka_python_options
 from stream.generator import MALFORMED, encode, generate_events
+from stream.ports import Sink
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,16 +70,20 @@ def produce_simulated(
     return sent
 
 
-def request_erasure(settings: Settings, user_id: str, requested_by: str, via: str) -> str:
+def request_erasure(
+    settings: Settings, user_id: str, requested_by: str, via: str, sink: Sink | None = None
+) -> str:
     """Publish an erasure request for ``user_id`` on the input topic; return its id once the
-    broker acknowledged it (the partition's owner applies it in order with the user's events)."""
+    broker acknowledged it (the partition's owner applies it in order with the user's events).
+    ``sink``: a producer to reuse (the API's); else one is made for the request."""
     erase_id, key, value = encode_erase_request(user_id, requested_by, via, int(time.time() * 1000))
     from stream.wiring import kafka_sink
 
-    producer = kafka_sink(settings)
+    producer = sink or kafka_sink(settings)
     try:
         producer.send(settings.input_topic, key, value)
         producer.flush()
     finally:
-        producer.close()
+        if sink is None:
+            producer.close()
     return erase_id

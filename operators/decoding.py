@@ -92,10 +92,7 @@ def _decode(
         raise _Invalid(NOT_JSON, str(exc)) from None
     if not isinstance(doc, dict):
         raise _Invalid(NOT_OBJECT, f"expected a JSON object, got {type(doc).__name__}")
-    if doc.get("type") == ERASE:
-        event: Event = _erase_from(doc, limits)
-    else:
-        event = _plain_event(doc, limits) or _event_from(doc, limits)
+    event = _plain_event(doc, limits) or _event_from(doc, limits)
     if received_ms is not None and event.ts_ms > received_ms + limits.max_future_ms:
         raise _Invalid(
             FUTURE_TIMESTAMP,
@@ -170,6 +167,8 @@ def _plain_text(raw: object) -> str | None:
 
 def _event_from(doc: dict[str, object], limits: EventLimits) -> Event:
     event_type = _text(doc, "type", required=True, integers=False)
+    if event_type == ERASE:  # not an event: a request (never plain, so always here)
+        return _erase_from(doc, limits)
     if event_type not in EVENT_TYPES:
         raise _Invalid(UNKNOWN_TYPE, f"type {event_type!r} is not one of {', '.join(EVENT_TYPES)}")
     return Event(

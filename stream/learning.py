@@ -12,10 +12,8 @@ expires and another process takes over from the last published state.
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from collections.abc import Callable, Mapping
-from contextlib import suppress
 from dataclasses import replace
 
 from operators.changes import lineage_events, republished_event
@@ -106,7 +104,7 @@ class Learning:
         self.model_store.save(snapshot, self.trainer.dump())
         known = self.model_store.load_lineage()
         self.model_store.save_lineage(lineage_records(known, lineage, snapshot.version))
-        self._observe_shift(self.snapshot, snapshot)
+        self.metrics.observe_shift(self.snapshot, snapshot)
         self.snapshot = snapshot
         self.refresh_names()
         self.metrics.model_snapshots.inc()
@@ -122,26 +120,6 @@ class Learning:
             list(lineage.merged),
         )
         return True
-
-    def _observe_shift(self, before: SegmentSnapshot | None, after: SegmentSnapshot) -> None:
-        """How far each segment's center moved (log1p units); new segments moved 0."""
-
-        def centers(snapshot: SegmentSnapshot) -> dict[int, list[float]]:
-            return {
-                segment: [
-                    m + s * z for m, s, z in zip(snapshot.means, snapshot.stds, center, strict=True)
-                ]
-                for segment, center in zip(snapshot.segment_ids, snapshot.centers, strict=True)
-            }
-
-        old = centers(before) if before is not None and before.features == after.features else {}
-        new = centers(after)
-        for segment in set(old) - set(new):
-            with suppress(KeyError):
-                self.metrics.centroid_shift.remove(str(segment))
-        for segment, center in new.items():
-            shift = math.dist(center, old[segment]) if segment in old else 0.0
-            self.metrics.centroid_shift.labels(segment=str(segment)).set(shift)
 
     def _check_lease(self) -> bool:
         """Renew the lease (a third of its length apart); take over or follow. True when the

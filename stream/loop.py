@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -46,7 +46,7 @@ from stream.batch import Batch, decode_records
 from stream.errors import PartitionLost, StateLost
 from stream.learning import Learning
 from stream.metrics import Metrics
-from stream.outputs import Outputs, Topics
+from stream.outputs import Outputs, Topics, send_all
 from stream.ownership import Ownership
 from stream.ports import (
     Clock,
@@ -59,7 +59,7 @@ from stream.ports import (
     StateStore,
 )
 from stream.retry import with_retries
-from stream.sweeps import reassign_some, sweep_until
+from stream.sweeps import reassign_some
 from stream.trainer import SegmentTrainer
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ class Processor(Ownership):
             )
         self.metrics.stage_done("operators", started)
         with self.metrics.stage("produce"):
-            self._with_retries("produce", lambda: self._send(batch.outputs.values()))
+            self._with_retries("produce", lambda: send_all(batch.outputs.values(), self.sink))
         self.checkpoint("after_flush", self.batches)
         with self.metrics.stage("save"):
             saved = self._with_retries("save", lambda: self._save(writes))
@@ -278,16 +278,6 @@ class Processor(Ownership):
                     batch.outputs.pop(partition, None)
                 continue
             return dues, stored, self._load_pending(users)
-
-    def _send(self, outputs: Collection[Outputs]) -> None:
-        for output in outputs:
-            for topic, key, value in output.records:
-                self.sink.send(topic, key, value)
-        self.sink.flush()
-
-    def sweep_until(self, at_ms: int) -> int:
-        """Re-score every user due by ``at_ms`` (``stream.sweeps.sweep_until``)."""
-        return sweep_until(self, at_ms)
 
     def run_pass(self, batch: Batch) -> int:
         """Steps 3-8 for a pass with no new records (a sweep); returns the re-scorings."""

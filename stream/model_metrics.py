@@ -4,9 +4,13 @@ predictive tags' quality and drift. The base of ``stream.partition_metrics.Parti
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from operators.segments import SegmentSnapshot
 
 
 class ModelMetrics:
@@ -109,3 +113,23 @@ class ModelMetrics:
                 moves.get(segment, 0) / size if size else 0.0
             )
         self._segments = set(segments)
+
+    def observe_shift(self, before: SegmentSnapshot | None, after: SegmentSnapshot) -> None:
+        """How far each segment's center moved (log1p units); new segments moved 0."""
+
+        def centers(snapshot: SegmentSnapshot) -> dict[int, list[float]]:
+            return {
+                segment: [
+                    m + s * z for m, s, z in zip(snapshot.means, snapshot.stds, center, strict=True)
+                ]
+                for segment, center in zip(snapshot.segment_ids, snapshot.centers, strict=True)
+            }
+
+        old = centers(before) if before is not None and before.features == after.features else {}
+        new = centers(after)
+        for segment in set(old) - set(new):
+            with suppress(KeyError):
+                self.centroid_shift.remove(str(segment))
+        for segment, center in new.items():
+            shift = math.dist(center, old[segment]) if segment in old else 0.0
+            self.centroid_shift.labels(segment=str(segment)).set(shift)

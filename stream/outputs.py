@@ -9,7 +9,7 @@ are at-least-once with deterministic ids), and only after the batch is saved add
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from operators.changes import encode_alert, encode_change, encode_membership
@@ -145,11 +145,14 @@ class Outputs:
         tally.processed.update(outcome.processed_by_type)
         tally.duplicates += outcome.duplicates
 
-    def send(self, sink: Sink) -> None:
-        """Send everything and wait for the acknowledgements (all again on a retry)."""
-        for topic, key, value in self.records:
-            sink.send(topic, key, value)
-        sink.flush()
-
     def segment_deltas(self) -> dict[int, int]:
         return {s: d for s, d in self.tally.segment_deltas.items() if d}
+
+
+def send_all(outputs: Iterable[Outputs], sink: Sink) -> None:
+    """Send every partition's records and wait for the acknowledgements (all again on a
+    retry)."""
+    for output in outputs:
+        for topic, key, value in output.records:
+            sink.send(topic, key, value)
+    sink.flush()

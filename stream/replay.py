@@ -4,7 +4,7 @@ By default on the in-memory twins (nothing to start); with ``kafka=True`` the ev
 produced to the configured input topic and consumed from it with the real Kafka and Redis
 parts, exactly as ``segstream serve`` would. Either way every event goes through the same
 operators, and at the end event time is advanced to ``until_ms`` so users still due are
-re-scored (``Processor.sweep_until``).
+re-scored (``stream.sweeps.sweep_until``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from stream.loop import Processor
 from stream.memory import InMemoryBroker
 from stream.ports import Partition
 from stream.settings import Settings
+from stream.sweeps import sweep_until
 from stream.wiring import Parts, build_processor, in_memory_parts
 
 
@@ -64,7 +65,7 @@ def replay_events(
         if stop is not None and at_checkpoint is not None:
             at_checkpoint(replayed, stop)
     if until_ms is not None:
-        replayed.processor.sweep_until(until_ms)
+        sweep_until(replayed.processor, until_ms)
     return replayed
 
 
@@ -93,7 +94,7 @@ def _replay_on_kafka(
         if progress:
             progress(min(done, len(events)), len(events))
     if until_ms is not None:
-        processor.sweep_until(until_ms)
+        sweep_until(processor, until_ms)
     return Replayed(processor, parts, len(events))
 
 

@@ -21,7 +21,7 @@ import redis.asyncio as aredis
 from operators.inspection import describe_user
 from operators.segments import SegmentSnapshot, segment_profiles
 from operators.state_layout import unpack_state
-from operators.tags import TagDefinition, TagModel, usable_models
+from operators.tags import TagModel, usable_models
 from stream.connections import async_redis_client, redis_client
 from stream.ports import Partition
 from stream.redis_models import RedisModelStore, names_key
@@ -46,7 +46,6 @@ class Catalog:
     names: dict[int, str] = field(default_factory=dict)
     generated: dict[int, str] = field(default_factory=dict)  # names made from the model
     lineage: dict[int, dict[str, Any]] = field(default_factory=dict)  # each segment's history
-    tags: tuple[TagDefinition, ...] = ()
     # The partitions with a saved offset, each one's key prefix and watermark key.
     layout: tuple[list[Partition], list[str], list[str]] = ([], [], [])
     _published: tuple[bytes | None, bytes | None] | None = None
@@ -130,7 +129,7 @@ class Catalog:
                 unpack_state(packed),
                 int(watermark or 0),
                 self.snapshot,
-                self.tags,
+                self.settings.tag_definitions,
                 self.tag_models,
                 self.segment_names,
             )

@@ -15,7 +15,7 @@ import numpy.typing as npt
 from operators.changes import UserChanged, user_changed
 from operators.decisions import Context, Decisions
 from operators.erasure import EraseRequest
-from operators.features import NO_SEGMENT
+from operators.features import NO_SEGMENT, TAG_SLOTS
 from operators.sampled import offer_samples
 from operators.scoring import PipelineConfig
 from operators.segments import segment_reason
@@ -67,6 +67,8 @@ def decide(c: Context) -> Decisions:
             now_tags = (tags & int(stay[m])) | (int(enter[m]) & ~tags)
             if chosen != segment or now_tags != tags:
                 out.seq[row] += 1
+                if now_tags != tags:
+                    _note_entries(c, out, row, tags, now_tags, moments.at_ms[m])
                 change = _change(c, m, row, segment, chosen, tags, now_tags, out.seq[row])
                 out.changes.append(change)
                 out.alerts += [(change, t) for t in change.tags_added if t in config.alert_tags]
@@ -81,6 +83,20 @@ def decide(c: Context) -> Decisions:
     if out.broken:
         _drop_broken(out, c.table)
     return out
+
+
+def _note_entries(c: Context, out: Decisions, row: int, was: int, now: int, at_ms: int) -> None:
+    """Each tag's entry time: the moment's for a tag entered, 0 for one left."""
+    slots = out.tags_entered.get(row)
+    if slots is None:
+        stored = row < c.table.stored
+        slots = c.table.records["tags_entered"][row].tolist() if stored else [0] * TAG_SLOTS
+        out.tags_entered[row] = slots
+    for bit in range(TAG_SLOTS):
+        if not now >> bit & 1:
+            slots[bit] = 0
+        elif not was >> bit & 1:
+            slots[bit] = max(at_ms // 1000, 1)  # 0 means unknown
 
 
 def _busy_moments(c: Context, out: Decisions) -> tuple[list[int], npt.NDArray[np.bool_]]:

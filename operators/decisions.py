@@ -40,6 +40,7 @@ class Decisions:
     label_rows: list[int] = field(default_factory=list)  # ... and of each released label
     open_labels: dict[int, list[PendingLabel]] = field(default_factory=dict)  # decoded
     quiet_until: dict[int, int] = field(default_factory=dict)  # row -> first label deadline
+    tags_entered: dict[int, list[int]] = field(default_factory=dict)  # rows whose tags moved
 
 
 @dataclass(frozen=True, slots=True)

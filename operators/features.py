@@ -47,6 +47,7 @@ WINDOW_DAYS: Final = (7, 30, 90)
 RECENT_IDS: Final = 4  # event ids remembered per user: a redelivery among them counts once
 NO_SEGMENT: Final = -1
 CATEGORY_BITS: Final = 32
+TAG_SLOTS: Final = 8  # tags a record holds: a bit set in one byte, an entry time each
 
 _TYPE_INDEX: Final = {name: i for i, name in enumerate(EVENT_TYPES)}
 _PURCHASE: Final = _TYPE_INDEX["purchase"]
@@ -81,7 +82,9 @@ class UserState:
     ``windows`` holds the window sums as of ``last_seen_ms``; read them with :func:`features_at`.
     ``pending_segment``/``pending_streak`` count consecutive assignments to another segment
     (anti-flapping), ``tags`` is a bit set of the tags the user has, ``next_due_ms`` is when
-    the user is next re-scored if no event comes first (0: never).
+    the user is next re-scored if no event comes first (0: never). ``tags_entered_s`` holds,
+    per tag bit, when the user entered the tag they hold (epoch seconds, event time; 0 for a
+    tag not held, or held since before records kept the time).
     """
 
     first_seen_ms: int
@@ -98,6 +101,7 @@ class UserState:
     pending_streak: int = 0
     tags: int = 0
     seq: int = 0
+    tags_entered_s: tuple[int, ...] = (0,) * TAG_SLOTS
 
     @property
     def events_total(self) -> int:

@@ -19,8 +19,9 @@ def describe_user(
     tag_models: Mapping[str, TagModel],
     names: Mapping[int, str] | None = None,
 ) -> dict[str, Any]:
-    """The user's segment (id and name), tags with scores, ``seq``, last event time and every
-    feature, evaluated at ``at_ms`` (the partition's watermark, or the last event if later).
+    """The user's segment (id and name), tags with scores and entry times, ``seq``, last event
+    time and every feature, evaluated at ``at_ms`` (the partition's watermark, or the last event
+    if later).
     ``names``: the segments' names (default: those generated from ``snapshot``)."""
     at_ms = max(at_ms, state.last_seen_ms)
     features = features_at(state, at_ms, FEATURES)
@@ -36,7 +37,14 @@ def describe_user(
         if state.tags >> index & 1:
             model = tag_models.get(tag.name)
             score = predict(model, features) if tag.kind == "predictive" and model else None
-            held.append({"name": tag.name, "score": None if score is None else round(score, 6)})
+            entered_s = state.tags_entered_s[index]
+            held.append(
+                {
+                    "name": tag.name,
+                    "score": None if score is None else round(score, 6),
+                    "entered_at_ms": entered_s * 1000 if entered_s else None,  # None: unknown
+                }
+            )
     return {
         "user_id": user_id,
         "segment": segment,

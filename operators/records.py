@@ -1,7 +1,7 @@
 """User records as columns: a batch's stored records read as one numpy structured array.
 
-The array's dtype is the stored record byte for byte (``operators.features``' layout, version
-3, 155 bytes), so ``np.frombuffer`` reads a batch of records without a Python object per
+The array's dtype is the stored record byte for byte (``operators.state_layout``, version 4,
+187 bytes), so ``np.frombuffer`` reads a batch of records without a Python object per
 field, and ``tobytes`` writes them back. Older versions are converted one by one on read.
 """
 
@@ -14,10 +14,10 @@ import numpy as np
 import numpy.typing as npt
 
 from operators.events import EVENT_TYPES
-from operators.features import RECENT_IDS, WINDOW_COUNT
+from operators.features import RECENT_IDS, TAG_SLOTS, WINDOW_COUNT
 from operators.state_layout import STATE_SIZE_BYTES, pack_state, unpack_state
 
-FORMAT_VERSION: Final = 3
+FORMAT_VERSION: Final = 4
 RECORD: Final = np.dtype(
     [
         ("version", "u1"),
@@ -35,6 +35,7 @@ RECORD: Final = np.dtype(
         ("pending_streak", "u1"),
         ("tags", "u1"),
         ("seq", "<u4"),
+        ("tags_entered", "<u4", (TAG_SLOTS,)),  # epoch s; 0: not held, or not known
     ]
 )
 assert RECORD.itemsize == STATE_SIZE_BYTES  # the dtype is the packed layout, byte for byte

@@ -7,14 +7,21 @@ import struct
 from typing import Final
 
 from operators.events import EVENT_TYPES
-from operators.features import NO_SEGMENT, RECENT_IDS, WINDOW_COUNT, UserState
+from operators.features import NO_SEGMENT, RECENT_IDS, TAG_SLOTS, WINDOW_COUNT, UserState
 
 _N: Final = len(EVENT_TYPES)
-_FORMAT_VERSION: Final = 3
+_FORMAT_VERSION: Final = 4
 # version, first seen, last seen, last purchase, next re-scoring, counts, spend cents, window
 # sums (float32), recent event-id digests (48-bit), category bits, segment, pending segment,
-# pending streak, tag bits, change seq. Little-endian, no padding: 155 bytes.
-_LAYOUT: Final = struct.Struct(f"<B q q q q {_N}I q {WINDOW_COUNT}f {6 * RECENT_IDS}s I i i B B I")
+# pending streak, tag bits, change seq, each tag's entry time (epoch s). Little-endian, no
+# padding: 187 bytes, the most Redis's 192-byte allocation class holds (188).
+_LAYOUT: Final = struct.Struct(
+    f"<B q q q q {_N}I q {WINDOW_COUNT}f {6 * RECENT_IDS}s I i i B B I {TAG_SLOTS}I"
+)
+# Version 3: version 4 without the tags' entry times; read, written as 4.
+_LAYOUT_V3: Final = struct.Struct(
+    f"<B q q q q {_N}I q {WINDOW_COUNT}f {6 * RECENT_IDS}s I i i B B I"
+)
 # Version 2 (before 0.2): two 64-bit recent ids and one-byte segment ids; read, written as 3.
 _LAYOUT_V2: Final = struct.Struct(f"<B q q q q {_N}I q {WINDOW_COUNT}f 2Q I b b B B I")
 # Packed fields saturate at their type's limit instead of failing to pack.
@@ -47,11 +54,15 @@ def pack_state(state: UserState) -> bytes:
         min(state.pending_streak, 255),
         state.tags,
         min(state.seq, _U32),
+        *(min(max(t, 0), _U32) for t in state.tags_entered_s),
     )
 
 
 def _segment(segment: int) -> int:
     return segment if -1 <= segment <= _I32 else NO_SEGMENT
+
+
+_CURRENT_OR_V3: Final = {(bytes([_FORMAT_VERSION]), _LAYOUT.size), (b"\x03", _LAYOUT_V3.size)}
 
 
 def unpack_state(data: bytes) -> UserState:
@@ -60,8 +71,8 @@ def unpack_state(data: bytes) -> UserState:
         fields = list(_LAYOUT_V2.unpack(data))
         recent = [d & _DIGEST_MASK for d in fields[ids_at : ids_at + 2]]
         fields[ids_at : ids_at + 2] = [(*recent, *(0,) * (RECENT_IDS - 2))]
-    elif data[:1] == bytes([_FORMAT_VERSION]) and len(data) == _LAYOUT.size:
-        fields = list(_LAYOUT.unpack(data))
+    elif (data[:1], len(data)) in _CURRENT_OR_V3:
+        fields = list((_LAYOUT if len(data) == _LAYOUT.size else _LAYOUT_V3).unpack(data))
         packed = fields[ids_at]
         fields[ids_at] = tuple(
             int.from_bytes(packed[i : i + 6], "little") for i in range(0, 6 * RECENT_IDS, 6)
@@ -86,6 +97,7 @@ def unpack_state(data: bytes) -> UserState:
         pending_streak=fields[rest + 3],
         tags=fields[rest + 4],
         seq=fields[rest + 5],
+        tags_entered_s=tuple(fields[rest + 6 :]) or (0,) * TAG_SLOTS,
     )
 
 

@@ -22,12 +22,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from operators.features import DAY_MS, FEATURES
+from operators.features import DAY_MS, FEATURES, TAG_SLOTS
 
 PURCHASE_WITHIN: Final = "purchase_within"  # label 1: a purchase within the horizon
 NO_PURCHASE_WITHIN: Final = "no_purchase_within"  # label 1: no purchase within the horizon
 _OPS: Final = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__}
-MAX_TAGS: Final = 8  # tags are a bit set in one byte of the user record
+MAX_TAGS: Final = TAG_SLOTS  # tags are a bit set in one byte of the user record
 
 DEFAULT_TAG_FEATURES: Final = (
     "recency_days",

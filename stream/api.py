@@ -57,6 +57,10 @@ class SegmentRef(BaseModel):
 class TagHeld(BaseModel):
     name: str
     score: float | None = Field(description="the predictive tag's probability now; None: a rule")
+    entered_at_ms: int | None = Field(
+        description="when the user entered the tag, in event time (epoch ms, to the second); "
+        "None if entered before segstream kept it"
+    )
 
 
 class UserDocument(BaseModel):
@@ -200,8 +204,9 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
         responses={404: {"description": "No state for this user", "model": ProblemDocument}},
     )
     async def get_user(user_id: UserId) -> Response:
-        """The user's segment (id and name), tags with scores, features at the partition's
-        watermark, seq, model version and last event time: ``segstream inspect``'s document."""
+        """The user's segment (id and name), tags with scores and entry times, features at the
+        partition's watermark, seq, model version and last event time: ``segstream inspect``'s
+        document."""
         doc = await cat.user(user_id)
         if doc is None:
             raise Problem(404, "Not Found", f"no state for user {user_id!r}")

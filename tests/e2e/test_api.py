@@ -22,7 +22,7 @@ import redis
 from stream.generator import encode, generate_events
 from stream.inspect import inspect_user
 from stream.settings import Settings
-from tests.support.servers import end_offsets, publish, redis_client
+from tests.support.servers import end_offsets, publish, read_topic, redis_client
 from tests.support.service import Service
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
@@ -122,6 +122,16 @@ def test_a_user_is_the_inspect_document_and_an_unknown_one_a_problem(
     assert doc == shown
     assert doc["segment"]["id"] == states[user].segment and doc["seq"] == states[user].seq
     assert doc["tags"], "the user holds a tag; the API must show it"
+    # Each held tag was entered at the event time of the user's last change that added it.
+    entered = {}
+    for _, value in read_topic(service.output_topic):
+        change = json.loads(value)
+        if change.get("user_id") == user:
+            for tag in change.get("tags_added", {}):
+                entered[tag] = change["event_time_ms"] // 1000 * 1000
+    assert {t["name"]: t["entered_at_ms"] for t in doc["tags"]} == {
+        t["name"]: entered[t["name"]] for t in doc["tags"]
+    }
     status, headers, problem = api.call("GET", "/v1/users/nobody-at-all")
     assert status == 404 and headers["content-type"] == "application/problem+json"
     assert problem["status"] == 404 and "nobody-at-all" in problem["detail"]

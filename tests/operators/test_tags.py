@@ -85,6 +85,38 @@ def test_a_quiet_user_enters_churn_risk_by_re_scoring_and_raises_an_alert() -> N
     assert published["reason"] == {"segment": [], "tags": {"churn_risk": ["inactive_days"]}}
 
 
+def test_each_tag_keeps_the_event_time_it_was_entered_until_it_is_left() -> None:
+    models = {"churn_risk": CHURN_MODEL}
+    out = process_events(
+        {},
+        [buy(1, 0), buy(2, 1)] + [view(d, d) for d in range(2, 9)],
+        None,
+        CONFIG,
+        tag_models=models,
+    )
+    by_tag = {t: c.event_time_ms for c in out.changes for t in c.tags_added}
+    state = out.states["u1"]
+    assert state.tags == 0b11
+    assert state.tags_entered_s[:2] == (by_tag["vip"] // 1000, by_tag["churn_risk"] // 1000)
+    assert by_tag["vip"] == T0 + DAY_MS and by_tag["churn_risk"] > by_tag["vip"]
+    # A purchase keeps vip (entered earlier, still held) and leaves churn_risk: its time goes.
+    later = process_events({"u1": state}, [buy(3, 9)], None, CONFIG, tag_models=models)
+    again = later.states["u1"]
+    assert again.tags == 0b01
+    assert again.tags_entered_s[:2] == (state.tags_entered_s[0], 0)
+    # Quiet again: churn_risk is entered anew, at the re-scoring that found it.
+    quiet = process_events(
+        {"u1": again},
+        [view(d, d) for d in range(10, 18)],
+        None,
+        CONFIG,
+        due_users=["u1"],  # from the due index, which the store keeps
+        tag_models=models,
+    )
+    (entered,) = [c for c in quiet.changes if "churn_risk" in c.tags_added]
+    assert quiet.states["u1"].tags_entered_s[1] == entered.event_time_ms // 1000
+
+
 def test_the_reason_of_a_tag_names_the_features_that_pushed_the_score() -> None:
     model = TagModel(
         "churn_risk",

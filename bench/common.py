@@ -115,8 +115,10 @@ def running_serve(
     settings: Mapping[str, str] | None = None,
     copies: int = 1,
     prefix: str | None = None,
+    niceness: int = 0,
 ) -> Iterator[list[Serve]]:
-    """``copies`` serve processes (one group, one key prefix); stopped and cleaned up after."""
+    """``copies`` serve processes (one group, one key prefix); stopped and cleaned up after.
+    ``niceness``: their CPU priority below the caller's (``nice``), every thread's."""
     prefix = prefix or f"bench-{uuid.uuid4().hex[:8]}"
     env = serve_env(topic, prefix, **(settings or {}))
     client = redis.Redis.from_url(REDIS_URL)
@@ -132,6 +134,7 @@ def running_serve(
                 stdout=subprocess.DEVNULL,
                 stderr=logs[-1],
                 cwd=root,
+                preexec_fn=(lambda: os.nice(niceness)) if niceness else None,
             )
             serves.append(Serve(process, prefix, topic, path))
         yield serves

@@ -103,7 +103,12 @@ def api_rows(found: dict[str, Any]) -> list[Row]:
     for phase, m in found["median"].items():
         figure = (
             f"p50 {m['p50_ms']:.2f}, p99 {m['p99_ms']:.2f}, p99.9 {m['p999_ms']:.2f} ms "
-            f"({m['server_share_within_5ms']:.1%} within 5 ms by the API's clock)"
+            f"({m['server_share_within_5ms']:.1%} within 5 ms by the API's clock"
+            + (
+                f"; {m['api_cpu_ms_per_request']:.2f} ms CPU per request)"
+                if "api_cpu_ms_per_request" in m
+                else ")"
+            )
         )
         what = f"API GET user at {found['rate']:,.0f}/s, serve {phase}"
         rows.append((what, figure, "p99 ≤ 5 ms", m["p99_ms"] <= 5))

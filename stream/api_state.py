@@ -21,7 +21,7 @@ import redis.asyncio as aredis
 from operators.inspection import describe_user
 from operators.segments import SegmentSnapshot, segment_profiles
 from operators.state_layout import unpack_state
-from operators.tags import TagModel, usable_models
+from operators.tags import TagDefinition, TagModel, usable_models
 from stream.connections import async_redis_client, redis_client
 from stream.ports import Partition
 from stream.redis_models import RedisModelStore, names_key
@@ -52,6 +52,10 @@ class Catalog:
     _partitions_due: float = 0.0
 
     primary: aredis.Redis | None = None  # where names are written; None: ``client``
+    tags: tuple[TagDefinition, ...] = field(init=False)  # parsed once: requests read them
+
+    def __post_init__(self) -> None:
+        self.tags = self.settings.tag_definitions
 
     @classmethod
     def connect(cls, settings: Settings) -> Catalog:
@@ -129,7 +133,7 @@ class Catalog:
                 unpack_state(packed),
                 int(watermark or 0),
                 self.snapshot,
-                self.settings.tag_definitions,
+                self.tags,
                 self.tag_models,
                 self.segment_names,
             )

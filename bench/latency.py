@@ -27,6 +27,7 @@ import orjson
 import redis
 from common import (
     BOOTSTRAP,
+    PARTITIONS,
     REDIS_URL,
     RESULTS,
     bench_messages,
@@ -37,7 +38,7 @@ from common import (
 )
 from confluent_kafka import Consumer, Producer
 
-APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
+APPEND_TIME: dict[str, str] = {"message.timestamp.type": "LogAppendTime"}
 
 
 def paced(topic: str, messages: list[tuple[bytes, bytes]], rate: float) -> float:
@@ -74,7 +75,7 @@ def read_all(topic: str, count: int | None = None, idle_s: float = 5.0) -> list[
         messages = consumer.consume(5000, 0.5)
         if messages:
             quiet_since = time.monotonic()
-        found += [(m.value(), m.timestamp()[1]) for m in messages if m.error() is None]
+        found += [(m.value() or b"", m.timestamp()[1]) for m in messages if m.error() is None]
     consumer.close()
     return found
 
@@ -91,8 +92,8 @@ def main() -> None:
     # Enough events for a pace of up to 20,000/s: what is not sent is never read.
     messages = bench_messages(args.warmup + args.probe + int(20_000 * args.seconds), args.users)
     topic = f"latency-{uuid.uuid4().hex[:8]}"
-    create_topic(topic, **APPEND_TIME)
-    create_topic(f"{topic}.changes", **APPEND_TIME)
+    create_topic(topic, PARTITIONS, **APPEND_TIME)
+    create_topic(f"{topic}.changes", PARTITIONS, **APPEND_TIME)
     produce(topic, messages[: args.warmup])
     store = redis.Redis.from_url(REDIS_URL)
     log_dir = Path(tempfile.mkdtemp(prefix="segstream-latency-"))

@@ -68,8 +68,11 @@ def add_dormant(client: redis.Redis, prefix: str, count: int, ttl_s: int) -> Non
     templates: list[tuple[str, bytes, bytes | None]] = []  # (partition tag, record, labels)
     for key in client.scan_iter(f"{prefix}:*:u:*", count=5000):
         tag = key.decode().split(":")[1]
-        labels = client.hget(f"{prefix}:{tag}:labels", key.decode().rsplit(":u:", 1)[1])
-        templates.append((tag, client.get(key), labels))
+        labels: bytes | None = client.hget(  # type: ignore[assignment]
+            f"{prefix}:{tag}:labels", key.decode().rsplit(":u:", 1)[1]
+        )
+        record: bytes = client.get(key)  # type: ignore[assignment]
+        templates.append((tag, record, labels))
         if len(templates) >= 2000:
             break
     rng = random.Random(7)

@@ -33,6 +33,7 @@ from common import (
     PARTITIONS,
     REDIS_URL,
     RESULTS,
+    ROOT,
     bench_messages,
     cpu_seconds,
     create_topic,
@@ -90,12 +91,13 @@ def bare_confluent(topic: str, total: int) -> float:
     return (total - first_n) / elapsed
 
 
-def serve(topic: str, total: int, log_dir: Path, name: str, root: Path | None, client: str):
+def serve(
+    topic: str, total: int, log_dir: Path, name: str, root: Path | None, client: str
+) -> tuple[float, float]:
     """Events/s of one serve process and its CPU µs per event over the same span."""
     store = redis.Redis.from_url(REDIS_URL)
-    options = {"root": root} if root else {}
     settings = {"SEGSTREAM_KAFKA_CLIENT": client}
-    with running_serve(topic, log_dir, name, settings=settings, **options) as (process,):
+    with running_serve(topic, log_dir, name, root or ROOT, settings) as (process,):
         done, first_at, first_n, first_cpu = 0, 0.0, 0, 0.0
         while done < total:
             done = process.saved(store)

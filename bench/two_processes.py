@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import redis
 from common import (
@@ -58,7 +59,9 @@ def settled(serves: list[Serve], topic: str) -> bool:
     return all(sets) and sum(map(len, sets)) == PARTITIONS and set().union(*sets) == every
 
 
-def measure(messages: list[tuple[bytes, bytes]], copies: int, log_dir: Path, name: str) -> dict:
+def measure(
+    messages: list[tuple[bytes, bytes]], copies: int, log_dir: Path, name: str
+) -> dict[str, Any]:
     topic = f"scaleout-{uuid.uuid4().hex[:8]}"
     create_topic(topic)
     store = redis.Redis.from_url(REDIS_URL)

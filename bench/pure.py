@@ -1,6 +1,6 @@
 """Cost of the pure per-event path (decode + process_events), in µs per event, median of runs.
 
-.venv/bin/python bench/operators.py [--events 100000 --runs 5]
+.venv/bin/python bench/pure.py [--events 100000 --runs 5]
 """
 
 from __future__ import annotations

@@ -66,7 +66,15 @@ def latency_rows(found: dict[str, Any]) -> list[Row]:
         f"p50 {found['p50_ms']:.0f}, p99 {found['p99_ms']:.0f}, p99.9 {found['p999_ms']:.0f} ms"
     )
     what = f"latency, append to change acked, paced at {found['rate_eps']:,.0f} ev/s"
-    return [(what, figure, "p99 ≤ 50 ms", found["p99_ms"] <= 50)]
+    rows: list[Row] = [(what, figure, "p99 ≤ 50 ms", found["p99_ms"] <= 50)]
+    if "wall_clock" in found:
+        wall = found["wall_clock"]
+        figure = (
+            f"p50 {wall['p50_ms']:.0f}, p99 {wall['p99_ms']:.0f}, p99.9 {wall['p999_ms']:.0f} ms"
+        )
+        what = "the same, event time on the wall clock (re-scorings at a real stream's pace)"
+        rows.append((what, figure, "p99 ≤ 50 ms", wall["p99_ms"] <= 50))
+    return rows
 
 
 def scale_rows(found: dict[str, Any]) -> list[Row]:

@@ -281,7 +281,7 @@ def main() -> None:
                     target=paced, args=(topic, messages[backlog:], args.live_rate), daemon=True
                 )
                 pacer.start()
-                time.sleep(LIVE_WARMUP_S)  # measure the steady state, not the wake from idle
+                time.sleep(LIVE_WARMUP_S)  # the pacer connects, then sends at its pace
                 for source, port in ((s, ports[s]) for s in order):
                     found[f"live, reads on the {source}"] = measured(
                         f"serve following {args.live_rate:,.0f} ev/s, reads on the {source}",

@@ -2,7 +2,8 @@
 topic to its change event's append to the output topic (acks=all: appended is acknowledged).
 
 Both topics stamp records with the broker's clock (``message.timestamp.type=LogAppendTime``),
-so producer-side batching and clocks do not count. A warm-up (unpaced, until the first model
+so producer-side batching and clocks do not count; the pacing producer connects before its
+clock starts, so it sends no burst. A warm-up (unpaced, until the first model
 is published and every warm-up event is saved) comes first; then a probe of ``--probe`` events
 produced at once measures serve's maximum throughput at this point of the stream (with a
 model, as many users as it has met, their re-scorings falling due); then events are produced
@@ -50,6 +51,10 @@ def paced(topic: str, messages: list[tuple[bytes, bytes]], rate: float) -> float
     producer = Producer(
         {"bootstrap.servers": BOOTSTRAP, "enable.idempotence": True, "linger.ms": 1}
     )
+    # Connected and holding its producer id before the clock starts: otherwise the first
+    # fraction of a second is queued and sent as one burst.
+    producer.list_topics(topic, timeout=30)
+    time.sleep(1.0)
     started = time.perf_counter()
     for sent, (key, value) in enumerate(messages):
         due = started + sent / rate

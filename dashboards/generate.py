@@ -137,6 +137,28 @@ OVERVIEW = [
         ("time() - max by (instance) (segstream_last_batch_timestamp_seconds)", "{{instance}}"),
         unit="s",
     ),
+    panel(
+        "API requests per second",
+        "segstream api: requests by route and status (404: no state for that user).",
+        (
+            f"sum by (route, status) (rate(segstream_api_request_duration_seconds_count[{RATE}]))",
+            "{{route}} {{status}}",
+        ),
+        unit="reqps",
+    ),
+    panel(
+        "API latency",
+        "segstream api: time to answer, by route (p99 target of GET /v1/users: 5 ms).",
+        *(
+            (
+                f"histogram_quantile({q}, sum by (le, route) "
+                f"(rate(segstream_api_request_duration_seconds_bucket[{RATE}])))",
+                f"p{int(q * 100)} {{{{route}}}}",
+            )
+            for q in (0.5, 0.99)
+        ),
+        unit="s",
+    ),
 ]
 
 MODEL = [

@@ -86,7 +86,8 @@ class Catalog:
             self.lineage = models.load_lineage()  # written with each model
             self._published = published
         self.names = models.load_segment_names()
-        if time.monotonic() >= self._partitions_due:
+        # Until a consumer has saved an offset, look again at every refresh, not every 30 s.
+        if not self.layout[0] or time.monotonic() >= self._partitions_due:
             self._partitions_due = time.monotonic() + PARTITIONS_REFRESH_S
             self._find_partitions()
 

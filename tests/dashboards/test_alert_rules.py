@@ -32,7 +32,7 @@ def test_rules_are_valid() -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 16 rules found" in done.stdout
+    assert "SUCCESS: 18 rules found" in done.stdout
 
 
 def test_each_alert_fires_on_its_failure_and_not_on_health() -> None:

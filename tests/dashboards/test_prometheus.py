@@ -27,6 +27,7 @@ import pytest
 import redis
 
 from stream.generator import MALFORMED, encode, generate_events
+from tests.support.api import start_api
 from tests.support.servers import end_offsets, missing, ordered_producer, redis_client
 from tests.support.service import Service
 
@@ -100,6 +101,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         SEGSTREAM_ALERT_TAGS="churn_risk",
     )
     svc.start()
+    api_process = start_api(svc, tmp / "api.log")
     port = free_port()
     config = tmp / "prometheus.yml"
     config.write_text(
@@ -111,7 +113,11 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     {
                         "job_name": "segstream",
                         "static_configs": [{"targets": [f"127.0.0.1:{svc.http_port()}"]}],
-                    }
+                    },
+                    {
+                        "job_name": "segstream-api",
+                        "static_configs": [{"targets": [api_process.url.removeprefix("http://")]}],
+                    },
                 ],
             }
         )
@@ -143,11 +149,21 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         producer.flush()
         producer.close()
         svc.wait_for_offsets(client, end_offsets(svc.input_topic))
+        users = sorted(svc.states(client))[:50]
+        deadline = time.monotonic() + 10  # the API looks for partitions every 2 s until found
+        while api_process.call("GET", f"/v1/users/{users[0]}")[0] != 200:
+            assert time.monotonic() < deadline, "the API never found the consumers' partitions"
+            time.sleep(0.5)
+        for user in users:  # the API panels: answers and a 404
+            assert api_process.call("GET", f"/v1/users/{user}")[0] == 200
+        assert api_process.call("GET", "/v1/users/nobody-at-all")[0] == 404
         time.sleep(5)  # a few more scrapes and rule evaluations after the last batch
         yield base
     finally:
         server.terminate()
         server.wait(timeout=30)
+        api_process.process.terminate()
+        api_process.process.wait(timeout=30)
         svc.cleanup(client)
 
 
@@ -209,7 +225,7 @@ def test_every_rule_parses_evaluates_and_records(prometheus: str) -> None:
         assert reply["status"] == "success", (name, reply.get("error"))
     groups = api(prometheus, "rules")["data"]["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
-    assert len(rules) == len(rule_expressions()) == 16
+    assert len(rules) == len(rule_expressions()) == 18
     assert all(rule["health"] == "ok" and not rule.get("lastError") for rule in rules), rules
     # Recording rules produce series; the healthy service fires no alert but its own absence
     # test's counterpart: up is 1.

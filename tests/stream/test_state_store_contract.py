@@ -105,6 +105,47 @@ def test_due_users_and_the_watermark_are_saved_with_the_batch(
     assert store.watermark(P0) == 1500 and store.due_users(P0, 10**15, 10) == ["a", "c"]
 
 
+def test_a_batch_of_more_users_than_one_bulk_command_holds_is_written_whole(
+    new_store: Callable[[], StateStore],
+) -> None:
+    # Redis writes dues, labels and removals a few thousand members per command: 7,000 users
+    # take two commands of each kind; the partition's other users and a second batch too.
+    store = new_store()
+    store.claim(P0)
+    users = [f"u{i}" for i in range(7_000)]
+    store.save(
+        {
+            P0: PartitionWrite(
+                0,
+                1,
+                dict.fromkeys(users, b"r"),
+                0,
+                {u: 1 + i for i, u in enumerate(users)},
+                pending=dict.fromkeys(users, b"L"),
+            )
+        }
+    )
+    assert store.due_users(P0, 10**15, 10_000) == users
+    assert len(store.load_pending({P0: users})[P0]) == 7_000
+    dropped, removed = users[:6_500], users[6_500:]
+    store.save(
+        {
+            P0: PartitionWrite(
+                1,
+                2,
+                {},
+                0,
+                dict.fromkeys(dropped, 0),
+                pending=dict.fromkeys(dropped, b""),
+                deleted=removed,
+            )
+        }
+    )
+    assert store.due_users(P0, 10**15, 10_000) == []
+    assert store.load_pending({P0: users}) == {P0: {}}
+    assert store.load({P0: users}) == {P0: dict.fromkeys(dropped, b"r")}
+
+
 def test_removed_users_lose_record_due_entry_and_labels_before_the_batch_is_written(
     new_store: Callable[[], StateStore],
 ) -> None:

@@ -268,7 +268,8 @@ def main() -> None:
                 }
                 time.sleep(2.5)  # the first model and partition refresh, the replica's catch-up
                 # Each source goes first in turn: the first phase meets serve's first bursts.
-                order = sorted(ports, key=lambda source: (list(ports).index(source) - run) % 2)
+                turn = run % len(ports)
+                order = [*list(ports)[turn:], *list(ports)[:turn]]
                 for source, port in ((s, ports[s]) for s in order):
                     found[f"busy, reads on the {source}"] = measured(
                         f"serve catching up, reads on the {source}", port, args, saved

@@ -37,14 +37,16 @@ def panel(
     }
 
 
-def quantiles(metric: str, by: str = "") -> tuple[tuple[str, str], ...]:
+def quantiles(
+    metric: str, by: str = "", levels: tuple[float, ...] = (0.5, 0.9, 0.99)
+) -> tuple[tuple[str, str], ...]:
     group = f"le, {by}" if by else "le"
     return tuple(
         (
             f"histogram_quantile({q}, sum by ({group}) (rate({metric}_bucket[{RATE}])))",
             f"p{int(q * 100)}" + (f" {{{{{by}}}}}" if by else ""),
         )
-        for q in (0.5, 0.9, 0.99)
+        for q in levels
     )
 
 
@@ -149,14 +151,7 @@ OVERVIEW = [
     panel(
         "API latency",
         "segstream api: time to answer, by route (p99 target of GET /v1/users: 5 ms).",
-        *(
-            (
-                f"histogram_quantile({q}, sum by (le, route) "
-                f"(rate(segstream_api_request_duration_seconds_bucket[{RATE}])))",
-                f"p{int(q * 100)} {{{{route}}}}",
-            )
-            for q in (0.5, 0.99)
-        ),
+        *quantiles("segstream_api_request_duration_seconds", "route", (0.5, 0.99)),
         unit="s",
     ),
 ]

@@ -163,8 +163,8 @@ def _emit(
     records["pending_streak"] = [min(decisions.streak[r], 255) for r in rows]
     records["tags"] = [decisions.tags[r] for r in rows]
     records["seq"] = [min(decisions.seq[r], _U32) for r in rows]
-    moved = [i for i, r in enumerate(rows) if r in decisions.tags_entered]
-    if moved:
+    if decisions.tags_entered:  # most batches move no tag
+        moved = [i for i, r in enumerate(rows) if r in decisions.tags_entered]
         records["tags_entered"][moved] = [decisions.tags_entered[rows[i]] for i in moved]
     out.records = dict(zip((table.users[r] for r in rows), write_records(records), strict=True))
     return out

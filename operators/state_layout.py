@@ -15,13 +15,10 @@ _FORMAT_VERSION: Final = 4
 # sums (float32), recent event-id digests (48-bit), category bits, segment, pending segment,
 # pending streak, tag bits, change seq, each tag's entry time (epoch s). Little-endian, no
 # padding: 187 bytes, the most Redis's 192-byte allocation class holds (188).
-_LAYOUT: Final = struct.Struct(
-    f"<B q q q q {_N}I q {WINDOW_COUNT}f {6 * RECENT_IDS}s I i i B B I {TAG_SLOTS}I"
-)
+_V3_FIELDS: Final = f"<B q q q q {_N}I q {WINDOW_COUNT}f {6 * RECENT_IDS}s I i i B B I"
+_LAYOUT: Final = struct.Struct(f"{_V3_FIELDS} {TAG_SLOTS}I")
 # Version 3: version 4 without the tags' entry times; read, written as 4.
-_LAYOUT_V3: Final = struct.Struct(
-    f"<B q q q q {_N}I q {WINDOW_COUNT}f {6 * RECENT_IDS}s I i i B B I"
-)
+_LAYOUT_V3: Final = struct.Struct(_V3_FIELDS)
 # Version 2 (before 0.2): two 64-bit recent ids and one-byte segment ids; read, written as 3.
 _LAYOUT_V2: Final = struct.Struct(f"<B q q q q {_N}I q {WINDOW_COUNT}f 2Q I b b B B I")
 # Packed fields saturate at their type's limit instead of failing to pack.

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stream import __version__
-from stream.api_reads import MAX_USER_ID, UserReads, problem_document
+from stream.api_reads import MAX_USER_ID, UserReads, problem_document, unknown_user
 from stream.api_state import MAX_NAME_LENGTH, Catalog
 from stream.ports import Sink
 from stream.settings import Settings
@@ -213,7 +213,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> ASGIApp:
         document."""
         doc = await cat.user(user_id)
         if doc is None:
-            raise Problem(404, "Not Found", f"no state for user {user_id!r}")
+            raise Problem(404, "Not Found", unknown_user(user_id))
         return Response(orjson.dumps(doc), media_type="application/json")  # as documented
 
     @app.delete("/v1/users/{user_id}", dependencies=[writes], status_code=202, tags=["users"])

@@ -26,6 +26,11 @@ ROUTE: Final = "/v1/users/{user_id}"  # the route template, as metrics label it
 MAX_USER_ID: Final = 128
 
 
+def unknown_user(user_id: str) -> str:
+    """The detail of the 404 for a user no partition holds."""
+    return f"no state for user {user_id!r}"
+
+
 def problem_document(status: int, title: str, detail: str, path: str) -> dict[str, Any]:
     """An RFC 9457 problem document."""
     return {
@@ -65,11 +70,8 @@ class UserReads:
                 problem_document(500, "Internal Server Error", type(exc).__name__, path),
             )
         else:
-            if doc is None:
-                detail = f"no state for user {user_id!r}"
-                status, body = 404, problem_document(404, "Not Found", detail, path)
-            else:
-                status, body = 200, doc
+            missing = problem_document(404, "Not Found", unknown_user(user_id), path)
+            status, body = (404, missing) if doc is None else (200, doc)
         content = orjson.dumps(body)
         kind = b"application/json" if status == 200 else b"application/problem+json"
         headers = [(b"content-type", kind), (b"content-length", str(len(content)).encode())]

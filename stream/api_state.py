@@ -52,10 +52,12 @@ class Catalog:
     _partitions_due: float = 0.0
 
     primary: aredis.Redis | None = None  # where names are written; None: ``client``
-    tags: tuple[TagDefinition, ...] = field(init=False)  # parsed once: requests read them
+    tag_definitions: tuple[TagDefinition, ...] = field(
+        init=False
+    )  # parsed once: requests read them
 
     def __post_init__(self) -> None:
-        self.tags = self.settings.tag_definitions
+        self.tag_definitions = self.settings.tag_definitions
 
     @classmethod
     def connect(cls, settings: Settings) -> Catalog:
@@ -134,7 +136,7 @@ class Catalog:
                 unpack_state(packed),
                 int(watermark or 0),
                 self.snapshot,
-                self.tags,
+                self.tag_definitions,
                 self.tag_models,
                 self.segment_names,
             )

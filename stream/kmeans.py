@@ -1,5 +1,6 @@
 """Offline k-means building blocks the online model (``stream.segment_model``) uses: nearest
-center, k-means++ seeding, the k-means cost and Lloyd iterations, on points as tuples."""
+center, k-means++ seeding, the k-means cost, Lloyd iterations and the test of moving one center
+onto a far point, on points as tuples."""
 
 from __future__ import annotations
 
@@ -76,6 +77,25 @@ def lloyd(
             break
         current = moved
     return [tuple(float(v) for v in c) for c in current], [int(n) for n in sizes]
+
+
+def relocated(
+    points: Points, centers: Sequence[Point], rng: random.Random
+) -> tuple[list[Point], list[int]] | None:
+    """The best variant of ``centers`` with one of them moved onto a far point (k-means++
+    sampling), each refit by 3 Lloyd iterations, if it costs over 10% less than the centers
+    refit alike; else None. (centers, sizes)."""
+    current, _ = lloyd(points, centers, 3)
+    best_cost = 0.9 * kmeans_cost(points, current)
+    far = kmeans_plus_plus(points, 1, rng, existing=current)[0]
+    best: tuple[list[Point], list[int]] | None = None
+    for moved in range(len(current)):
+        variant = [far if i == moved else c for i, c in enumerate(current)]
+        variant, variant_sizes = lloyd(points, variant, 3)
+        variant_cost = kmeans_cost(points, variant)
+        if variant_cost < best_cost:
+            best_cost, best = variant_cost, (variant, variant_sizes)
+    return best
 
 
 def _squared_distances(

@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 from river import cluster, preprocessing
 
-from stream.kmeans import Point, kmeans_cost, kmeans_plus_plus, lloyd
+from stream.kmeans import Point, kmeans_plus_plus, lloyd, relocated
 from stream.river_batch import scaler_learn_many
 from stream.state_codec import scaler_from_dict, scaler_to_dict
 
@@ -73,8 +73,6 @@ class StreamSegmentModel:
         self._reservoir: list[Point] = []  # log1p space: independent of the scaler's drift
         self._chunk: list[Point] = []
         self._ready = False
-
-    # -- learning ---------------------------------------------------------------------------
 
     def learn(self, features: Mapping[str, float]) -> None:
         self.learn_many([features])
@@ -161,21 +159,9 @@ class StreamSegmentModel:
         iterations; adopt the best variant if it cuts the cost by over 10%.
         """
         points = self._reservoir_points()
-        current, sizes = lloyd(points, self.centers(), 3)
-        best_cost = 0.9 * kmeans_cost(points, current)
-        far = kmeans_plus_plus(points, 1, self._rng, existing=current)[0]
-        best: tuple[list[Point], list[int]] | None = None
-        for moved in range(self.n_segments):
-            variant = [far if i == moved else c for i, c in enumerate(current)]
-            variant, variant_sizes = lloyd(points, variant, 3)
-            variant_cost = kmeans_cost(points, variant)
-            if variant_cost < best_cost:
-                best_cost, best = variant_cost, (variant, variant_sizes)
+        best = relocated(points, self.centers(), self._rng)
         if best is not None:
-            centers, sizes = best
-            scale = sum(self.counts) / max(len(points), 1)
-            self._set_centers([self.unstandardize(c) for c in centers])
-            self.counts = [max(n * scale, 1e-9) for n in sizes]
+            self._adopt(*best, len(points))
 
     def _reseed_dead_centers(self) -> None:
         total = sum(self.counts)
@@ -207,11 +193,13 @@ class StreamSegmentModel:
             others = [c for i, c in enumerate(centers) if i != empty[0]]
             centers[empty[0]] = kmeans_plus_plus(points, 1, self._rng, existing=others)[0]
             centers, sizes = lloyd(points, centers, iterations)
-        self._set_centers([self.unstandardize(c) for c in centers])
-        scale = sum(self.counts) / max(len(points), 1)
-        self.counts = [max(n * scale, 1e-9) for n in sizes]
+        self._adopt(centers, sizes, len(points))
 
-    # -- state as data ----------------------------------------------------------------------
+    def _adopt(self, centers: Sequence[Point], sizes: Sequence[int], points: int) -> None:
+        """Centers refit on ``points`` reservoir points; their counts keep the model's total."""
+        scale = sum(self.counts) / max(points, 1)
+        self._set_centers([self.unstandardize(c) for c in centers])
+        self.counts = [max(n * scale, 1e-9) for n in sizes]
 
     def to_dict(self) -> dict[str, Any]:
         """Everything the model learned, as JSON-ready numbers (never a pickle)."""
@@ -261,8 +249,6 @@ class StreamSegmentModel:
         if model._ready:
             model._set_centers([tuple(float(v) for v in c) for c in doc["centers"]])
         return model
-
-    # -- reading ----------------------------------------------------------------------------
 
     def _set_centers(self, centers: Sequence[Point]) -> None:
         self._kmeans.centers = {i: _center(self.features, c) for i, c in enumerate(centers)}

@@ -40,6 +40,12 @@ class UserChanged:
     request: tuple[tuple[str, str | int | bool], ...] = ()  # an erasure's: who, how, when
 
     @property
+    def held_nothing(self) -> bool:
+        """An erasure where the partition kept no state for the user: the request goes to
+        every partition (producers' partitioners differ), so this is audited, not published."""
+        return self.removed == "erased" and not dict(self.request).get("found", False)
+
+    @property
     def tags_added(self) -> tuple[str, ...]:
         return tuple(t for t in self.tags_after if t not in self.tags_before)
 

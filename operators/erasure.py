@@ -1,10 +1,12 @@
 """Erasure requests: a command on the input topic, applied in order with the user's events.
 
 ``segstream erase`` (and the API's ``DELETE /v1/users/{id}``) publish a request keyed by the
-user id, so the owner of the user's partition applies it between the events before and after
-it: the user's record, due entry, pending labels and recent ids go, its segment's size goes
-down, a ``user_erased`` event and a membership tombstone go out, and an audit entry records who
-asked, when and how, without the user's id or data. Events that come later start a new user.
+user id on every partition (producers' partitioners differ, so only the partitions' owners know
+where the user lives). Each owner applies it between the events before and after it: where it
+holds the user, the user's record, due entry, pending labels and recent ids go, its segment's
+size goes down, a ``user_erased`` event and a membership tombstone go out; every owner appends
+an audit entry of who asked, when and how, without the user's id or data. Events that come
+later start a new user.
 """
 
 from __future__ import annotations

@@ -251,15 +251,29 @@ class ConfluentSink:
         else:
             log.warning("kafka: %s", error)
 
-    def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    def send(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None:
         while True:
             try:
-                self._producer.produce(topic, value, key)
+                if partition is None:
+                    self._producer.produce(topic, value, key)
+                else:
+                    self._producer.produce(topic, value, key, partition=partition)
                 return
             except BufferError:  # the client's queue is full: let deliveries drain
                 self._producer.poll(0.1)
             except KafkaException as exc:
                 raise DependencyError(f"kafka: send to {topic} failed: {exc}") from exc
+
+    def partitions(self, topic: str) -> int:
+        try:
+            found = self._producer.list_topics(topic, timeout=15).topics.get(topic)
+        except KafkaException as exc:
+            raise DependencyError(f"kafka: no metadata for topic {topic}: {exc}") from exc
+        if found is None or found.error is not None or not found.partitions:
+            raise DependencyError(f"kafka: topic {topic} does not exist")
+        return len(found.partitions)
 
     def flush(self) -> None:
         left = self._producer.flush(60)

@@ -39,9 +39,14 @@ class MeteredSink:
         self._metrics = metrics
         self._pending: Counter[str] = Counter()
 
-    def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        self._sink.send(topic, key, value)
+    def send(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None:
+        self._sink.send(topic, key, value, partition)
         self._pending[topic] += 1
+
+    def partitions(self, topic: str) -> int:
+        return self._sink.partitions(topic)
 
     def flush(self) -> None:
         pending, self._pending = self._pending, Counter()

@@ -171,11 +171,23 @@ class KafkaSink:
             raise DependencyError(f"kafka: cannot connect to {bootstrap}: {exc}") from exc
         self._pending: list[Any] = []
 
-    def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    def send(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None:
         try:
-            self._pending.append(self._producer.send(topic, key=key, value=value))
+            sent = self._producer.send(topic, key=key, value=value, partition=partition)
         except KafkaError as exc:
             raise DependencyError(f"kafka: send to {topic} failed: {exc}") from exc
+        self._pending.append(sent)
+
+    def partitions(self, topic: str) -> int:
+        try:
+            indexes = self._producer.partitions_for(topic)
+        except KafkaError as exc:
+            raise DependencyError(f"kafka: no metadata for topic {topic}: {exc}") from exc
+        if not indexes:
+            raise DependencyError(f"kafka: topic {topic} does not exist")
+        return len(indexes)
 
     def flush(self) -> None:
         pending, self._pending = self._pending, []

@@ -31,11 +31,17 @@ class InMemoryBroker:
             self.logs.setdefault(Partition(topic, index), [])
 
     def append(
-        self, topic: str, key: bytes | None, value: bytes | None, timestamp_ms: int = 0
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp_ms: int = 0,
+        partition: int | None = None,
     ) -> Record:
         self.create_topic(topic)
         # crc32, not hash(): the same key lands in the same partition in every process.
         index = zlib.crc32(key) % self.partitions if key is not None else 0
+        index = index if partition is None else partition
         log = self.logs[Partition(topic, index)]
         record = Record(Partition(topic, index), len(log), key, value, timestamp_ms)
         log.append(record)
@@ -113,14 +119,21 @@ class InMemoryEventSource:
 class InMemorySink:
     def __init__(self, broker: InMemoryBroker) -> None:
         self.broker = broker
-        self._pending: list[tuple[str, bytes | None, bytes | None]] = []
+        self._pending: list[tuple[str, bytes | None, bytes | None, int | None]] = []
 
-    def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        self._pending.append((topic, key, value))
+    def send(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None:
+        if partition is not None and not 0 <= partition < self.broker.partitions:
+            raise ValueError(f"{topic} has no partition {partition}")
+        self._pending.append((topic, key, value, partition))
+
+    def partitions(self, topic: str) -> int:
+        return self.broker.partitions
 
     def flush(self) -> None:
-        for topic, key, value in self._pending:
-            self.broker.append(topic, key, value)
+        for topic, key, value, partition in self._pending:
+            self.broker.append(topic, key, value, partition=partition)
         self._pending.clear()
 
     def close(self) -> None:

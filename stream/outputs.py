@@ -92,6 +92,10 @@ class Outputs:
                 )
             tally.alerts[tag] += 1
         for change in outcome.changes:
+            if change.removed == "erased":  # audited even in a rebuild: the audit is state
+                self.audit.append(audit_entry(change.event_id, change.request, self.now_ms))
+                if change.held_nothing:
+                    continue
             if publish:
                 key = change.user_id.encode()
                 value = encode_change(change, self.now_ms, self.names)
@@ -99,8 +103,6 @@ class Outputs:
                 self.records.append((self.topics.membership, key, encode_membership(change)))
             if change.removed:
                 tally.removed[change.removed] += 1
-            if change.removed == "erased":  # audited even in a rebuild: the audit is state
-                self.audit.append(audit_entry(change.event_id, change.request, self.now_ms))
             for tag in change.tags_added:
                 tally.tag_moves[tag, "enter"] += 1
             for tag in change.tags_removed:
@@ -115,7 +117,7 @@ class Outputs:
                 if segment is not None:
                     tally.segment_deltas[segment] += step
                     tally.segment_touches[segment] += 1
-        tally.changes += len(outcome.changes)
+        tally.changes += sum(not change.held_nothing for change in outcome.changes)
         for event, watermark in outcome.late if publish else ():
             record = sources[id(event)]
             late = Rejected(

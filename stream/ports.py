@@ -71,8 +71,14 @@ class EventSource(Protocol):
 
 
 class Sink(Protocol):
-    def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        """Queue a record; a None value is a tombstone (compacted topics forget the key)."""
+    def send(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None:
+        """Queue a record; a None value is a tombstone (compacted topics forget the key).
+        ``partition``: where it goes; None: where the key hashes to."""
+
+    def partitions(self, topic: str) -> int:
+        """How many partitions ``topic`` has; raise DependencyError if it does not exist."""
 
     def flush(self) -> None:
         """Block until every send so far is acknowledged; raise DependencyError if one failed."""

@@ -73,15 +73,21 @@ def produce_simulated(
 def request_erasure(
     settings: Settings, user_id: str, requested_by: str, via: str, sink: Sink | None = None
 ) -> str:
-    """Publish an erasure request for ``user_id`` on the input topic; return its id once the
-    broker acknowledged it (the partition's owner applies it in order with the user's events).
-    ``sink``: a producer to reuse (the API's); else one is made for the request."""
+    """Publish an erasure request for ``user_id`` on every partition of the input topic; return
+    its id once the broker acknowledged them all.
+
+    Every partition, not the one the key hashes to: producers place keys with their own
+    partitioner (Java's murmur2, librdkafka's CRC32, ...), so only the partitions' owners know
+    where the user's state lives. Each applies the request in order with its partition's
+    events; where it holds no state, the request is only audited. ``sink``: a producer to
+    reuse (the API's); else one is made for the request."""
     erase_id, key, value = encode_erase_request(user_id, requested_by, via, int(time.time() * 1000))
     from stream.wiring import kafka_sink
 
     producer = sink or kafka_sink(settings)
     try:
-        producer.send(settings.input_topic, key, value)
+        for partition in range(producer.partitions(settings.input_topic)):
+            producer.send(settings.input_topic, key, value, partition)
         producer.flush()
     finally:
         if sink is None:

@@ -1,15 +1,16 @@
 """``segstream api``: the query API, a stateless process beside the consumers (FastAPI).
 
-Versioned under ``/v1``; OpenAPI at ``/openapi.json``, interactive docs at ``/docs``; errors as
+Versioned under ``/v1``; OpenAPI at ``/openapi.json``, interactive docs at ``/docs`` when
+``SEGSTREAM_API_DOCS`` is true; errors as
 RFC 9457 problem documents (``application/problem+json``); request metrics on ``/metrics``.
 Writes need ``Authorization: Bearer $SEGSTREAM_API_TOKEN`` (and reads too when
-``SEGSTREAM_API_TOKEN_READS`` is true); with no token set, writes are refused.
+``SEGSTREAM_API_TOKEN_READS`` is true); with no token set, writes are refused. Both, and the
+body limit, are checked before a body is read (``stream.api_door``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -17,17 +18,18 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, Header, Path, Request, Response
+from fastapi import FastAPI, Header, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stream import __version__
+from stream.api_door import FrontDoor
 from stream.api_reads import MAX_USER_ID, UserReads, problem_document, unknown_user
-from stream.api_state import MAX_NAME_LENGTH, Catalog
+from stream.api_state import MAX_NAME_LENGTH, Catalog, clean_segment_name
 from stream.ports import Sink
 from stream.settings import Settings
 from stream.tools import request_erasure
@@ -36,12 +38,25 @@ _BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 UserId = Annotated[
     str, Path(min_length=1, max_length=MAX_USER_ID, description="The user id (event key)")
 ]
+# Canonical decimal only: "01", "+1", "1.0", " 1" and "1_0" are not segment 1 (or 10).
+SegmentId = Annotated[
+    str, Path(pattern=r"^(0|[1-9][0-9]{0,8})$", description="The segment id, in decimal")
+]
 
 
 class SegmentName(BaseModel):
     name: str = Field(
-        min_length=1, max_length=MAX_NAME_LENGTH, examples=["weekend bargain hunters"]
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        examples=["weekend bargain hunters"],
+        description="Plain text: trimmed and stored in NFC; no control, bidi-override or "
+        "markup characters",
     )
+
+    @field_validator("name")
+    @classmethod
+    def plain_text(cls, name: str) -> str:
+        return clean_segment_name(name)
 
 
 class ProblemDocument(BaseModel):
@@ -165,21 +180,21 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> ASGIApp:
         title="segstream",
         version=__version__,
         summary="Users' segments and tags, segment names, erasure.",
+        description="Writes need `Authorization: Bearer <SEGSTREAM_API_TOKEN>`, and so do reads "
+        "when SEGSTREAM_API_TOKEN_READS is true.",
         lifespan=lifespan,
+        # Off unless asked: their pages load Swagger UI and ReDoc from a public CDN.
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
     )
 
-    # async: FastAPI runs a plain function in a worker thread, which costs more than this.
-    async def authorized(authorization: Annotated[str | None, Header()] = None) -> None:
-        if not settings.api_token:
-            raise Problem(403, "Forbidden", "writes are disabled: SEGSTREAM_API_TOKEN is unset")
-        given = (authorization or "").removeprefix("Bearer ").encode()
-        if not authorization or not hmac.compare_digest(given, settings.api_token.encode()):
-            raise Problem(401, "Unauthorized", "a valid bearer token is required")
-
-    writes = Depends(authorized)
-    # Open reads skip the dependency: its header parsing was a tenth of a GET's CPU.
-    reads = [Depends(authorized)] if settings.api_token_reads else []
-
+    # Added first, so inside the timing: refusals are measured too (route "unmatched").
+    app.add_middleware(
+        FrontDoor,
+        token=settings.api_token,
+        token_reads=settings.api_token_reads,
+        max_body_bytes=settings.api_max_body_bytes,
+    )
     app.add_middleware(_Measured, histogram=latency)
 
     @app.exception_handler(Problem)
@@ -202,7 +217,6 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> ASGIApp:
 
     @app.get(
         "/v1/users/{user_id}",
-        dependencies=reads,
         tags=["users"],
         response_model=UserDocument,
         responses={404: {"description": "No state for this user", "model": ProblemDocument}},
@@ -216,7 +230,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> ASGIApp:
             raise Problem(404, "Not Found", unknown_user(user_id))
         return Response(orjson.dumps(doc), media_type="application/json")  # as documented
 
-    @app.delete("/v1/users/{user_id}", dependencies=[writes], status_code=202, tags=["users"])
+    @app.delete("/v1/users/{user_id}", status_code=202, tags=["users"])
     async def erase_user(
         user_id: UserId, x_requested_by: Annotated[str | None, Header(max_length=256)] = None
     ) -> dict[str, Any]:
@@ -226,20 +240,21 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> ASGIApp:
         erase_id = await asyncio.to_thread(erase, user_id, by)
         return {"erase_id": erase_id, "user_id": user_id, "status": "accepted"}
 
-    @app.get("/v1/segments", dependencies=reads, tags=["segments"])
+    @app.get("/v1/segments", tags=["segments"])
     async def list_segments() -> dict[str, Any]:
         """Every segment of the current model: id, name, size, share, centroid (original
         units), the model version that created it and the segments merged into it."""
         version = cat.snapshot.version if cat.snapshot else 0
         return {"model_version": version, "segments": await cat.segments()}
 
-    @app.put("/v1/segments/{segment}/name", dependencies=[writes], tags=["segments"])
-    async def name_segment(segment: int, body: SegmentName) -> dict[str, Any]:
+    @app.put("/v1/segments/{segment}/name", tags=["segments"])
+    async def name_segment(segment: SegmentId, body: SegmentName) -> dict[str, Any]:
         """Name a segment; the name stays while the segment id lives, across new models."""
-        if cat.snapshot is None or segment not in cat.snapshot.segment_ids:
-            raise Problem(404, "Not Found", f"the current model has no segment {segment}")
-        await cat.name_segment(segment, body.name)
-        return next(s for s in await cat.segments() if s["id"] == segment)
+        number = int(segment)
+        if cat.snapshot is None or number not in cat.snapshot.segment_ids:
+            raise Problem(404, "Not Found", f"the current model has no segment {number}")
+        await cat.name_segment(number, body.name)
+        return next(s for s in await cat.segments() if s["id"] == number)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,27 @@ log = logging.getLogger(__name__)
 REFRESH_S = 2.0
 PARTITIONS_REFRESH_S = 30.0  # a topic's partitions are added rarely, and by hand
 MAX_NAME_LENGTH = 80
+# Bidirectional overrides, embeddings, isolates and marks: they reorder what a name shows.
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+def clean_segment_name(name: str) -> str:
+    """An analyst's segment name as stored: NFC, trimmed, plain text on one line. It shows on
+    dashboards, in change events and downstream UIs, so control and bidi characters (which
+    hide or reorder text) and markup are refused (``ValueError``), not silently removed."""
+    name = unicodedata.normalize("NFC", name).strip()
+    if not name:
+        raise ValueError("the name is empty")
+    for char in name:
+        if unicodedata.category(char) in {"Cc", "Cs", "Co", "Cn", "Zl", "Zp"}:
+            raise ValueError(f"the name has a control character (U+{ord(char):04X})")
+        if char in _BIDI_CONTROLS:
+            raise ValueError(f"the name has a bidirectional control (U+{ord(char):04X})")
+        if char in "<>":
+            raise ValueError("the name is plain text: no markup (< or >)")
+    return name
 
 
 @dataclass

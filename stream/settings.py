@@ -85,7 +85,20 @@ class Settings(ConnectionSettings):
         secret=True,
     )
     api_token_reads: bool = _setting(
-        False, "SEGSTREAM_API_TOKEN_READS", "true: the API's reads require the token too"
+        False,
+        "SEGSTREAM_API_TOKEN_READS",
+        "true: the API's reads (and its OpenAPI document and docs pages) require the token too",
+    )
+    api_max_body_bytes: int = _setting(
+        65_536,
+        "SEGSTREAM_API_MAX_BODY_BYTES",
+        "Largest request body the API reads; a larger one is refused (413) before it is read",
+    )
+    api_docs: bool = _setting(
+        False,
+        "SEGSTREAM_API_DOCS",
+        "true: serve the interactive docs at /docs and /redoc (their scripts load from a public "
+        "CDN); /openapi.json is always served",
     )
     key_prefix: str = _setting(
         "segstream", "SEGSTREAM_KEY_PREFIX", "Prefix of every Redis key segstream writes"

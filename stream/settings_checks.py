@@ -21,6 +21,7 @@ def check(settings: Settings) -> None:
         "sweep_batch_users",
         "label_every_days",
         "trainer_lease_s",
+        "api_max_body_bytes",
     )
     for name in positive:
         if getattr(settings, name) < 1:

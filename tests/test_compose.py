@@ -116,3 +116,14 @@ def test_prometheus_loads_the_shipped_rules_and_grafana_the_dashboards(
     grafana = {v.split(":")[0] for v in compose["services"]["grafana"]["volumes"]}
     for dashboard in (ROOT / "dashboards").glob("*.json"):
         assert f"./dashboards/{dashboard.name}" in grafana, dashboard.name
+
+
+def test_every_published_port_binds_loopback_unless_told(compose: dict[str, Any]) -> None:
+    published = [
+        (name, port)
+        for name, service in compose["services"].items()
+        for port in service.get("ports", [])
+    ]
+    assert {name for name, _ in published} >= {"kafka", "redis", "segstream", "api"}
+    for name, port in published:
+        assert str(port).startswith("${SEGSTREAM_PUBLISH_HOST:-127.0.0.1}:"), (name, port)

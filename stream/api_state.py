@@ -4,7 +4,9 @@ The API is stateless and apart from the consumers: it reads the same Redis. The 
 models, the analysts' segment names and the input topic's partitions change rarely, so a
 background task refreshes them (``REFRESH_S``, ``PARTITIONS_REFRESH_S``); a request then costs
 one round trip to Redis (one MGET: the user's record under every partition, and the
-partitions' watermarks), whatever partitioner the producers used.
+partitions' watermarks), whatever partitioner the producers used. A user not found is looked
+for once more after a fresh scan of the partitions (shared by the misses waiting for it), so a
+partition whose consumer saved its first batch a moment ago is never missed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import redis
 import redis.asyncio as aredis
 
 from operators.inspection import describe_user
-from operators.segments import SegmentSnapshot, segment_profiles
+from operators.segments import SegmentSnapshot, segment_names, segment_profiles
 from operators.state_layout import unpack_state
 from operators.tags import TagDefinition, TagModel, usable_models
 from stream.connections import async_redis_client, redis_client
@@ -65,13 +67,15 @@ class Catalog:
     sync_client: redis.Redis
     snapshot: SegmentSnapshot | None = None
     tag_models: dict[str, TagModel] = field(default_factory=dict)
-    names: dict[int, str] = field(default_factory=dict)
-    generated: dict[int, str] = field(default_factory=dict)  # names made from the model
+    names: dict[int, str] = field(default_factory=dict)  # the analysts'
+    segment_names: dict[int, str] = field(default_factory=dict)  # every segment's, as shown
     lineage: dict[int, dict[str, Any]] = field(default_factory=dict)  # each segment's history
     # The partitions with a saved offset, each one's key prefix and watermark key.
     layout: tuple[list[Partition], list[str], list[str]] = ([], [], [])
     _published: tuple[bytes | None, bytes | None] | None = None
     _partitions_due: float = 0.0
+    _scanned_at: float = -1.0  # when the last finished scan of the partitions started (monotonic)
+    _scanning: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     primary: aredis.Redis | None = None  # where names are written; None: ``client``
     tag_definitions: tuple[TagDefinition, ...] = field(
@@ -105,15 +109,15 @@ class Catalog:
         if published != self._published:  # parse only what changed: it holds the GIL
             self.snapshot, tags = models.parse_published(*published)
             self.tag_models = usable_models(tags, self.settings.tag_definitions)
-            profiles = segment_profiles(self.snapshot) if self.snapshot else []
-            self.generated = {p.segment: p.name for p in profiles}
             self.lineage = models.load_lineage()  # written with each model
             self._published = published
-        self.names = models.load_segment_names()
+        self._name(models.load_segment_names())
         # Until a consumer has saved an offset, look again at every refresh, not every 30 s.
         if not self.layout[0] or time.monotonic() >= self._partitions_due:
-            self._partitions_due = time.monotonic() + PARTITIONS_REFRESH_S
+            started = time.monotonic()
+            self._partitions_due = started + PARTITIONS_REFRESH_S
             self._find_partitions()
+            self._scanned_at = max(self._scanned_at, started)
 
     def _find_partitions(self) -> None:
         """The input topic's partitions a consumer saved an offset for: their offset keys are
@@ -142,7 +146,29 @@ class Catalog:
             await asyncio.sleep(REFRESH_S)
 
     async def user(self, user_id: str) -> dict[str, Any] | None:
-        """The user's document (``segstream inspect``'s), or None if no partition holds it."""
+        """The user's document (``segstream inspect``'s), or None if no partition holds it.
+
+        A user's record and its partition's offset are saved together, so a user missing from
+        the partitions known is looked for again once the offsets were scanned after this
+        request began: a saved user is found however new its partition is."""
+        began = time.monotonic()
+        found = await self._read_user(user_id)
+        if found is None and self._scanned_at < began:
+            await self._rescan(began)
+            found = await self._read_user(user_id)
+        return found
+
+    async def _rescan(self, began: float) -> None:
+        """Scan the partitions unless a scan started since ``began``; one scan at a time, which
+        the misses waiting for it share."""
+        async with self._scanning:
+            if self._scanned_at >= began:
+                return
+            started = time.monotonic()
+            await asyncio.to_thread(self._find_partitions)
+            self._scanned_at = started
+
+    async def _read_user(self, user_id: str) -> dict[str, Any] | None:
         partitions, tags, watermark_keys = self.layout
         if not partitions:
             return None
@@ -165,11 +191,6 @@ class Catalog:
             return {"partition": partition.index, **doc}
         return None
 
-    @property
-    def segment_names(self) -> dict[int, str]:
-        """Each segment's name: the analysts', else the one generated from the model."""
-        return {**self.generated, **self.names}
-
     async def segments(self) -> list[dict[str, Any]]:
         """Every segment of the current model, with its size over every partition."""
         if self.snapshot is None:
@@ -186,7 +207,7 @@ class Catalog:
             out.append(
                 {
                     "id": profile.segment,
-                    "name": self.names.get(profile.segment, profile.name),
+                    "name": self.segment_names.get(profile.segment, profile.name),
                     "generated_name": profile.name,
                     "size": size,
                     "share": round(size / total, 6) if total else 0.0,
@@ -202,4 +223,9 @@ class Catalog:
     async def name_segment(self, segment: int, name: str) -> None:
         primary = self.primary or self.client
         await primary.hset(names_key(self.settings.key_prefix), str(segment), name)
-        self.names = {**self.names, segment: name}
+        self._name({**self.names, segment: name})
+
+    def _name(self, names: dict[int, str]) -> None:
+        """Take the analysts' names; each segment's name is theirs, else the generated one (the
+        rule ``segstream inspect`` and change events follow)."""
+        self.names, self.segment_names = names, segment_names(self.snapshot, names)

@@ -7,6 +7,7 @@ from typing import Any
 import redis
 
 from operators.inspection import describe_user
+from operators.segments import segment_names
 from operators.state_layout import unpack_state
 from operators.tags import usable_models
 from stream.connections import redis_client
@@ -37,13 +38,16 @@ def inspect_user(
         if packed is None:
             continue
         models = RedisModelStore(client, settings.key_prefix)
+        snapshot = models.load_snapshot()
         doc = describe_user(
             user_id,
             unpack_state(packed),
             store.watermark(partition),
-            models.load_snapshot(),
+            snapshot,
             settings.tag_definitions,
             usable_models(models.load_tags(), settings.tag_definitions),
+            # As the API and change events name them: the analysts' name, else the generated.
+            segment_names(snapshot, models.load_segment_names()),
         )
         return {"partition": partition.index, **doc}
     return None

@@ -20,7 +20,7 @@ from stream.generator import encode, generate_events
 from stream.inspect import inspect_user
 from stream.settings import Settings
 from tests.support.api import TOKEN, Api, start_api
-from tests.support.servers import end_offsets, publish, read_topic, redis_client
+from tests.support.servers import end_offsets, ordered_producer, publish, read_topic, redis_client
 from tests.support.service import Service
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
@@ -270,3 +270,62 @@ def test_segment_ids_and_names_are_canonical(
     assert status == 200 and named["name"] == "Caf\u00e9 regulars"
     stored = client.hget(f"{service.prefix}:segment-names", str(segment))
     assert stored == "Caf\u00e9 regulars".encode()
+
+
+def test_a_saved_user_is_found_however_new_its_partition_and_named_as_inspect_does(
+    tmp_path: Path, client: redis.Redis
+) -> None:
+    service = Service(
+        tmp_path,
+        SEGSTREAM_MAX_BATCH_RECORDS="500",
+        SEGSTREAM_SNAPSHOT_EVERY_SAMPLES="300",
+        SEGSTREAM_TRAIN_SAMPLE_PERMILLE="1000",
+    )
+    events = list(itertools.islice(generate_events(200, seed=9, days=30), 4000))
+    users = sorted({e["user_id"] for e in events})
+    first = set(users[:50])  # on partition 0; the others on 1-3 once the API is up
+    producer = ordered_producer()
+
+    def send(chosen: set[str], partition_of: dict[str, int]) -> None:
+        for event in events:
+            if event["user_id"] in chosen:
+                key, value = encode(event)
+                producer.send(
+                    service.input_topic,
+                    key=key,
+                    value=value,
+                    partition=partition_of[event["user_id"]],
+                )
+        producer.flush()
+
+    api = None
+    try:
+        send(first, dict.fromkeys(first, 0))
+        service.start()
+        service.wait_for_offsets(client, end_offsets(service.input_topic))
+        api = start_api(service, tmp_path / "api.log")
+        assert api.call("GET", f"/v1/users/{min(first)}")[0] == 200  # it knows partition 0
+        later = set(users) - first
+        send(later, {u: 1 + i % 3 for i, u in enumerate(sorted(later))})
+        service.wait_for_offsets(client, end_offsets(service.input_topic))
+        stored = service.states(client)
+        missing = [
+            u for u in sorted(later) if u in stored and api.call("GET", f"/v1/users/{u}")[0] != 200
+        ]
+        assert not missing, f"{len(missing)} saved users answered 404: {missing[:5]}"
+
+        # One name for a segment, whoever shows it: the analysts' once they gave one.
+        user = next(u for u in sorted(stored) if stored[u].segment >= 0)
+        segment = stored[user].segment
+        path = f"/v1/segments/{segment}/name"
+        assert api.call("PUT", path, {"name": "night owls"}, token=TOKEN)[0] == 200
+        settings = Settings.from_env(service.env)
+        shown = inspect_user(settings, user, client)
+        assert shown is not None and shown["segment"] == {"id": segment, "name": "night owls"}
+        assert api.call("GET", f"/v1/users/{user}")[2]["segment"] == shown["segment"]
+    finally:
+        producer.close()
+        if api is not None:
+            api.process.terminate()
+            api.process.wait(timeout=30)
+        service.cleanup(client)

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -68,6 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     produce.add_argument("--days", type=float, default=60.0)
     produce.add_argument("--seed", type=int, default=7)
     produce.add_argument("--malformed", type=int, default=0, help="also send N malformed messages")
+    produce.add_argument(
+        "--start",
+        default="latest",
+        help="when the events start: 'latest' (default: an hour after the latest event on the "
+        "topic, so a second run tops it up; 2026-01-01 on an empty topic), 'now' (they end "
+        "now), or an ISO 8601 date",
+    )
     inspect = commands.add_parser(
         "inspect", help="print a user's segment, tags, seq and features (JSON) from Redis"
     )
@@ -149,10 +157,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "model":
         return model_command(args, settings)
     if args.command == "produce":
-        from stream.tools import produce_simulated
+        from stream.tools import produce_simulated, simulation_start
 
-        sent = produce_simulated(settings, args.users, args.days, args.seed, args.malformed)
-        print(f"produced {sent:,} messages to {settings.input_topic}")
+        try:
+            start_ms = simulation_start(settings, args.start, args.days)
+        except ValueError:
+            print(f"--start: 'latest', 'now' or an ISO 8601 date, not {args.start!r}")
+            return 2  # a usage error, as argparse exits for its own
+        sent = produce_simulated(
+            settings, args.users, args.days, args.seed, args.malformed, start_ms
+        )
+        began = datetime.fromtimestamp(start_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+        print(f"produced {sent:,} messages to {settings.input_topic} (events from {began} UTC)")
         return 0
     from stream.tools import create_topics
 

@@ -62,6 +62,8 @@ def _user_events(
     rng = random.Random(f"{seed}:events:{index}")
     persona = persona_of(index, seed)
     uid = user_id(index)
+    # Ids stay unique when a later run continues the same users from a later start.
+    run = uid if start_ms == DEFAULT_START_MS else f"{uid}@{start_ms // 1000}"
     span_ms = days * DAY_MS * persona.active_until
     # A Poisson-ish number of sessions at uniform times in the user's active span.
     mean_sessions = persona.sessions * sessions_scale
@@ -69,7 +71,7 @@ def _user_events(
     session_starts = sorted(start_ms + int(rng.random() * span_ms) for _ in range(n_sessions))
     counter = 0
     for session_no, ts in enumerate(session_starts):
-        session = f"{uid}-s{session_no}"
+        session = f"{run}-s{session_no}"
         steps: list[tuple[str, float | None]] = [("view", None)] * max(
             1, round(rng.expovariate(1 / persona.views))
         )
@@ -81,7 +83,7 @@ def _user_events(
             ts += rng.randint(5_000, 120_000)
             counter += 1
             event: dict[str, Any] = {
-                "event_id": f"{uid}-{counter}",
+                "event_id": f"{run}-{counter}",
                 "user_id": uid,
                 "type": event_type,
                 "ts": ts,

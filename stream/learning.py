@@ -45,6 +45,7 @@ class Learning:
         tag_models: Mapping[str, TagModel],
         tag_export_every: int = 500,
         lease_ms: int = 30_000,
+        first_model_wait_s: float = 60.0,
         training: bool = True,
         broker_version: Callable[[], int] = lambda: 0,
     ) -> None:
@@ -61,6 +62,8 @@ class Learning:
         self.tag_export_every = tag_export_every
         self.labels_since_export = 0
         self.lease_ms = lease_ms
+        self.first_model_wait_s = first_model_wait_s
+        self._first_sample_s: float | None = None  # when this trainer had its first sample
         self.training = training  # False: the published models are frozen; only follow them
         # The highest model version the broker's commit notes know of (they outlive Redis).
         self.broker_version = broker_version
@@ -93,6 +96,7 @@ class Learning:
         if self.trainer is None:
             return changed
         self.trainer.learn_many(vectors)
+        self._warm_start_if_waited()
         if not self.trainer.due():
             return changed
         snapshot, lineage = self.trainer.snapshot()
@@ -120,6 +124,19 @@ class Learning:
             list(lineage.merged),
         )
         return True
+
+    def _warm_start_if_waited(self) -> None:
+        """A deployment with no model yet gets one after ``first_model_wait_s`` of training,
+        from fewer samples than the warm-up's if the stream is slow (a replay fills the warm-up
+        in seconds and never gets here)."""
+        trainer = self.trainer
+        if trainer is None or trainer.model.ready or trainer.version or not trainer.samples:
+            return
+        now = self.clock.time_s()
+        if self._first_sample_s is None:
+            self._first_sample_s = now
+        elif now - self._first_sample_s >= self.first_model_wait_s:
+            trainer.warm_start_early()
 
     def _check_lease(self) -> bool:
         """Renew the lease (a third of its length apart); take over or follow. True when the

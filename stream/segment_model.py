@@ -109,6 +109,12 @@ class StreamSegmentModel:
     def ready(self) -> bool:
         return self._ready
 
+    def warm_start_now(self) -> None:
+        """Start from the samples absorbed so far, before the warm-up's count (a slow stream's
+        first model); then learn as after any warm start."""
+        if not self._ready and self.samples >= self.n_segments:
+            self._warm_start()
+
     def _remember(self, x: Point) -> None:
         """A reservoir biased to recent points: once full, each sample enters with probability
         ``reservoir_size / memory`` in a random slot, so points live about ``memory`` samples."""

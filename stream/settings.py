@@ -173,7 +173,14 @@ class Settings(ConnectionSettings):
     snapshot_every_samples: int = _setting(
         10_000,
         "SEGSTREAM_SNAPSHOT_EVERY_SAMPLES",
-        "Publish a new frozen model snapshot after this many training samples",
+        "Publish a new frozen model snapshot after this many training samples (the first one "
+        "once the model is warm: 1,000 samples, or this many if fewer)",
+    )
+    first_model_wait_s: float = _setting(
+        60.0,
+        "SEGSTREAM_FIRST_MODEL_WAIT_S",
+        "With no model published yet, the trainer publishes one after this long (wall clock) "
+        "from as few as 25 samples per segment, if the 1,000-sample warm-up takes longer",
     )
     model_seed: int = _setting(42, "SEGSTREAM_MODEL_SEED", "Random seed of the segment model")
     training: bool = _setting(

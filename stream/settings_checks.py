@@ -46,6 +46,8 @@ def check(settings: Settings) -> None:
         raise ValueError(f"kafka_client must be one of {', '.join(KAFKA_CLIENTS)}")
     if not 0 <= settings.train_sample_permille <= 1000:
         raise ValueError("train_sample_permille must be between 0 and 1000")
+    if settings.first_model_wait_s < 0:
+        raise ValueError("first_model_wait_s must not be negative")
     if settings.max_future_s < 0 or settings.dlq_max_bytes < 4096:
         raise ValueError("max_future_s must not be negative; dlq_max_bytes at least 4096")
     settings.min_event_ms  # noqa: B018 - parsing validates the date

@@ -5,14 +5,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from datetime import UTC, datetime
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from operators.erasure import encode_erase_request
+from operators.decoding import decode_event
+from operators.erasure import EraseRequest, encode_erase_request
+from operators.events import Event
 from stream.connections import kafka_python_options
-from stream.generator import MALFORMED, encode, generate_events
+from stream.errors import DependencyError
+from stream.generator import DAY_MS, DEFAULT_START_MS, MALFORMED, encode, generate_events
 from stream.ports import Sink
 from stream.settings import Settings
 
@@ -50,7 +54,7 @@ def create_topics(settings: Settings, partitions: int, replication: int) -> None
 
 
 def produce_simulated(
-    settings: Settings, users: int, days: float, seed: int, malformed: int
+    settings: Settings, users: int, days: float, seed: int, malformed: int, start_ms: int
 ) -> int:
     # Idempotent: retries keep each partition in order.
     from stream.wiring import kafka_sink  # here: the wiring loads every model library
@@ -58,7 +62,7 @@ def produce_simulated(
     producer = kafka_sink(settings, bulk=True)
     sent = 0
     try:
-        for event in generate_events(users, seed=seed, days=days):
+        for event in generate_events(users, seed=seed, days=days, start_ms=start_ms):
             producer.send(settings.input_topic, *encode(event))
             sent += 1
         for i in range(malformed):
@@ -68,6 +72,54 @@ def produce_simulated(
     finally:
         producer.close()
     return sent
+
+
+def latest_event_ms(settings: Settings, tail: int = 500) -> int | None:
+    """The latest event time among the last ``tail`` messages of each partition of the input
+    topic (malformed messages and erasure requests aside), or None if it holds no event."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        enable_auto_commit=False,
+        **kafka_python_options(settings),
+    )
+    latest: int | None = None
+    try:
+        topic = settings.input_topic
+        partitions = [TopicPartition(topic, i) for i in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            return None
+        consumer.assign(partitions)
+        ends = consumer.end_offsets(partitions)
+        starts = consumer.beginning_offsets(partitions)
+        for tp in partitions:
+            consumer.seek(tp, max(starts[tp], ends[tp] - tail))
+        deadline = time.monotonic() + 60
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise DependencyError(f"kafka: reading the end of {topic} took over 60 s")
+            for records in consumer.poll(timeout_ms=1000).values():
+                for record in records:
+                    event = decode_event(record.key, record.value)
+                    if isinstance(event, Event) and not isinstance(event, EraseRequest):
+                        latest = event.ts_ms if latest is None else max(latest, event.ts_ms)
+    finally:
+        consumer.close()
+    return latest
+
+
+def simulation_start(settings: Settings, start: str, days: float) -> int:
+    """Where ``segstream produce`` starts its events (epoch ms): ``latest`` continues an hour
+    after the latest event on the topic (the generator's start date if it has none), so a second
+    run tops the stream up instead of sending events already late; ``now`` ends them now; else
+    an ISO 8601 date."""
+    if start == "latest":
+        latest = latest_event_ms(settings)
+        return DEFAULT_START_MS if latest is None else latest + 3_600_000
+    if start == "now":
+        return int(time.time() * 1000 - days * DAY_MS)
+    moment = datetime.fromisoformat(start)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
 
 
 def request_erasure(

@@ -1,7 +1,8 @@
 """The segment trainer: the one writer of the segment model.
 
-It feeds a sample of user feature vectors to :class:`StreamSegmentModel` and, every
-``snapshot_every`` samples, exports what it learned as a frozen :class:`SegmentSnapshot` (plain
+It feeds a sample of user feature vectors to :class:`StreamSegmentModel` and, once the model's
+warm-up is done (``warmup`` samples, 1,000 by default) and then every ``snapshot_every``
+samples, exports what it learned as a frozen :class:`SegmentSnapshot` (plain
 numbers) that scorers use. Before publishing, the new centers are matched to the previous
 snapshot's segments (``operators.matching``) so segment ids stay stable; the resulting
 :class:`Lineage` says which segments were created, retired or merged.
@@ -23,6 +24,8 @@ STATE_FORMAT = "segstream.segment-trainer"
 STATE_VERSION = 1
 # Two centers closer than this (standardized units) are the same segment across snapshots.
 MATCH_CAP = 1.0
+# The fewest samples per segment a first model starts from when it cannot wait for the warm-up.
+EARLY_SAMPLES_PER_SEGMENT = 25
 
 
 class SegmentTrainer:
@@ -61,9 +64,20 @@ class SegmentTrainer:
     def learn_many(self, vectors: Sequence[Mapping[str, float]]) -> None:
         self.model.learn_many(vectors)
 
+    def warm_start_early(self, min_per_segment: int = EARLY_SAMPLES_PER_SEGMENT) -> bool:
+        """Warm the model now if it has ``min_per_segment`` samples per segment (a first model
+        for a stream too slow to fill the warm-up soon); True if the model is warm."""
+        if not self.model.ready and self.samples >= min_per_segment * self.n_segments:
+            self.model.warm_start_now()
+        return self.model.ready
+
     def due(self) -> bool:
-        """True once the model is warm and enough samples arrived since the last snapshot."""
-        return self.model.ready and self.samples - self.samples_at_snapshot >= self.snapshot_every
+        """True once the model is warm, for the first snapshot at once (a new deployment gets
+        segments after the warm-up, not after a full period), then each time enough samples
+        arrived since the last one."""
+        if not self.model.ready:
+            return False
+        return self.version == 0 or self.samples - self.samples_at_snapshot >= self.snapshot_every
 
     def snapshot(self) -> tuple[SegmentSnapshot, Lineage]:
         """Export the model as data under the next version, with ids matched to the last one."""

@@ -195,6 +195,7 @@ def build_processor(
         snapshot=snapshot,
         tag_models=tag_models,
         lease_ms=settings.trainer_lease_s * 1000,
+        first_model_wait_s=settings.first_model_wait_s,
         training=settings.training,
         broker_version=lambda: notes_model_version(parts.source.committed()),
     )

@@ -147,3 +147,32 @@ def test_a_follower_republishing_a_lost_model_goes_above_the_versions_the_broker
     assert follower.learning.leading and republished is not None
     assert republished.version > newest.version  # versions never go back
     assert republished.centers == followed.centers
+
+
+def test_a_slow_stream_gets_a_first_model_after_the_wait_not_the_warmup() -> None:
+    clock = FakeClock()
+    models = InMemoryModelStore(monotonic=clock.time_s)
+    broker = InMemoryBroker()
+    settings = Settings(
+        max_batch_records=300, snapshot_every_samples=10_000, train_sample_permille=1000
+    )
+    parts = in_memory_parts(settings, broker)
+    processor = build_processor(
+        settings, Parts(parts.source, parts.sink, InMemoryStateStore(), models), clock=clock
+    )
+    events = list(generate_events(150, seed=6, days=1))  # an hour or so of a small shop
+    half = len(events) // 2
+    for event in events[:half]:
+        broker.append(settings.input_topic, *encode(event))
+    drain(processor)
+    trainer = processor.trainer
+    assert trainer is not None and 25 * settings.segments <= trainer.samples < 1000
+    assert models.load_snapshot() is None  # the warm-up is far off...
+    clock.now_s += settings.first_model_wait_s  # ...but a minute of training has passed
+    for event in events[half:]:
+        broker.append(settings.input_topic, *encode(event))
+    drain(processor)
+    published = models.load_snapshot()
+    assert published is not None and published.version == 1
+    assert len(published.centers) == settings.segments
+    assert trainer.samples < 1000

@@ -95,6 +95,20 @@ def test_versions_increase_and_snapshots_wait_for_warmup_and_enough_samples() ->
     assert trainer.snapshot()[0].version == 2
 
 
+def test_the_first_snapshot_comes_after_the_warmup_not_a_full_period() -> None:
+    trainer = SegmentTrainer(FEATURES, 4, snapshot_every=10_000, seed=1)  # warm-up: 1,000
+    vectors = sample_vectors(3000)
+    for vector in vectors[:999]:
+        trainer.learn(vector)
+    assert not trainer.due()
+    trainer.learn(vectors[999])
+    assert trainer.due()  # a new deployment gets segments now...
+    assert trainer.snapshot()[0].version == 1
+    for vector in vectors[1000:]:
+        trainer.learn(vector)
+    assert not trainer.due()  # ...and the next model after the regular period
+
+
 def test_reaches_the_offline_kmeans_cost_on_separated_clusters() -> None:
     trainer = SegmentTrainer(("a", "b", "c"), 4, snapshot_every=1000, seed=3, warmup=500)
     for vector in blob_vectors(20_000, seed=4):

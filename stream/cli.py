@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,8 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--start",
         default="latest",
         help="when the events start: 'latest' (default: an hour after the latest event on the "
-        "topic, so a second run tops it up; 2026-01-01 on an empty topic), 'now' (they end "
-        "now), or an ISO 8601 date",
+        "topic, so a second run tops it up, ending now at the latest; 2026-01-01 on an empty "
+        "topic), 'now' (the --days before now), or an ISO 8601 date",
     )
     inspect = commands.add_parser(
         "inspect", help="print a user's segment, tags, seq and features (JSON) from Redis"
@@ -157,18 +158,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "model":
         return model_command(args, settings)
     if args.command == "produce":
-        from stream.tools import produce_simulated, simulation_start
+        from stream.tools import produce_simulated, simulation_window
 
+        now_ms = int(time.time() * 1000)
         try:
-            start_ms = simulation_start(settings, args.start, args.days)
-        except ValueError:
-            print(f"--start: 'latest', 'now' or an ISO 8601 date, not {args.start!r}")
+            start_ms, days = simulation_window(settings, args.start, args.days, now_ms)
+        except ValueError as exc:
+            print(f"--start {args.start!r}: {exc}", file=sys.stderr)
             return 2  # a usage error, as argparse exits for its own
         sent = produce_simulated(
-            settings, args.users, args.days, args.seed, args.malformed, start_ms
+            settings, args.users, days, args.seed, args.malformed, start_ms, now_ms
         )
         began = datetime.fromtimestamp(start_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
-        print(f"produced {sent:,} messages to {settings.input_topic} (events from {began} UTC)")
+        print(
+            f"produced {sent:,} messages to {settings.input_topic} "
+            f"(events over {days:g} days from {began} UTC)"
+        )
         return 0
     from stream.tools import create_topics
 

@@ -54,8 +54,16 @@ def create_topics(settings: Settings, partitions: int, replication: int) -> None
 
 
 def produce_simulated(
-    settings: Settings, users: int, days: float, seed: int, malformed: int, start_ms: int
+    settings: Settings,
+    users: int,
+    days: float,
+    seed: int,
+    malformed: int,
+    start_ms: int,
+    until_ms: int,
 ) -> int:
+    """Publish simulated shoppers' events from ``start_ms`` over ``days``, none after
+    ``until_ms`` (now: a session that began just before it would run into the future)."""
     # Idempotent: retries keep each partition in order.
     from stream.wiring import kafka_sink  # here: the wiring loads every model library
 
@@ -63,6 +71,8 @@ def produce_simulated(
     sent = 0
     try:
         for event in generate_events(users, seed=seed, days=days, start_ms=start_ms):
+            if event["ts"] > until_ms:
+                break  # in event-time order: every later one is after it too
             producer.send(settings.input_topic, *encode(event))
             sent += 1
         for i in range(malformed):
@@ -107,19 +117,32 @@ def latest_event_ms(settings: Settings, tail: int = 500) -> int | None:
     return latest
 
 
-def simulation_start(settings: Settings, start: str, days: float) -> int:
-    """Where ``segstream produce`` starts its events (epoch ms): ``latest`` continues an hour
-    after the latest event on the topic (the generator's start date if it has none), so a second
-    run tops the stream up instead of sending events already late; ``now`` ends them now; else
-    an ISO 8601 date."""
-    if start == "latest":
-        latest = latest_event_ms(settings)
-        return DEFAULT_START_MS if latest is None else latest + 3_600_000
+def simulation_window(
+    settings: Settings, start: str, days: float, now_ms: int
+) -> tuple[int, float]:
+    """When ``segstream produce``'s events start (epoch ms) and how many days they span.
+
+    ``latest`` continues an hour after the latest event on the topic (the generator's start
+    date if it has none), so a second run tops the stream up instead of sending events that are
+    all late; on a live topic, whose latest event is recent, the window ends now instead of in
+    the future (where events are refused). ``now``: the ``days`` before now. Else an ISO 8601
+    date (UTC if it names no offset)."""
     if start == "now":
-        return int(time.time() * 1000 - days * DAY_MS)
-    moment = datetime.fromisoformat(start)
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+        return now_ms - int(days * DAY_MS), days
+    if start != "latest":
+        moment = datetime.fromisoformat(start)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return int(moment.timestamp() * 1000), days
+    latest = latest_event_ms(settings)
+    if latest is None:
+        return DEFAULT_START_MS, days
+    begin = latest + 3_600_000
+    if begin + days * DAY_MS <= now_ms:
+        return begin, days
+    begin = max(latest + 1, now_ms - int(days * DAY_MS))
+    if begin >= now_ms:
+        raise ValueError("the topic's latest event is not in the past: use --start DATE")
+    return begin, (now_ms - begin) / DAY_MS
 
 
 def request_erasure(

@@ -109,10 +109,23 @@ def placed_users(client: redis.Redis, prefix: str) -> int:
     return sum(s.segment >= 0 for s in states)
 
 
-@pytest.mark.parametrize("processes", [1, 2])
-def test_the_readme_steps_put_users_in_segments(processes: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("processes", "window"),
+    [
+        (1, ()),
+        (2, ()),
+        # A live stream: an hour of events ending now, too few samples for the warm-up.
+        (2, ("--days", "0.04", "--start", "now")),
+    ],
+    ids=["one-process", "two-processes", "two-processes-live"],
+)
+def test_the_readme_steps_put_users_in_segments(
+    processes: int, window: tuple[str, ...], tmp_path: Path
+) -> None:
     client = redis_client()
     env = readme_environment()
+    if window:  # the first model comes after this wait, not after the warm-up's samples
+        env["SEGSTREAM_FIRST_MODEL_WAIT_S"] = "5"
     prefix = env["SEGSTREAM_KEY_PREFIX"]
     assert "created" in run(env, "create-topics")
     logs = [tmp_path / f"serve-{i}.log" for i in range(processes)]
@@ -129,18 +142,18 @@ def test_the_readme_steps_put_users_in_segments(processes: int, tmp_path: Path) 
         while [len(owned(log)) for log in logs] != [4 // processes] * processes:
             assert time.monotonic() < deadline, [log.read_text() for log in logs]
             time.sleep(0.2)
-        produced = run(env, "produce", "--users", str(USERS), "--malformed", "10")
-        assert "events from 2026-01-01" in produced
+        produced = run(env, "produce", "--users", str(USERS), "--malformed", "10", *window)
+        assert window or "from 2026-01-01" in produced
         wait_caught_up(client, env, serves, logs)
 
-        # A model was published, and most users are in a segment within a minute (a process
+        # A model is published, and most users are in a segment within a minute (a process
         # that does not train adopts the model at its next look at the lease, 10 s apart, and
         # then places the users it holds).
-        assert metric(logs, "segstream_model_snapshots_published_total") >= 1
         deadline = time.monotonic() + 60
         while (placed := placed_users(client, prefix)) < 0.8 * USERS:
             assert time.monotonic() < deadline, placed
             time.sleep(0.5)
+        assert metric(logs, "segstream_model_snapshots_published_total") >= 1
         document = json.loads(run(env, "inspect", "user-000042"))
         assert document["segment"] is not None and document["segment"]["name"]
         changes = [json.loads(v) for _, v in read_topic(env["SEGSTREAM_OUTPUT_TOPIC"])]

@@ -169,6 +169,13 @@ class StreamSegmentModel:
         if best is not None:
             self._adopt(*best, len(points))
 
+    def settle(self, attempts: int) -> None:
+        """Run the relocation test ``attempts`` times now. A first model is published right
+        after the warm-up, before the periodic test has had a chance to run; a center left in
+        a poor place would move at the next model and relabel many users."""
+        for _ in range(attempts):
+            self._relocate_a_center()
+
     def _reseed_dead_centers(self) -> None:
         total = sum(self.counts)
         floor = total / (20 * self.n_segments)

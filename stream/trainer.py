@@ -81,6 +81,8 @@ class SegmentTrainer:
 
     def snapshot(self) -> tuple[SegmentSnapshot, Lineage]:
         """Export the model as data under the next version, with ids matched to the last one."""
+        if self.version == 0:  # the first model: the warm-up's centers, settled now
+            self.model.settle(2 * self.n_segments)
         self.version += 1
         self.samples_at_snapshot = self.samples
         self.model.refine()

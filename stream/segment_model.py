@@ -164,17 +164,23 @@ class StreamSegmentModel:
         moves one center onto a far point (k-means++ sampling), all refined by a few Lloyd
         iterations; adopt the best variant if it cuts the cost by over 10%.
         """
+        self._relocate_with(self._rng)
+
+    def _relocate_with(self, rng: random.Random) -> bool:
         points = self._reservoir_points()
-        best = relocated(points, self.centers(), self._rng)
+        best = relocated(points, self.centers(), rng)
         if best is not None:
             self._adopt(*best, len(points))
+        return best is not None
 
-    def settle(self, attempts: int) -> None:
+    def settle(self, attempts: int, seed: int) -> None:
         """Run the relocation test ``attempts`` times now. A first model is published right
         after the warm-up, before the periodic test has had a chance to run; a center left in
-        a poor place would move at the next model and relabel many users."""
+        a poor place would move at the next model and relabel many users. Its draws come
+        from their own generator (``seed``): the model's stay as they would have been."""
+        rng = random.Random(f"{seed}:settle")
         for _ in range(attempts):
-            self._relocate_a_center()
+            self._relocate_with(rng)
 
     def _reseed_dead_centers(self) -> None:
         total = sum(self.counts)

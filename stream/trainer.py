@@ -42,6 +42,7 @@ class SegmentTrainer:
         self.features = tuple(features)
         self.n_segments = n_segments
         self.snapshot_every = snapshot_every
+        self.seed = seed
         self.version = 0
         self.samples_at_snapshot = 0
         self.previous: SegmentSnapshot | None = None
@@ -82,9 +83,12 @@ class SegmentTrainer:
     def snapshot(self) -> tuple[SegmentSnapshot, Lineage]:
         """Export the model as data under the next version, with ids matched to the last one."""
         if self.version == 0:  # the first model: the warm-up's centers, settled now
-            self.model.settle(2 * self.n_segments)
+            self.model.settle(2 * self.n_segments, self.seed)
+            # An early first model keeps the periods on their grid (every ``snapshot_every``).
+            self.samples_at_snapshot = self.samples - self.samples % self.snapshot_every
+        else:
+            self.samples_at_snapshot = self.samples
         self.version += 1
-        self.samples_at_snapshot = self.samples
         self.model.refine()
         means, stds = self.model.scaler()
         centers = self.model.centers()
@@ -119,6 +123,7 @@ class SegmentTrainer:
             STATE_VERSION,
             {
                 "snapshot_every": self.snapshot_every,
+                "seed": self.seed,
                 "model_version": self.version,
                 "samples_at_snapshot": self.samples_at_snapshot,
                 "previous": None if self.previous is None else self.previous.to_dict(),
@@ -135,7 +140,10 @@ class SegmentTrainer:
             doc = load_state(blob, STATE_FORMAT, STATE_VERSION)
             model = StreamSegmentModel.from_dict(doc["model"])
             trainer = SegmentTrainer(
-                model.features, model.n_segments, snapshot_every=int(doc["snapshot_every"])
+                model.features,
+                model.n_segments,
+                snapshot_every=int(doc["snapshot_every"]),
+                seed=int(doc.get("seed", 42)),  # states saved before it was kept: the default
             )
             trainer.model = model
             trainer.version = int(doc["model_version"])

@@ -58,14 +58,7 @@ def test_an_erased_user_is_gone_everywhere_audited_and_may_come_back(
     before = service.states(client)
     user = max((u for u, s in before.items() if s.segment >= 0), key=lambda u: before[u].seq)
 
-    erased = subprocess.run(
-        [sys.executable, "-m", "stream", "erase", user, "--by", "dpo@example.com"],
-        env=service.env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    erase_id = erased.split(":")[0]
+    erase_id = erase_with_cli(service, user)
     service.wait_for_offsets(client, end_offsets(service.input_topic))
 
     # The record, its due entry and labels are gone; the segment sizes count the others.
@@ -155,14 +148,7 @@ def test_an_erasure_finds_users_whatever_partitioner_their_producer_used(
             assert status == 202, body
             ids[user] = body["erase_id"]
         for user in via_cli:
-            erased = subprocess.run(
-                [sys.executable, "-m", "stream", "erase", user, "--by", "dpo@example.com"],
-                env=service.env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-            ids[user] = erased.split(":")[0]
+            ids[user] = erase_with_cli(service, user)
         service.wait_for_offsets(client, end_offsets(service.input_topic))
 
         for user in ids:
@@ -209,6 +195,18 @@ def test_an_erasure_finds_users_whatever_partitioner_their_producer_used(
             for p, audit in audits.items()
         }
         assert found == {p: [p == placed[user]] for p in range(4)}, (user, found)
+
+
+def erase_with_cli(service: Service, user: str) -> str:
+    """``segstream erase USER``; the request's id, once Kafka acknowledged it."""
+    printed = subprocess.run(
+        [sys.executable, "-m", "stream", "erase", user, "--by", "dpo@example.com"],
+        env=service.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return printed.split(":")[0]
 
 
 def partitions_of(client: redis.Redis, service: Service, users: list[str]) -> dict[str, int]:

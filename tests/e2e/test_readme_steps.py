@@ -25,6 +25,7 @@ from tests.support.servers import (
     redis_client,
     unique,
 )
+from tests.support.service import stored_offsets
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 SEGSTREAM = str(Path(sys.executable).with_name("segstream"))  # .venv/bin/segstream
@@ -52,13 +53,7 @@ def run(env: dict[str, str], *args: str) -> str:
 
 
 def offsets(client: redis.Redis, env: dict[str, str]) -> dict[int, int]:
-    prefix, topic = env["SEGSTREAM_KEY_PREFIX"], env["SEGSTREAM_INPUT_TOPIC"]
-    found = {}
-    for partition in range(4):
-        value = client.get(f"{prefix}:{{{topic}-{partition}}}:offset")
-        if value is not None:
-            found[partition] = int(value)
-    return found
+    return stored_offsets(client, env["SEGSTREAM_KEY_PREFIX"], env["SEGSTREAM_INPUT_TOPIC"])
 
 
 def wait_caught_up(

@@ -19,6 +19,16 @@ from stream.tools import create_topics
 from tests.support.servers import KAFKA_BOOTSTRAP, REDIS_URL, unique
 
 
+def stored_offsets(client: redis.Redis, prefix: str, topic: str) -> dict[int, int]:
+    """Each partition's next offset as the consumers saved it in Redis (4 partitions)."""
+    found = {}
+    for partition in range(4):
+        value = client.get(f"{prefix}:{{{topic}-{partition}}}:offset")
+        if value is not None:
+            found[partition] = int(value)
+    return found
+
+
 class Service:
     def __init__(self, log_dir: Path, **overrides: str) -> None:
         self.input_topic = unique("events")
@@ -90,12 +100,7 @@ class Service:
         self.process.wait(timeout=30)
 
     def offsets(self, client: redis.Redis) -> dict[int, int]:
-        found = {}
-        for partition in range(4):
-            value = client.get(f"{self.prefix}:{{{self.input_topic}-{partition}}}:offset")
-            if value is not None:
-                found[partition] = int(value)
-        return found
+        return stored_offsets(client, self.prefix, self.input_topic)
 
     def wait_for_offsets(
         self, client: redis.Redis, ends: dict[int, int], timeout_s: float = 180

@@ -96,6 +96,7 @@ class Outputs:
                 self.audit.append(audit_entry(change.event_id, change.request, self.now_ms))
                 if change.held_nothing:
                     continue
+            tally.changes += 1
             if publish:
                 key = change.user_id.encode()
                 value = encode_change(change, self.now_ms, self.names)
@@ -117,7 +118,6 @@ class Outputs:
                 if segment is not None:
                     tally.segment_deltas[segment] += step
                     tally.segment_touches[segment] += 1
-        tally.changes += sum(not change.held_nothing for change in outcome.changes)
         for event, watermark in outcome.late if publish else ():
             record = sources[id(event)]
             late = Rejected(

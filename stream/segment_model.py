@@ -157,21 +157,17 @@ class StreamSegmentModel:
         if self.chunks % self.relocate_every_chunks == 0:
             self._relocate_a_center()
 
-    def _relocate_a_center(self) -> None:
+    def _relocate_a_center(self, rng: random.Random | None = None) -> None:
         """Escape a local optimum: one center covering two groups while another idles.
 
         On the reservoir of recent points, compare the current centers with each variant that
         moves one center onto a far point (k-means++ sampling), all refined by a few Lloyd
         iterations; adopt the best variant if it cuts the cost by over 10%.
         """
-        self._relocate_with(self._rng)
-
-    def _relocate_with(self, rng: random.Random) -> bool:
         points = self._reservoir_points()
-        best = relocated(points, self.centers(), rng)
+        best = relocated(points, self.centers(), rng or self._rng)
         if best is not None:
             self._adopt(*best, len(points))
-        return best is not None
 
     def settle(self, attempts: int, seed: int) -> None:
         """Run the relocation test ``attempts`` times now. A first model is published right
@@ -180,7 +176,7 @@ class StreamSegmentModel:
         from their own generator (``seed``): the model's stay as they would have been."""
         rng = random.Random(f"{seed}:settle")
         for _ in range(attempts):
-            self._relocate_with(rng)
+            self._relocate_a_center(rng)
 
     def _reseed_dead_centers(self) -> None:
         total = sum(self.counts)

@@ -4,9 +4,9 @@ The API is stateless and apart from the consumers: it reads the same Redis. The 
 models, the analysts' segment names and the input topic's partitions change rarely, so a
 background task refreshes them (``REFRESH_S``, ``PARTITIONS_REFRESH_S``); a request then costs
 one round trip to Redis (one MGET: the user's record under every partition, and the
-partitions' watermarks), whatever partitioner the producers used. A user not found is looked
-for once more after a fresh scan of the partitions (shared by the misses waiting for it), so a
-partition whose consumer saved its first batch a moment ago is never missed.
+partitions' watermarks), whatever partitioner the producers used. A miss looks for partitions
+saved since the last scan (at most every ``MISS_RESCAN_S``), so a partition whose consumer saved
+its first batch a moment ago is found without waiting for the periodic scan.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from stream.settings import Settings
 log = logging.getLogger(__name__)
 REFRESH_S = 2.0
 PARTITIONS_REFRESH_S = 30.0  # a topic's partitions are added rarely, and by hand
+MISS_RESCAN_S = 0.5  # a miss looks for new partitions at most this often
 MAX_NAME_LENGTH = 80
 # Bidirectional overrides, embeddings, isolates and marks: they reorder what a name shows.
 _BIDI_CONTROLS = frozenset(
@@ -74,7 +75,7 @@ class Catalog:
     layout: tuple[list[Partition], list[str], list[str]] = ([], [], [])
     _published: tuple[bytes | None, bytes | None] | None = None
     _partitions_due: float = 0.0
-    _scanned_at: float = -1.0  # when the last finished scan of the partitions started (monotonic)
+    _scanned_at: float = float("-inf")  # when the last scan of the partitions started
     _scanning: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     primary: aredis.Redis | None = None  # where names are written; None: ``client``
@@ -148,25 +149,26 @@ class Catalog:
     async def user(self, user_id: str) -> dict[str, Any] | None:
         """The user's document (``segstream inspect``'s), or None if no partition holds it.
 
-        A user's record and its partition's offset are saved together, so a user missing from
-        the partitions known is looked for again once the offsets were scanned after this
-        request began: a saved user is found however new its partition is."""
-        began = time.monotonic()
+        A user's record and its partition's offset are saved together, so a miss looks at the
+        offsets again (at most every ``MISS_RESCAN_S``) and reads once more only if that found
+        a partition the API did not know: a saved user is found within ``MISS_RESCAN_S`` of its
+        partition's first save, and a flood of unknown ids costs one scan per period."""
         found = await self._read_user(user_id)
-        if found is None and self._scanned_at < began:
-            await self._rescan(began)
+        if found is None and await self._found_new_partitions():
             found = await self._read_user(user_id)
         return found
 
-    async def _rescan(self, began: float) -> None:
-        """Scan the partitions unless a scan started since ``began``; one scan at a time, which
-        the misses waiting for it share."""
+    async def _found_new_partitions(self) -> bool:
+        """Scan the partitions unless one was scanned less than ``MISS_RESCAN_S`` ago or a scan
+        is under way; True if it found partitions the layout lacked."""
+        now = time.monotonic()
+        if now - self._scanned_at < MISS_RESCAN_S or self._scanning.locked():
+            return False
         async with self._scanning:
-            if self._scanned_at >= began:
-                return
-            started = time.monotonic()
+            known = set(self.layout[0])
+            self._scanned_at = now
             await asyncio.to_thread(self._find_partitions)
-            self._scanned_at = started
+            return not set(self.layout[0]) <= known
 
     async def _read_user(self, user_id: str) -> dict[str, Any] | None:
         partitions, tags, watermark_keys = self.layout

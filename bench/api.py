@@ -54,7 +54,7 @@ from common import (
 )
 from latency import paced
 
-from stream.generator import user_id
+from stream.feeds.simulator import user_id
 
 CONNECTIONS = 4  # client processes, one keep-alive connection each
 LIVE_WARMUP_S = 3.0

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prometheus_client import CollectorRegistry
 
-from stream.generator import encode, generate_events
-from stream.memory import InMemoryBroker
+from stream.feeds.simulator import encode, generate_events
 from stream.settings import Settings
+from stream.twins.broker import InMemoryBroker
 from stream.wiring import build_processor, in_memory_parts
 
 CONFIGURATIONS = {

@@ -18,7 +18,7 @@ from operators.decoding import decode_event
 from operators.events import Event
 from operators.pipeline import PipelineConfig, process_events
 from operators.segments import SegmentSnapshot
-from stream.generator import encode, generate_events
+from stream.feeds.simulator import encode, generate_events
 
 RFM = ("recency_days", "frequency", "monetary")
 SNAPSHOT = SegmentSnapshot(

@@ -30,10 +30,10 @@ import redis
 from common import REDIS_URL, RESULTS, bench_messages
 from prometheus_client import CollectorRegistry
 
-from stream.memory import InMemoryBroker, InMemoryEventSource, InMemorySink
-from stream.redis_models import RedisModelStore
-from stream.redis_store import RedisStateStore
+from stream.redis.model_store import RedisModelStore
+from stream.redis.state_store import RedisStateStore
 from stream.settings import Settings
+from stream.twins.broker import InMemoryBroker, InMemoryEventSource, InMemorySink
 from stream.wiring import Parts, build_processor
 
 FAR_MS = 4_102_444_800_000  # 2100-01-01: dormant users are indexed, never due here

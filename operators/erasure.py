@@ -11,7 +11,6 @@ later start a new user.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Final
 
@@ -33,10 +32,9 @@ class EraseRequest(Event):
 
 
 def encode_erase_request(
-    user_id: str, requested_by: str, via: str, now_ms: int, erase_id: str | None = None
-) -> tuple[str, bytes, bytes]:
-    """(request id, key, value) of a request to publish on the input topic."""
-    erase_id = erase_id or f"erase-{uuid.uuid4().hex}"
+    user_id: str, requested_by: str, via: str, now_ms: int, erase_id: str
+) -> tuple[bytes, bytes]:
+    """(key, value) of request ``erase_id`` to publish on the input topic."""
     value = orjson.dumps(
         {
             "type": ERASE,
@@ -47,7 +45,7 @@ def encode_erase_request(
             "via": via,
         }
     )
-    return erase_id, user_id.encode(), value
+    return user_id.encode(), value
 
 
 def audit_entry(

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -58,6 +60,10 @@ _MEASURES: Final = ("views", "carts", "purchases", "spend")
 _W: Final = len(WINDOW_DAYS)
 WINDOW_COUNT: Final = len(_MEASURES) * _W
 _WINDOW_MS: Final = tuple(w * DAY_MS for w in WINDOW_DAYS)
+# The window sums' measure of each event type: views, carts, purchases (and spend).
+_MEASURE: Final = {_TYPE_INDEX["view"]: 0, _TYPE_INDEX["add_to_cart"]: 1, _PURCHASE: 2}
+_FLOAT32S: Final = struct.Struct(f"<{WINDOW_COUNT}f")
+_NO_FADE: Final = (1.0,) * _W
 
 # Window feature names in the order of UserState.windows.
 WINDOW_FEATURES: Final = tuple(f"{measure}_{w}d" for measure in _MEASURES for w in WINDOW_DAYS)
@@ -129,9 +135,61 @@ def user_digest(user_id: str) -> int:
     )
 
 
-def is_duplicate(state: UserState | None, event: Event) -> bool:
-    """True if this event id is among the user's last few: a redelivery or a producer retry."""
-    return state is not None and event_digest(event.event_id) in state.recent_event_ids
+def update_record(
+    first: int,
+    last: int,
+    last_purchase: int,
+    counts: list[int],
+    spend: int,
+    windows: tuple[float, ...],
+    category: int,
+    event: Event,
+) -> tuple[int, int, int, list[int], int, tuple[float, ...], int]:
+    """A record's feature fields after ``event``; ``last == 0`` means a new user.
+
+    One event's arithmetic on a record's plain fields (no object per event), in one copy:
+    ``operators.timeline.Table`` runs it on the values it keeps per row, ``update_features`` on
+    a ``UserState``'s."""
+    ts = event.ts_ms
+    if last == 0:
+        first = last = ts
+    index = _TYPE_INDEX[event.type]
+    is_purchase = index == _PURCHASE
+    cents = round((event.amount or 0.0) * 100) if is_purchase else 0
+    anchor = last if last > ts else ts
+    # Age the stored sums to the new anchor, then add this event at its weight there.
+    ageing = _fades(anchor - last)
+    weights = _fades(anchor - ts)
+    if ageing is _NO_FADE:
+        sums = list(windows)
+    else:
+        sums = [value * ageing[i % _W] for i, value in enumerate(windows)]
+    measure = _MEASURE.get(index)
+    if measure is not None:
+        for w in range(_W):
+            sums[measure * _W + w] += weights[w]
+    if is_purchase:
+        for w in range(_W):
+            sums[3 * _W + w] += cents / 100 * weights[w]
+    counts = counts.copy()
+    counts[index] += 1
+    if event.category:
+        category |= 1 << (zlib.crc32(event.category.encode()) % CATEGORY_BITS)
+    return (
+        min(first, ts),
+        anchor,
+        max(last_purchase, ts) if is_purchase else last_purchase,
+        counts,
+        spend + cents,
+        _FLOAT32S.unpack(_FLOAT32S.pack(*sums)),  # rounded to float32 as stored
+        category,
+    )
+
+
+def _fades(elapsed_ms: int) -> tuple[float, ...]:
+    if elapsed_ms == 0:
+        return _NO_FADE
+    return tuple(math.exp(-elapsed_ms / w) for w in _WINDOW_MS)
 
 
 def update_features(state: UserState | None, event: Event, digest: int | None = None) -> UserState:
@@ -141,8 +199,6 @@ def update_features(state: UserState | None, event: Event, digest: int | None = 
     arrive out of order: the window sums stay anchored at the latest event time, and an older
     event is added with the weight its age gives it, so the result does not depend on order.
     """
-    from operators.record_update import update_record  # it imports this module's constants
-
     if state is None:
         state = UserState(
             first_seen_ms=event.ts_ms,
@@ -181,35 +237,6 @@ def update_features(state: UserState | None, event: Event, digest: int | None = 
         pending_streak=state.pending_streak,
         tags=state.tags,
         seq=state.seq,
-    )
-
-
-def rescored(
-    state: UserState,
-    *,
-    segment: int,
-    pending_segment: int,
-    pending_streak: int,
-    seq: int,
-    next_due_ms: int,
-    tags: int,
-) -> UserState:
-    """``state`` with new scoring fields; ``dataclasses.replace`` is slow for a per-event path."""
-    return UserState(
-        state.first_seen_ms,
-        state.last_seen_ms,
-        state.last_purchase_ms,
-        state.counts,
-        state.spend_cents,
-        state.windows,
-        state.recent_event_ids,
-        state.category_bits,
-        next_due_ms,
-        segment,
-        pending_segment,
-        pending_streak,
-        tags,
-        seq,
     )
 
 

@@ -1,14 +1,14 @@
 """Segment assignment with a frozen model snapshot.
 
-The trainer (``stream/trainer.py``) learns with River and exports what it learned as plain data:
-this module scores with that data and never trains, so every scorer agrees on one snapshot and
-a snapshot survives River upgrades (River pickles do not).
+The trainer (``stream/models/segment_trainer.py``) learns with River and exports what it
+learned as plain data: this module scores with that data and never trains, so every scorer
+agrees on one snapshot and a snapshot survives River upgrades (River pickles do not).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from operators.features import NO_SEGMENT
@@ -110,12 +110,19 @@ def segment_reason(
     return tuple(sorted((f for f, g in gains.items() if g > 0), key=lambda f: -gains[f]))[:top]
 
 
-def assign_segment(snapshot: SegmentSnapshot | None, features: Mapping[str, float]) -> int:
-    """The nearest center's segment id, or ``NO_SEGMENT`` before any model exists."""
+def predict_many(
+    snapshot: SegmentSnapshot | None, rows: Iterable[Mapping[str, float]]
+) -> list[int]:
+    """Each row's nearest center's segment id (ties to the lower id), or ``NO_SEGMENT`` before
+    any model exists: the model's plain prediction, with no anti-flapping (the demo's and the
+    evaluation's view of a population; the loop scores with ``operators.scores``)."""
     if snapshot is None or not snapshot.centers:
-        return NO_SEGMENT
-    distances = segment_distances(snapshot, features)
-    return min(distances, key=lambda segment: (distances[segment], segment))
+        return [NO_SEGMENT for _ in rows]
+    nearest = []
+    for features in rows:
+        distances = segment_distances(snapshot, features)
+        nearest.append(min(distances, key=lambda segment: (distances[segment], segment)))
+    return nearest
 
 
 def choose_segment(

@@ -10,8 +10,7 @@ import numpy as np
 
 from operators.columns import VERSION_FIELDS, Matrix, record_versions
 from operators.events import EVENT_TYPES, Event
-from operators.features import RECENT_IDS, WINDOW_COUNT
-from operators.record_update import update_record
+from operators.features import RECENT_IDS, WINDOW_COUNT, update_record
 from operators.records import Records, recent_ids
 
 T = TypeVar("T")

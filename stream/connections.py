@@ -12,7 +12,7 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
-from stream.settings_connections import ConnectionSettings
+from stream.settings import ConnectionSettings
 
 # Each Kafka security setting's name in librdkafka's configuration and in kafka-python's.
 _KAFKA_NAMES = {

@@ -1,4 +1,6 @@
-"""Every metric segstream exports, defined against an injected registry.
+"""Every metric segstream exports, defined against an injected registry, in three groups:
+the loop's (``Metrics`` itself), the models' (``Metrics.model``) and the partitions'
+(``Metrics.partitions``); each part of the service is handed the group it counts in.
 
 Names follow Prometheus conventions: ``segstream_`` prefix, base units, ``_total`` counters.
 No label ever carries a user, event or session id. The README's "Metrics" table lists them.
@@ -6,16 +8,18 @@ No label ever carries a user, event or session id. The README's "Metrics" table 
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections import Counter as Occurrences
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from operators.events import EVENT_TYPES, REJECTION_REASONS
+from operators.segments import SegmentSnapshot
 from stream.errors import DependencyError
-from stream.outputs import Tally
-from stream.partition_metrics import PartitionMetrics
 from stream.ports import Partition, Record
 
 _BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -41,7 +45,245 @@ REDIS_OPERATIONS = (
 INVALID_TYPE = "invalid"  # events_consumed's type for records that did not decode
 
 
-class Metrics(PartitionMetrics):
+@dataclass(slots=True)
+class Tally:
+    """The per-event metrics of one partition's batch."""
+
+    consumed: Occurrences[tuple[str, str]] = field(default_factory=Occurrences)  # (topic, type)
+    processed: Occurrences[str] = field(default_factory=Occurrences)  # event type
+    dead_lettered: Occurrences[str] = field(default_factory=Occurrences)  # reason
+    duplicates: int = 0
+    late: int = 0
+    rescored: int = 0
+    rescoring_errors: int = 0
+    changes: int = 0
+    segment_moves: Occurrences[tuple[str, str]] = field(default_factory=Occurrences)  # (from, to)
+    tag_moves: Occurrences[tuple[str, str]] = field(default_factory=Occurrences)  # (tag, direction)
+    alerts: Occurrences[str] = field(default_factory=Occurrences)  # tag
+    segment_deltas: Occurrences[int] = field(
+        default_factory=Occurrences
+    )  # users in, minus users out
+    segment_touches: Occurrences[int] = field(default_factory=Occurrences)  # enters + exits
+    removed: Occurrences[str] = field(default_factory=Occurrences)  # users removed, by why
+
+
+class ModelMetrics:
+    """The models: versions and snapshots, segment sizes and movement, predictive tags' quality
+    and drift; the model publisher (``stream.models.publisher``) holds this group only."""
+
+    def __init__(
+        self, registry: CollectorRegistry, version: str, predictive_tags: Sequence[str]
+    ) -> None:
+        self.version = version
+        self.centroid_shift = Gauge(
+            "segstream_segment_centroid_shift",
+            "Distance (log1p units) each segment's center moved at the last snapshot.",
+            ["segment"],
+            registry=registry,
+        )
+        self.drift_detections = Counter(
+            "segstream_drift_detections",
+            "Changes in a predictive tag's error rate detected by ADWIN on its labels.",
+            ["tag"],
+            registry=registry,
+        )
+        self.labels_resolved = Counter(
+            "segstream_labels_resolved",
+            "Delayed labels of predictive tags resolved (value 1: the outcome happened).",
+            ["tag", "value"],
+            registry=registry,
+        )
+        self.tag_auc = Gauge(
+            "segstream_tag_auc",
+            "Exact ROC AUC of each predictive tag, prequential, over its last 5000 labels.",
+            ["tag"],
+            registry=registry,
+        )
+        self.tag_log_loss = Gauge(
+            "segstream_tag_log_loss",
+            "Log-loss of each predictive tag, prequential, over its last 5000 labels.",
+            ["tag"],
+            registry=registry,
+        )
+        self.tag_ready = Gauge(
+            "segstream_tag_ready",
+            "1 once a predictive tag has enough labels to score users, else 0.",
+            ["tag"],
+            registry=registry,
+        )
+        self.segment_users = Gauge(
+            "segstream_segment_users",
+            "Users per segment in this consumer's partitions, updated at each model snapshot.",
+            ["segment"],
+            registry=registry,
+        )
+        self.segment_info = Gauge(
+            "segstream_segment_info",
+            "Always 1: each segment of the model in use, with its name (an analyst's, else the "
+            "generated one), to join on segment in dashboards.",
+            ["segment", "name"],
+            registry=registry,
+        )
+        self.segment_volatility = Gauge(
+            "segstream_segment_volatility",
+            "(Enters + exits) / users of each segment over the last snapshot window.",
+            ["segment"],
+            registry=registry,
+        )
+        self.model_snapshots = Counter(
+            "segstream_model_snapshots_published",
+            "Segment model snapshots published.",
+            registry=registry,
+        )
+        self.model_version = Gauge(
+            "segstream_model_version",
+            "Version of the segment model used for scoring.",
+            registry=registry,
+        )
+        self.trainer = Gauge(
+            "segstream_trainer",
+            "1 while this process holds the trainer lease (trains and "
+            "publishes the models), else 0.",
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "segstream_build_info",
+            "Always 1: the version and the segment model version used.",
+            ["version", "model_version"],
+            registry=registry,
+        )
+        self._model_version_label = "0"
+        self.build_info.labels(version=version, model_version="0").set(1)
+        self._segments: set[int] = set()  # segments with users/volatility series
+        for tag in predictive_tags:
+            self.drift_detections.labels(tag=tag)
+            for value in ("0", "1"):
+                self.labels_resolved.labels(tag=tag, value=value)
+
+    def set_model_version(self, version: int) -> None:
+        """The segment model in use: ``model_version`` and ``build_info``'s label."""
+        self.model_version.set(version)
+        if str(version) != self._model_version_label:
+            self.build_info.remove(self.version, self._model_version_label)
+            self._model_version_label = str(version)
+            self.build_info.labels(version=self.version, model_version=str(version)).set(1)
+
+    def segment_names(self, names: Mapping[int, str]) -> None:
+        """The current segments' names, as ``segstream_segment_info`` series."""
+        self.segment_info.clear()
+        for segment, name in names.items():
+            self.segment_info.labels(segment=str(segment), name=name).set(1)
+
+    def segment_figures(
+        self, segments: Sequence[int], sizes: Mapping[int, int], moves: Mapping[int, int]
+    ) -> None:
+        """Users per segment and volatility (enters + exits per user) at a new snapshot; a
+        retired segment's series are dropped."""
+        for segment in self._segments - set(segments):
+            self.segment_users.remove(str(segment))
+            self.segment_volatility.remove(str(segment))
+        for segment in segments:
+            size = sizes.get(segment, 0)
+            self.segment_users.labels(segment=str(segment)).set(size)
+            self.segment_volatility.labels(segment=str(segment)).set(
+                moves.get(segment, 0) / size if size else 0.0
+            )
+        self._segments = set(segments)
+
+    def observe_shift(self, before: SegmentSnapshot | None, after: SegmentSnapshot) -> None:
+        """How far each segment's center moved (log1p units); new segments moved 0."""
+
+        def centers(snapshot: SegmentSnapshot) -> dict[int, list[float]]:
+            return {
+                segment: [
+                    m + s * z for m, s, z in zip(snapshot.means, snapshot.stds, center, strict=True)
+                ]
+                for segment, center in zip(snapshot.segment_ids, snapshot.centers, strict=True)
+            }
+
+        old = centers(before) if before is not None and before.features == after.features else {}
+        new = centers(after)
+        for segment in set(old) - set(new):
+            with suppress(KeyError):
+                self.centroid_shift.remove(str(segment))
+        for segment, center in new.items():
+            shift = math.dist(center, old[segment]) if segment in old else 0.0
+            self.centroid_shift.labels(segment=str(segment)).set(shift)
+
+
+class PartitionMetrics:
+    """Partition ownership: assignments, lag, freshness, offset commits, fencing and state
+    loss."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.last_event_timestamp = Gauge(
+            "segstream_last_event_timestamp_seconds",
+            "Kafka timestamp of the last record processed, per input partition (freshness).",
+            ["partition"],
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "segstream_consumer_lag_records",
+            "Records between this consumer's position and the partition's end, per partition.",
+            ["partition"],
+            registry=registry,
+        )
+        self.rebalances = Counter(
+            "segstream_rebalances",
+            "Partition assignment changes (kind: assigned or revoked).",
+            ["kind"],
+            registry=registry,
+        )
+        self.offset_commits = Counter(
+            "segstream_offset_commits",
+            "Offset commits to Kafka (result: success or failure).",
+            ["result"],
+            registry=registry,
+        )
+        self.partitions_lost = Counter(
+            "segstream_partitions_fenced",
+            "Partition batches dropped because another consumer took the partition.",
+            registry=registry,
+        )
+        self.state_lost = Counter(
+            "segstream_state_lost",
+            "Partitions whose owner token or offset vanished from Redis (the state store lost "
+            "data): the process exits and rebuilds them from the log.",
+            registry=registry,
+        )
+        self.rebuilt_events = Counter(
+            "segstream_rebuilt_records",
+            "Input records re-applied to rebuild lost state, below the offset whose outputs "
+            "were already published: nothing is published or counted for them.",
+            registry=registry,
+        )
+        self.assigned_partitions = Gauge(
+            "segstream_assigned_partitions",
+            "Input partitions this consumer owns.",
+            registry=registry,
+        )
+        for kind in ("assigned", "revoked"):
+            self.rebalances.labels(kind=kind)
+        for result in ("success", "failure"):
+            self.offset_commits.labels(result=result)
+
+    def lag(self, lags: Mapping[Partition, int], owned: Collection[Partition]) -> None:
+        for partition, lag in lags.items():
+            if partition in owned:
+                self.consumer_lag.labels(partition=str(partition.index)).set(lag)
+
+    def rebalanced(self, kind: str, partitions: Collection[Partition], owned: int) -> None:
+        """Partitions were assigned or revoked; a revoked partition's series are dropped."""
+        self.assigned_partitions.set(owned)
+        self.rebalances.labels(kind=kind).inc()
+        if kind == "revoked":
+            for partition in partitions:
+                for gauge in (self.consumer_lag, self.last_event_timestamp):
+                    with suppress(KeyError):  # never set: no series to remove
+                        gauge.remove(str(partition.index))
+
+
+class Metrics:
     def __init__(
         self,
         registry: CollectorRegistry,
@@ -53,9 +295,10 @@ class Metrics(PartitionMetrics):
         predictive_tags: Sequence[str] = (),
         alert_tags: Sequence[str] = (),
     ) -> None:
-        super().__init__(registry, predictive_tags)
         self.registry = registry
         self.version = version
+        self.model = ModelMetrics(registry, version, predictive_tags)
+        self.partitions = PartitionMetrics(registry)
         self.events_consumed = Counter(
             "segstream_events_consumed",
             "Records read from the input topic, by event type ('invalid': did not decode).",
@@ -173,14 +416,6 @@ class Metrics(PartitionMetrics):
             "Wall-clock time the last batch finished (liveness).",
             registry=registry,
         )
-        self.build_info = Gauge(
-            "segstream_build_info",
-            "Always 1: the version and the segment model version used.",
-            ["version", "model_version"],
-            registry=registry,
-        )
-        self._model_version_label = "0"
-        self.build_info.labels(version=version, model_version="0").set(1)
         # Create every labelled child up front: series exist at 0 before the first event.
         for event_type in EVENT_TYPES:
             self.events_processed.labels(type=event_type)
@@ -202,14 +437,6 @@ class Metrics(PartitionMetrics):
                 self.tag_transitions.labels(tag=tag, direction=direction)
         for tag in alert_tags:
             self.alerts.labels(tag=tag)
-
-    def set_model_version(self, version: int) -> None:
-        """The segment model in use: ``model_version`` and ``build_info``'s label."""
-        self.model_version.set(version)
-        if str(version) != self._model_version_label:
-            self.build_info.remove(self.version, self._model_version_label)
-            self._model_version_label = str(version)
-            self.build_info.labels(version=self.version, model_version=str(version)).set(1)
 
     # -- observations the loop makes --------------------------------------------------------
 
@@ -236,7 +463,7 @@ class Metrics(PartitionMetrics):
                 newest[record.partition] = max(newest.get(record.partition, 0), record.timestamp_ms)
                 self.end_to_end_latency.observe(max(now_s - record.timestamp_ms / 1000, 0.0))
         for partition, timestamp_ms in newest.items():
-            self.last_event_timestamp.labels(partition=str(partition.index)).set(
+            self.partitions.last_event_timestamp.labels(partition=str(partition.index)).set(
                 timestamp_ms / 1000
             )
 

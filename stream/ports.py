@@ -1,6 +1,6 @@
 """The ports: every dependency of the loop as a small Protocol.
 
-Each has a real implementation (Kafka, Redis) and an in-memory twin (``stream/memory.py``);
+Each has a real implementation (Kafka, Redis) and an in-memory twin (``stream/twins/broker.py``);
 ``tests/stream/test_*_contract.py`` runs one behaviour suite against both.
 """
 
@@ -57,7 +57,7 @@ class EventSource(Protocol):
     def commit(
         self, next_offsets: Mapping[Partition, int], metadata: Mapping[Partition, str] | None = None
     ) -> bool:
-        """Record progress in the broker, with a short note per partition (``stream.rebuild``:
+        """Record progress in the broker, with a short note per partition (``stream.loop.rebuild``:
         the state epoch). Redis holds the offsets we resume from; the broker's outlive a Redis
         loss, and tell how far outputs were already published."""
 

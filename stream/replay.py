@@ -4,7 +4,7 @@ By default on the in-memory twins (nothing to start); with ``kafka=True`` the ev
 produced to the configured input topic and consumed from it with the real Kafka and Redis
 parts, exactly as ``segstream serve`` would. Either way every event goes through the same
 operators, and at the end event time is advanced to ``until_ms`` so users still due are
-re-scored (``stream.sweeps.sweep_until``).
+re-scored (``Processor.sweep_until``).
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from stream.generator import encode
-from stream.loop import Processor
-from stream.memory import InMemoryBroker
+from stream.feeds.simulator import encode
+from stream.loop.processor import Processor
 from stream.ports import Partition
 from stream.settings import Settings
-from stream.sweeps import sweep_until
+from stream.twins.broker import InMemoryBroker
 from stream.wiring import Parts, build_processor, in_memory_parts
 
 
@@ -65,7 +64,7 @@ def replay_events(
         if stop is not None and at_checkpoint is not None:
             at_checkpoint(replayed, stop)
     if until_ms is not None:
-        sweep_until(replayed.processor, until_ms)
+        replayed.processor.sweep_until(until_ms)
     return replayed
 
 
@@ -94,7 +93,7 @@ def _replay_on_kafka(
         if progress:
             progress(min(done, len(events)), len(events))
     if until_ms is not None:
-        sweep_until(processor, until_ms)
+        processor.sweep_until(until_ms)
     return Replayed(processor, parts, len(events))
 
 

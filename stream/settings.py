@@ -9,13 +9,86 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
+from operators.features import FEATURES
 from operators.tags import DEFAULT_TAGS, TagDefinition, parse_tags
-from stream.settings_connections import ConnectionSettings, _setting
+
+KAFKA_CLIENTS = ("confluent-kafka", "kafka-python")
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _setting(default: Any, env: str, doc: str, secret: bool = False) -> Any:
+    """A setting read from ``env``; a secret's may also come from the file ``<env>_FILE`` names,
+    and is left out of the settings' repr."""
+    return field(
+        default=default, repr=not secret, metadata={"env": env, "doc": doc, "secret": secret}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    kafka_bootstrap: str = _setting(
+        "127.0.0.1:9092", "SEGSTREAM_KAFKA_BOOTSTRAP", "Kafka bootstrap servers, comma-separated"
+    )
+    kafka_client: str = _setting(
+        "confluent-kafka",
+        "SEGSTREAM_KAFKA_CLIENT",
+        "Kafka client library: confluent-kafka (librdkafka; the faster) or kafka-python",
+    )
+    kafka_security_protocol: str = _setting(
+        "PLAINTEXT",
+        "SEGSTREAM_KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL: every Kafka client segstream makes uses it",
+    )
+    kafka_sasl_mechanism: str = _setting(
+        "SCRAM-SHA-512",
+        "SEGSTREAM_KAFKA_SASL_MECHANISM",
+        "With SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+    )
+    kafka_sasl_username: str = _setting("", "SEGSTREAM_KAFKA_SASL_USERNAME", "With SASL_*")
+    kafka_sasl_password: str = _setting(
+        "",
+        "SEGSTREAM_KAFKA_SASL_PASSWORD",
+        "With SASL_* (or a file: SEGSTREAM_KAFKA_SASL_PASSWORD_FILE)",
+        secret=True,
+    )
+    kafka_ssl_ca_file: str = _setting(
+        "", "SEGSTREAM_KAFKA_SSL_CA_FILE", "With *SSL: CA certificates (PEM); empty: the system's"
+    )
+    kafka_ssl_cert_file: str = _setting(
+        "", "SEGSTREAM_KAFKA_SSL_CERT_FILE", "With *SSL: client certificate (PEM), if required"
+    )
+    kafka_ssl_key_file: str = _setting(
+        "", "SEGSTREAM_KAFKA_SSL_KEY_FILE", "With *SSL: the client certificate's key (PEM)"
+    )
+    redis_url: str = _setting(
+        "redis://127.0.0.1:6379/0",
+        "SEGSTREAM_REDIS_URL",
+        "Redis URL for user state and offsets (rediss://: TLS)",
+    )
+    redis_username: str = _setting(
+        "", "SEGSTREAM_REDIS_USERNAME", "Redis ACL user (empty: the URL's, or the default user)"
+    )
+    redis_password: str = _setting(
+        "",
+        "SEGSTREAM_REDIS_PASSWORD",
+        "Redis password (or a file: SEGSTREAM_REDIS_PASSWORD_FILE); empty: the URL's, if any",
+        secret=True,
+    )
+    redis_ssl_ca_file: str = _setting(
+        "", "SEGSTREAM_REDIS_SSL_CA_FILE", "With rediss://: CA certificates (PEM)"
+    )
+    redis_ssl_cert_file: str = _setting(
+        "", "SEGSTREAM_REDIS_SSL_CERT_FILE", "With rediss://: client certificate (PEM), if required"
+    )
+    redis_ssl_key_file: str = _setting(
+        "", "SEGSTREAM_REDIS_SSL_KEY_FILE", "With rediss://: the client certificate's key (PEM)"
+    )
 
 
 def _tag_json(tag: TagDefinition) -> dict[str, Any]:
@@ -256,8 +329,7 @@ class Settings(ConnectionSettings):
         return settings
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad value (``stream.settings_checks``)."""
-        from stream.settings_checks import check
+        """Raise ``ValueError`` naming the first bad value."""
 
         check(self)
 
@@ -303,3 +375,60 @@ def describe_settings() -> list[tuple[str, str, str]]:
         )
         for f in fields(Settings)
     ]
+
+
+def check(settings: Settings) -> None:
+    """Raise ``ValueError`` naming the first bad value."""
+    positive = (
+        "max_batch_records",
+        "segments",
+        "snapshot_every_samples",
+        "retry_attempts",
+        "max_message_bytes",
+        "switch_after",
+        "rescore_interval_s",
+        "max_idle_days",
+        "sweep_batch_users",
+        "label_every_days",
+        "trainer_lease_s",
+        "api_max_body_bytes",
+    )
+    for name in positive:
+        if getattr(settings, name) < 1:
+            raise ValueError(f"{name} must be at least 1")
+    if 0 < settings.user_ttl_s < settings.max_idle_days * 86_400:
+        raise ValueError(
+            "user_ttl_s must be 0 or at least max_idle_days: Redis would drop idle users "
+            "before they expire, without a user_expired event or their segment size"
+        )
+    if settings.kafka_security_protocol not in KAFKA_PROTOCOLS:
+        raise ValueError(f"kafka_security_protocol must be one of {', '.join(KAFKA_PROTOCOLS)}")
+    sasl = settings.kafka_security_protocol.startswith("SASL_")
+    if sasl and settings.kafka_sasl_mechanism not in SASL_MECHANISMS:
+        raise ValueError(f"kafka_sasl_mechanism must be one of {', '.join(SASL_MECHANISMS)}")
+    if sasl and not (settings.kafka_sasl_username and settings.kafka_sasl_password):
+        raise ValueError("SASL needs kafka_sasl_username and kafka_sasl_password")
+    for what in ("kafka", "redis"):
+        cert = getattr(settings, f"{what}_ssl_cert_file")
+        if bool(cert) != bool(getattr(settings, f"{what}_ssl_key_file")):
+            raise ValueError(f"{what}_ssl_cert_file and {what}_ssl_key_file go together")
+    if settings.kafka_client not in KAFKA_CLIENTS:
+        raise ValueError(f"kafka_client must be one of {', '.join(KAFKA_CLIENTS)}")
+    if not 0 <= settings.train_sample_permille <= 1000:
+        raise ValueError("train_sample_permille must be between 0 and 1000")
+    if settings.first_model_wait_s < 0:
+        raise ValueError("first_model_wait_s must not be negative")
+    if settings.max_future_s < 0 or settings.dlq_max_bytes < 4096:
+        raise ValueError("max_future_s must not be negative; dlq_max_bytes at least 4096")
+    settings.min_event_ms  # noqa: B018 - parsing validates the date
+    if settings.poll_timeout_s <= 0 or settings.switch_margin < 0 or settings.late_grace_s < 0:
+        raise ValueError(
+            "poll_timeout_s must be positive; switch_margin and late_grace_s not negative"
+        )
+    settings.tag_definitions  # noqa: B018 - parsing validates the definitions
+    unknown = set(settings.segment_feature_names) - set(FEATURES)
+    if unknown or not settings.segment_feature_names:
+        raise ValueError(
+            f"segment_features: unknown {', '.join(sorted(unknown)) or 'empty list'}; "
+            f"known: {', '.join(FEATURES)}"
+        )

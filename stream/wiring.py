@@ -18,19 +18,20 @@ from operators.pipeline import PipelineConfig
 from operators.tags import usable_models
 from stream import __version__
 from stream.connections import confluent_options, kafka_python_options, redis_client
-from stream.instrumented import MeteredModelStore, MeteredSink, MeteredStateStore
-from stream.learning import Learning
-from stream.loop import LoopConfig, Processor
-from stream.memory import InMemoryBroker, InMemoryEventSource, InMemorySink, InMemoryStateStore
-from stream.memory_models import InMemoryModelStore
+from stream.loop.metered import MeteredModelStore, MeteredSink, MeteredStateStore
+from stream.loop.outputs import Topics
+from stream.loop.processor import LoopConfig, Processor
+from stream.loop.rebuild import notes_model_version
 from stream.metrics import Metrics
-from stream.outputs import Topics
+from stream.models.publisher import Publisher
+from stream.models.segment_trainer import SegmentTrainer
 from stream.ports import Clock, EventSource, ModelStore, Sink, StateStore
-from stream.rebuild import notes_model_version
-from stream.redis_models import RedisModelStore
-from stream.redis_store import RedisStateStore
+from stream.redis.model_store import RedisModelStore
+from stream.redis.state_store import RedisStateStore
 from stream.settings import Settings
-from stream.trainer import SegmentTrainer
+from stream.twins.broker import InMemoryBroker, InMemoryEventSource, InMemorySink
+from stream.twins.model_store import InMemoryModelStore
+from stream.twins.state_store import InMemoryStateStore
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class Parts:
 def kafka_source(settings: Settings) -> EventSource:
     """The input topic's consumer, on the client ``SEGSTREAM_KAFKA_CLIENT`` names."""
     if settings.kafka_client == "kafka-python":
-        from stream.kafka_io import KafkaEventSource
+        from stream.kafka.kafka_python import KafkaEventSource
 
         return KafkaEventSource(
             settings.kafka_bootstrap,
@@ -61,7 +62,7 @@ def kafka_source(settings: Settings) -> EventSource:
             max_poll_records=settings.max_batch_records,
             **kafka_python_options(settings),
         )
-    from stream.confluent_io import ConfluentEventSource
+    from stream.kafka.confluent import ConfluentEventSource
 
     return ConfluentEventSource(
         settings.kafka_bootstrap,
@@ -75,11 +76,11 @@ def kafka_source(settings: Settings) -> EventSource:
 def kafka_sink(settings: Settings, *, bulk: bool = False) -> Sink:
     """An idempotent producer on the chosen client; ``bulk`` batches more (replay, produce)."""
     if settings.kafka_client == "kafka-python":
-        from stream.kafka_io import KafkaSink
+        from stream.kafka.kafka_python import KafkaSink
 
         batching = {"linger_ms": 20, "batch_size": 256 * 1024} if bulk else {}
         return KafkaSink(settings.kafka_bootstrap, **batching, **kafka_python_options(settings))
-    from stream.confluent_io import ConfluentSink
+    from stream.kafka.confluent import ConfluentSink
 
     return ConfluentSink(settings.kafka_bootstrap, bulk=bulk, **confluent_options(settings))
 
@@ -184,12 +185,12 @@ def build_processor(
     )
     clock = clock or SystemClock()
     tag_models = usable_models(parts.model_store.load_tags(), settings.tag_definitions)
-    learning = Learning(
+    publisher = Publisher(
         trainer=trainer,
         tags=settings.tag_definitions,
         model_store=parts.model_store,
         sink=parts.sink,
-        metrics=metrics,
+        metrics=metrics.model,
         clock=clock,
         output_topic=settings.output_topic,
         snapshot=snapshot,
@@ -203,12 +204,11 @@ def build_processor(
         source=parts.source,
         sink=parts.sink,
         state_store=parts.state_store,
-        model_store=parts.model_store,
-        learning=learning,
+        publisher=publisher,
         metrics=metrics,
         clock=clock,
         config=config,
         **processor_options,  # type: ignore[arg-type]
     )
-    parts.source.subscribe(processor)
+    parts.source.subscribe(processor.partitions)
     return processor

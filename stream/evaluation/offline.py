@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from stream.history import open_text
+from stream.feeds.history import open_text
 
 DAY_MS = 86_400_000
 WINDOW_DAYS = (7, 30, 90)

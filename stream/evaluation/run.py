@@ -23,7 +23,7 @@ from typing import Any
 from operators.decoding import decode_event
 from operators.events import EventLimits, Rejected
 from operators.features import DAY_MS, features_at
-from operators.segments import SegmentSnapshot, assign_segment, segment_profiles
+from operators.segments import SegmentSnapshot, predict_many, segment_profiles
 from operators.state_layout import unpack_state
 from stream.evaluation.segments import (
     relabel_shares,
@@ -32,11 +32,11 @@ from stream.evaluation.segments import (
     stationary_population,
 )
 from stream.evaluation.tags import evaluate_tags
-from stream.generator import encode
-from stream.memory import InMemoryStateStore
+from stream.feeds.simulator import encode
+from stream.models.segment_trainer import SegmentTrainer
 from stream.replay import progress_bar, replay_events
 from stream.settings import Settings
-from stream.trainer import SegmentTrainer
+from stream.twins.state_store import InMemoryStateStore
 
 FEATURE_COLUMNS = ("recency_days", "frequency", "monetary")
 
@@ -184,7 +184,7 @@ def _run_seed(
     buyers = {u: unpack_state(b) for u, b in sorted(store.users().items())}
     buyers = {u: s for u, s in buyers.items() if s.count("purchase")}
     rows = {u: features_at(s, at_ms) for u, s in buyers.items()}
-    labels = [assign_segment(snapshot, f) for f in rows.values()]
+    labels = predict_many(snapshot, rows.values())
     score = score_against_offline(
         standardized_log(list(rows.values()), segment_features), labels, k, seed
     )
@@ -211,7 +211,7 @@ def _stability(k: int, segment_features: Sequence[str]) -> tuple[list[float], li
     trainer = SegmentTrainer(names, k, snapshot_every=5000, seed=0)
     snapshots = []
     for vector in stream:
-        trainer.learn(vector)
+        trainer.learn_one(vector)
         if trainer.due():
             snapshots.append(trainer.snapshot()[0])
     defaults = Settings()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from operators.segments import SegmentSnapshot, assign_segment, segment_distances
+from operators.segments import SegmentSnapshot, predict_many, segment_distances
 
 Matrix = npt.NDArray[np.float64]
 
@@ -62,11 +62,11 @@ def relabel_shares(
 
     raw: list[float] = []
     served: list[float] = []
-    previous = [assign_segment(snapshots[0], f) for f in population]
+    previous = predict_many(snapshots[0], population)
     kept = list(previous)
     state = [(s, -1, 0) for s in previous]
     for snapshot in snapshots[1:]:
-        current = [assign_segment(snapshot, f) for f in population]
+        current = predict_many(snapshot, population)
         raw.append(sum(a != b for a, b in zip(previous, current, strict=True)) / len(current))
         moved = 0
         for i, features in enumerate(population):

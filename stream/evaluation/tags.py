@@ -29,10 +29,10 @@ import numpy.typing as npt
 from operators.features import DAY_MS, features_at
 from operators.state_layout import unpack_state
 from operators.tags import PURCHASE_WITHIN, TagDefinition, predict
-from stream.memory import InMemoryStateStore
+from stream.models.tag_trainer import exact_auc, log_loss
 from stream.replay import Replayed, replay_events
 from stream.settings import Settings
-from stream.tag_trainer import exact_auc, log_loss
+from stream.twins.state_store import InMemoryStateStore
 
 WEEK_MS = 7 * DAY_MS
 MINUTE_MS = 60_000
@@ -93,7 +93,7 @@ def score_snapshots(
         store = at.parts.state_store
         assert isinstance(store, InMemoryStateStore)
         states = [(u, unpack_state(b)) for u, b in sorted(store.users().items())]
-        learners = at.processor.learning.learners
+        learners = at.processor.publisher.learners
         models = {index: learner.model() for index, learner in learners.items()}
         names = tuple(
             dict.fromkeys(f for learner in learners.values() for f in learner.tag.features)

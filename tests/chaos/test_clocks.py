@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.generator import encode, generate_events
+from stream.feeds.simulator import encode, generate_events
 from tests.support.events import expected_states, features_only
 from tests.support.servers import (
     end_offsets,

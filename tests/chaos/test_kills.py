@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import redis
 
-from stream.generator import generate_events
-from stream.inspect import inspect_user
+from stream.cli.users import inspect_user
+from stream.feeds.simulator import generate_events
 from stream.settings import Settings
 from tests.support.model import frozen_service, trained_model
 from tests.support.servers import end_offsets, redis_client

@@ -18,7 +18,7 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
-from stream.generator import encode, generate_events
+from stream.feeds.simulator import encode, generate_events
 from tests.support.events import expected_states, features_only
 from tests.support.poison import poison
 from tests.support.servers import KAFKA_BOOTSTRAP, end_offsets, read_topic, redis_client

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from operators.segments import SegmentSnapshot
-from stream.generator import encode, generate_events
-from stream.rebuild import EPOCH_SHIFT
-from stream.redis_models import RedisModelStore
+from stream.feeds.simulator import encode, generate_events
+from stream.loop.rebuild import EPOCH_SHIFT
+from stream.redis.model_store import RedisModelStore
 from tests.support.events import expected_states, features_only
 from tests.support.model import TAGS
 from tests.support.servers import PrivateRedis, end_offsets, ordered_producer, read_topic

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from stream.api import request_histogram
+from stream.api.app import request_histogram
 from stream.metrics import Metrics
 
 DASHBOARDS = sorted(Path(__file__).parents[2].joinpath("dashboards").glob("*.json"))

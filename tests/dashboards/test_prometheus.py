@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import redis
 
-from stream.generator import MALFORMED, encode, generate_events
+from stream.feeds.simulator import MALFORMED, encode, generate_events
 from tests.support.api import start_api
 from tests.support.servers import end_offsets, missing, ordered_producer, redis_client
 from tests.support.service import Service

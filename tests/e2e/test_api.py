@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import redis
 
-from stream.generator import encode, generate_events
-from stream.inspect import inspect_user
+from stream.cli.users import inspect_user
+from stream.feeds.simulator import encode, generate_events
 from stream.settings import Settings
 from tests.support.api import TOKEN, Api, start_api
 from tests.support.servers import end_offsets, ordered_producer, publish, read_topic, redis_client
@@ -164,7 +164,7 @@ def test_reads_can_require_the_token_too(
             assert api.call("GET", path)[0] == 401, path
             assert api.call("GET", path, token=TOKEN)[0] == 200, path
         assert api.call("GET", "/healthz")[0] == 200 and api.call("GET", "/metrics")[0] == 200
-        # Open reads of a user are answered beneath FastAPI (stream.api_reads); these go
+        # Open reads of a user are answered beneath FastAPI (stream.api.reads); these go
         # through it: the same documents either way.
         user = sorted(service.states(client))[-1]
         assert api.call("GET", f"/v1/users/{user}")[0] == 401

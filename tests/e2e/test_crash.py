@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from stream.failpoints import STAGES
-from stream.generator import generate_events
+from stream.feeds.simulator import generate_events
+from stream.loop.failpoints import STAGES
 from tests.support.events import expected_states, features_only
 from tests.support.model import frozen_service, trained_model
 from tests.support.servers import end_offsets, redis_client

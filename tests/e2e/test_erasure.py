@@ -15,7 +15,7 @@ import pytest
 import redis
 from kafka.partitioner.default import murmur2
 
-from stream.generator import encode, generate_events
+from stream.feeds.simulator import encode, generate_events
 from tests.support.api import TOKEN, start_api
 from tests.support.servers import (
     KAFKA_BOOTSTRAP,

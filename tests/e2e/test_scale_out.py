@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from stream.generator import encode, generate_events
+from stream.feeds.simulator import encode, generate_events
 from tests.support.events import expected_states, features_only
 from tests.support.servers import end_offsets, ordered_producer, redis_client
 from tests.support.service import Service

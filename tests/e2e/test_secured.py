@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.generator import encode, generate_events
+from stream.feeds.simulator import encode, generate_events
 from tests.support.secured import (
     KAFKA_PASSWORD,
     KAFKA_SECURE_BOOTSTRAP,

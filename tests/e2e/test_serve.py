@@ -17,7 +17,7 @@ import redis
 from operators.decoding import decode_event
 from operators.events import Rejected
 from operators.features import FEATURES
-from stream.generator import MALFORMED, encode, generate_events
+from stream.feeds.simulator import MALFORMED, encode, generate_events
 from tests.support.events import expected_states, features_only
 from tests.support.servers import (
     end_offsets,

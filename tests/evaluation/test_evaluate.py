@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.cli import main
+from stream.cli.main import main
 from tests.support.data import online_retail_path
 
 

@@ -13,8 +13,8 @@ from operators.events import Event
 from operators.features import DAY_MS, UserState, features_at
 from operators.pipeline import PipelineConfig, process_events
 from stream.evaluation.offline import CustomerHistory, read_online_retail, reference_features
-from stream.generator import encode
-from stream.history import ONLINE_RETAIL, read_history
+from stream.feeds.history import ONLINE_RETAIL, read_history
+from stream.feeds.simulator import encode
 from tests.support.data import online_retail_path
 
 SNAPSHOT_MS = int(datetime(2011, 9, 10, 12, 51, tzinfo=UTC).timestamp() * 1000)

@@ -15,7 +15,7 @@ from tests.support.pipeline import CONFIG, SNAPSHOT, T0
 
 
 def erase(user: str, at_ms: int = T0, erase_id: str = "erase-1") -> EraseRequest:
-    _, key, value = encode_erase_request(user, "dpo@example.com", "cli", at_ms, erase_id)
+    key, value = encode_erase_request(user, "dpo@example.com", "cli", at_ms, erase_id)
     decoded = decode_event(key, value)
     assert isinstance(decoded, EraseRequest), decoded
     return decoded
@@ -41,7 +41,7 @@ def test_a_request_decodes_with_who_and_how() -> None:
     ],
 )
 def test_a_bad_request_is_rejected_with_its_reason(change: dict[str, object], reason: str) -> None:
-    _, key, value = encode_erase_request("u-42", "dpo", "api", T0)
+    key, value = encode_erase_request("u-42", "dpo", "api", T0, "erase-1")
     document = {**json.loads(value), **change}
     kept = {k: v for k, v in document.items() if v is not None}
     decoded = decode_event(key, json.dumps(kept).encode())
@@ -49,7 +49,7 @@ def test_a_bad_request_is_rejected_with_its_reason(change: dict[str, object], re
 
 
 def test_a_request_keyed_by_another_user_is_rejected() -> None:
-    _, _, value = encode_erase_request("u-42", "dpo", "api", T0)
+    _, value = encode_erase_request("u-42", "dpo", "api", T0, "erase-1")
     decoded = decode_event(b"u-7", value)
     assert isinstance(decoded, Rejected) and decoded.reason == "key_mismatch"
 

@@ -8,7 +8,7 @@ from operators.changes import encode_change
 from operators.events import Event
 from operators.features import update_features
 from operators.pipeline import PipelineConfig, advance_watermark, process_events
-from operators.segments import SegmentSnapshot, assign_segment
+from operators.segments import SegmentSnapshot, predict_many
 from tests.support.pipeline import CONFIG, RFM, SNAPSHOT, T0
 
 
@@ -68,12 +68,11 @@ def test_training_sample_is_a_stable_fraction_of_events() -> None:
     assert none.training_vectors == []
 
 
-def test_assign_segment_picks_the_nearest_standardized_center() -> None:
+def test_predict_many_picks_the_nearest_standardized_center() -> None:
     far = {"recency_days": 0.0, "frequency": 0.0, "monetary": 0.0}
     near = {"recency_days": 0.0, "frequency": 1.0, "monetary": 100.0}
-    assert assign_segment(SNAPSHOT, far) == 0
-    assert assign_segment(SNAPSHOT, near) == 1
-    assert assign_segment(None, near) == -1
+    assert predict_many(SNAPSHOT, [far, near]) == [0, 1]
+    assert predict_many(None, [near, far]) == [-1, -1]
 
 
 def test_snapshot_round_trips_as_data() -> None:

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from stream.api_door import FrontDoor, bearer_token
-from stream.api_state import clean_segment_name
+from stream.api.catalog import clean_segment_name
+from stream.api.door import FrontDoor, bearer_token
 
 
 def test_only_a_bearer_token_is_a_token() -> None:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import re
 
-from stream.demo import DEMO_SEGMENT_FEATURES, run_demo
-from stream.generator import PERSONAS
+from stream.cli.demo import DEMO_SEGMENT_FEATURES, run_demo
+from stream.feeds.simulator import PERSONAS
 from stream.settings import Settings
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 from operators.state_layout import unpack_state
-from stream.generator import encode, generate_events
-from stream.memory import InMemoryBroker, InMemorySink, InMemoryStateStore
+from stream.feeds.erasure import request_erasure
+from stream.feeds.simulator import encode, generate_events
 from stream.ports import Partition
 from stream.settings import Settings
-from stream.tools import request_erasure
+from stream.twins.broker import InMemoryBroker, InMemorySink
+from stream.twins.state_store import InMemoryStateStore
 from stream.wiring import build_processor, in_memory_parts
 
 SETTINGS = Settings(max_batch_records=300, snapshot_every_samples=500, train_sample_permille=1000)
@@ -35,7 +36,10 @@ def test_an_erasure_finds_users_placed_by_another_partitioner() -> None:
     assert set(erased) <= set(store.users())
 
     sink = InMemorySink(broker)
-    ids = {user: request_erasure(SETTINGS, user, "dpo@example.com", "api", sink) for user in erased}
+    ids = {
+        user: request_erasure(SETTINGS.input_topic, user, "dpo@example.com", "api", sink)
+        for user in erased
+    }
     while processor.run_once():
         pass
 

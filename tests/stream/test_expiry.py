@@ -9,9 +9,10 @@ from prometheus_client import CollectorRegistry
 
 from operators.features import DAY_MS, NO_SEGMENT
 from operators.state_layout import unpack_state
-from stream.generator import encode, generate_events
-from stream.memory import InMemoryBroker, InMemoryStateStore
+from stream.feeds.simulator import encode, generate_events
 from stream.settings import Settings
+from stream.twins.broker import InMemoryBroker
+from stream.twins.state_store import InMemoryStateStore
 from stream.wiring import build_processor, in_memory_parts
 
 IDLE_DAYS = 3

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.history import ONLINE_RETAIL, REES46, CsvMapping, HistoryError, read_history
+from stream.feeds.history import ONLINE_RETAIL, REES46, CsvMapping, HistoryError, read_history
 from tests.support.data import rees46_sample_path
 
 RETAIL_HEADER = (

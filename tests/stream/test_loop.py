@@ -17,12 +17,13 @@ from operators import table as record_table
 from operators.events import EVENT_TYPES
 from operators.state_layout import unpack_state
 from stream.errors import DependencyError, StateLost
-from stream.generator import MALFORMED, encode, generate_events
-from stream.loop import Processor
-from stream.memory import InMemoryBroker, InMemoryStateStore
-from stream.memory_models import InMemoryModelStore
+from stream.feeds.simulator import MALFORMED, encode, generate_events
+from stream.loop.processor import Processor
 from stream.ports import Partition, PartitionWrite
 from stream.settings import Settings
+from stream.twins.broker import InMemoryBroker
+from stream.twins.model_store import InMemoryModelStore
+from stream.twins.state_store import InMemoryStateStore
 from stream.wiring import Parts, build_processor, in_memory_parts
 from tests.support.events import expected_states, features_only
 
@@ -132,7 +133,7 @@ def test_a_fenced_partition_is_left_to_its_new_owner() -> None:
     offset_when_stolen = thief.claim(stolen)
     drain(processor)
     assert parts.state_store.next_offset(stolen) == offset_when_stolen
-    assert stolen not in processor.owned
+    assert stolen not in processor.partitions.owned
     others = [Partition(SETTINGS.input_topic, i) for i in (1, 2, 3)]
     ends = broker.end_offsets(SETTINGS.input_topic)
     assert all(parts.state_store.next_offset(p) == ends[p] for p in others)
@@ -167,7 +168,7 @@ def test_publishes_versioned_snapshots_and_resumes_them_after_restart() -> None:
     )
     assert restarted.snapshot == processor.snapshot
     # Segment sizes follow the published changes; volatility is exposed per live segment.
-    sizes = parts.state_store.segment_sizes(processor.owned)
+    sizes = parts.state_store.segment_sizes(processor.partitions.owned)
     published = [json.loads(r.value) for r in broker.records(SETTINGS.output_topic)]
     latest: dict[str, int] = {}
     for doc in published:
@@ -202,9 +203,9 @@ def test_assignment_claims_each_partition(monkeypatch: pytest.MonkeyPatch) -> No
     processor = build_processor(SETTINGS, Parts(parts.source, parts.sink, store, parts.model_store))
     processor.run_once()
     assert sorted(claimed) == [Partition(SETTINGS.input_topic, i) for i in range(4)]
-    revoked: Collection[Partition] = list(processor.owned)
-    processor.revoked(revoked)
-    assert processor.owned == set()
+    revoked: Collection[Partition] = list(processor.partitions.owned)
+    processor.partitions.revoked(revoked)
+    assert processor.partitions.owned == set()
 
 
 class BrokenClaims(InMemoryStateStore):
@@ -307,7 +308,7 @@ def test_metrics_follow_the_flow_the_stages_and_the_stores() -> None:
     assert (
         value("segstream_build_info", version=processor.metrics.version, model_version=version) == 1
     )
-    processor.revoked(list(processor.owned))
+    processor.partitions.revoked(list(processor.partitions.owned))
     assert registry.get_sample_value("segstream_consumer_lag_records", {"partition": "0"}) is None
 
 

@@ -10,10 +10,11 @@ from prometheus_client import CollectorRegistry
 from operators.features import NO_SEGMENT
 from operators.segments import segment_profiles
 from operators.state_layout import unpack_state
-from stream.generator import encode, generate_events
-from stream.memory import InMemoryBroker, InMemoryStateStore
-from stream.memory_models import InMemoryModelStore
+from stream.feeds.simulator import encode, generate_events
 from stream.settings import Settings
+from stream.twins.broker import InMemoryBroker
+from stream.twins.model_store import InMemoryModelStore
+from stream.twins.state_store import InMemoryStateStore
 from stream.wiring import build_processor, in_memory_parts
 
 SETTINGS = Settings(max_batch_records=300, snapshot_every_samples=500, train_sample_permille=1000)

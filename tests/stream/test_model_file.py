@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from stream.generator import generate_events
-from stream.redis_models import RedisModelStore
+from stream.feeds.simulator import generate_events
+from stream.redis.model_store import RedisModelStore
 from tests.support.model import trained_model
 from tests.support.servers import REDIS_URL, redis_client, unique
 

@@ -9,9 +9,9 @@ import pytest
 
 from operators.segments import SegmentSnapshot
 from operators.tags import TagModel
-from stream.memory_models import InMemoryModelStore
 from stream.ports import ModelStore
-from stream.redis_models import RedisModelStore
+from stream.redis.model_store import RedisModelStore
+from stream.twins.model_store import InMemoryModelStore
 from tests.support.servers import redis_client, unique
 
 SNAPSHOT = SegmentSnapshot(

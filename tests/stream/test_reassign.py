@@ -11,12 +11,13 @@ from pathlib import Path
 
 from operators.segments import SegmentSnapshot
 from operators.state_layout import unpack_state
-from stream.generator import encode, generate_events
-from stream.memory import InMemoryBroker, InMemoryStateStore
-from stream.memory_models import InMemoryModelStore
+from stream.feeds.simulator import encode, generate_events
 from stream.settings import Settings
+from stream.twins.broker import InMemoryBroker
+from stream.twins.model_store import InMemoryModelStore
+from stream.twins.state_store import InMemoryStateStore
 from stream.wiring import Parts, build_processor, in_memory_parts
-from tests.stream.test_learning import FakeClock
+from tests.stream.test_publisher import FakeClock
 from tests.support.model import trained_model
 
 SETTINGS = Settings(max_batch_records=300, training=False, sweep_batch_users=50)
@@ -64,7 +65,7 @@ def test_users_of_a_retired_segment_move_at_once(tmp_path: Path) -> None:
     ]
     reassigned = {c["user_id"] for c in moved if c["event_id"].startswith("reassign:")}
     assert members - reassigned <= {e["user_id"] for e in events[5000:5010]}
-    assert store.segment_sizes(processor.owned).get(retired, 0) == 0
+    assert store.segment_sizes(processor.partitions.owned).get(retired, 0) == 0
 
 
 def test_users_built_before_any_model_take_a_segment_when_the_first_arrives(
@@ -101,5 +102,5 @@ def test_users_built_before_any_model_take_a_segment_when_the_first_arrives(
     firsts = [json.loads(r.value) for r in broker.records(SETTINGS.output_topic)]
     assigned = {c["user_id"] for c in firsts if c.get("event_id", "").startswith("reassign:")}
     assert assigned == set(before)
-    sizes = store.segment_sizes(processor.owned)
+    sizes = store.segment_sizes(processor.partitions.owned)
     assert sum(sizes.values()) == len(before)

@@ -15,13 +15,14 @@ from operators.segments import SegmentSnapshot
 from operators.state_layout import unpack_state
 from operators.tags import TagModel
 from stream.errors import StateLost
-from stream.generator import encode, generate_events
-from stream.loop import Processor
-from stream.memory import InMemoryBroker, InMemoryStateStore
-from stream.memory_models import InMemoryModelStore
+from stream.feeds.simulator import encode, generate_events
+from stream.loop.processor import Processor
+from stream.loop.rebuild import EPOCH_SHIFT, Note, Rebuilds
 from stream.ports import Committed, Partition
-from stream.rebuild import EPOCH_SHIFT, Note, Rebuilds
 from stream.settings import Settings
+from stream.twins.broker import InMemoryBroker
+from stream.twins.model_store import InMemoryModelStore
+from stream.twins.state_store import InMemoryStateStore
 from stream.wiring import Parts, build_processor, in_memory_parts
 from tests.support.events import expected_states, features_only
 from tests.support.model import TAGS, trained_model
@@ -112,7 +113,7 @@ def test_a_rebuild_publishes_nothing_twice_and_raises_the_epoch(model: dict[str,
     # Every user's features are exact, and the rebuild is counted apart.
     states = {u: features_only(unpack_state(b)) for u, b in rebuilt.users().items()}
     assert states == {u: features_only(s) for u, s in expected_states(EVENTS).items()}
-    assert second.metrics.rebuilt_events._value.get() == len(BEFORE)
+    assert second.metrics.partitions.rebuilt_events._value.get() == len(BEFORE)
     assert {Note.decode(c.metadata).epoch for c in broker.commits.values()} == {1}
 
 

@@ -11,7 +11,7 @@ from operators.events import Event
 from operators.features import update_features
 from operators.state_layout import pack_state
 from stream.ports import Partition, PartitionWrite
-from stream.redis_store import RedisStateStore
+from stream.redis.state_store import RedisStateStore
 from tests.support.servers import redis_client
 
 T0 = 1_767_225_600_000

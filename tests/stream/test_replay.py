@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.cli import main
+from stream.cli.main import main
 from tests.support.data import rees46_sample_path
 from tests.support.servers import REDIS_URL, create_topics, read_topic, redis_client, unique
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from river import preprocessing
 
-from stream.river_batch import scaler_learn_many
+from stream.models.river_batch import scaler_learn_many
 
 FEATURES = ("a", "b", "c")
 

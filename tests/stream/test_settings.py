@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.cli import main
+from stream.cli.main import main
 from stream.settings import Settings
 
 

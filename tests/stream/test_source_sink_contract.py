@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import pytest
 from kafka.partitioner.default import murmur2
 
-from stream.memory import InMemoryBroker, InMemoryEventSource, InMemorySink
 from stream.ports import Committed, EventSource, Partition, Record, Sink
 from stream.settings import Settings
+from stream.twins.broker import InMemoryBroker, InMemoryEventSource, InMemorySink
 from stream.wiring import kafka_sink, kafka_source
 from tests.support.servers import KAFKA_BOOTSTRAP, create_topics, unique
 

@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from stream.errors import PartitionLost, StateLost
-from stream.memory import InMemoryStateStore
 from stream.ports import Partition, PartitionWrite, StateStore
-from stream.redis_store import RedisStateStore
+from stream.redis.state_store import RedisStateStore
+from stream.twins.state_store import InMemoryStateStore
 from tests.support.servers import redis_client, unique
 
 P0, P1 = Partition("events", 0), Partition("events", 1)

@@ -8,7 +8,13 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from operators.tags import NO_PURCHASE_WITHIN, TagDefinition, predict
-from stream.tag_trainer import TagLearner, dump_learners, exact_auc, log_loss, restore_learners
+from stream.models.tag_trainer import (
+    TagLearner,
+    dump_learners,
+    exact_auc,
+    log_loss,
+    restore_learners,
+)
 
 TAG = TagDefinition(
     "churn_risk",
@@ -47,10 +53,10 @@ def test_learns_online_reports_insufficient_data_then_a_useful_model() -> None:
     learner = TagLearner(TAG, min_labels=300, min_per_class=30)
     data = labelled(6000, seed=1)
     for features, label in data[:200]:
-        learner.learn(logs(features), label)
+        learner.learn_one(logs(features), label)
     assert not learner.ready and not learner.export().ready
     for features, label in data[200:]:
-        learner.learn(logs(features), label)
+        learner.learn_one(logs(features), label)
     model = learner.export()
     assert model.ready and model.version == 2
     assert model.metrics["auc"] > 0.7 and model.metrics["labels"] == 6000
@@ -66,13 +72,13 @@ def test_learners_are_stored_as_data_and_learn_on_as_before() -> None:
     learner = TagLearner(TAG, min_labels=300, min_per_class=30)
     data = labelled(3000, seed=3)
     for features, label in data[:1500]:
-        learner.learn(logs(features), label)
+        learner.learn_one(logs(features), label)
     blob = dump_learners([learner])
     assert json.loads(blob)["format"] == "segstream.tag-learners"
     restored = restore_learners(blob)[TAG.name]
     assert restored.model() == learner.model()
     for features, label in data[1500:]:
-        learner.learn(logs(features), label)
-        restored.learn(logs(features), label)
+        learner.learn_one(logs(features), label)
+        restored.learn_one(logs(features), label)
     assert restored.model() == learner.model()
     assert restore_learners(b"\x80\x04 an old pickle") == {}

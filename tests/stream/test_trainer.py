@@ -12,10 +12,10 @@ import sys
 from operators.decoding import decode_event
 from operators.events import Event
 from operators.features import UserState, features_at, update_features
-from operators.segments import SegmentSnapshot, assign_segment
-from stream.generator import encode, generate_events
-from stream.kmeans import lloyd, nearest
-from stream.trainer import SegmentTrainer
+from operators.segments import SegmentSnapshot, predict_many
+from stream.feeds.simulator import encode, generate_events
+from stream.models.kmeans import lloyd, nearest
+from stream.models.segment_trainer import SegmentTrainer
 
 FEATURES = ("recency_days", "frequency", "monetary", "views_30d")
 BLOBS = ((0.5, 0.5, 2.0), (3.0, 1.5, 5.0), (4.5, 0.2, 0.5), (1.0, 2.5, 7.0))
@@ -65,16 +65,17 @@ def test_snapshot_scores_like_the_model() -> None:
     trainer = SegmentTrainer(FEATURES, 4, snapshot_every=1000, seed=1, warmup=500)
     vectors = sample_vectors(4000)
     for vector in vectors[:3000]:
-        trainer.learn(vector)
+        trainer.learn_one(vector)
     assert trainer.due()
     snapshot, lineage = trainer.snapshot()
     assert snapshot.version == 1 and len(snapshot.centers) == 4
     assert lineage.created == snapshot.segment_ids == (0, 1, 2, 3)
     model = trainer.model
-    for vector in vectors[3000:]:
+    predicted = predict_many(snapshot, vectors[3000:])
+    for vector, segment in zip(vectors[3000:], predicted, strict=True):
         x = tuple(math.log1p(vector[f]) for f in FEATURES)
         index = nearest(model.centers(), model.standardize(x))[0]
-        assert assign_segment(snapshot, vector) == snapshot.segment_ids[index]
+        assert segment == snapshot.segment_ids[index]
     # Exported as plain data: it survives JSON, hence any River upgrade.
     assert SegmentSnapshot.from_dict(json.loads(json.dumps(snapshot.to_dict()))) == snapshot
 
@@ -83,15 +84,15 @@ def test_versions_increase_and_snapshots_wait_for_warmup_and_enough_samples() ->
     trainer = SegmentTrainer(FEATURES, 3, snapshot_every=500, seed=1, warmup=800)
     vectors = sample_vectors(2000)
     for vector in vectors[:799]:
-        trainer.learn(vector)
+        trainer.learn_one(vector)
     assert not trainer.due()  # not warm yet, although 799 > 500
     for vector in vectors[799:1000]:
-        trainer.learn(vector)
+        trainer.learn_one(vector)
     assert trainer.due()
     assert trainer.snapshot()[0].version == 1
     assert not trainer.due()
     for vector in vectors[1000:1500]:
-        trainer.learn(vector)
+        trainer.learn_one(vector)
     assert trainer.snapshot()[0].version == 2
 
 
@@ -99,20 +100,20 @@ def test_the_first_snapshot_comes_after_the_warmup_not_a_full_period() -> None:
     trainer = SegmentTrainer(FEATURES, 4, snapshot_every=10_000, seed=1)  # warm-up: 1,000
     vectors = sample_vectors(3000)
     for vector in vectors[:999]:
-        trainer.learn(vector)
+        trainer.learn_one(vector)
     assert not trainer.due()
-    trainer.learn(vectors[999])
+    trainer.learn_one(vectors[999])
     assert trainer.due()  # a new deployment gets segments now...
     assert trainer.snapshot()[0].version == 1
     for vector in vectors[1000:]:
-        trainer.learn(vector)
+        trainer.learn_one(vector)
     assert not trainer.due()  # ...and the next model after the regular period
 
 
 def test_reaches_the_offline_kmeans_cost_on_separated_clusters() -> None:
     trainer = SegmentTrainer(("a", "b", "c"), 4, snapshot_every=1000, seed=3, warmup=500)
     for vector in blob_vectors(20_000, seed=4):
-        trainer.learn(vector)
+        trainer.learn_one(vector)
     snapshot, _ = trainer.snapshot()
     held_out = blob_vectors(2000, seed=5)
     # Offline reference: Lloyd's algorithm from the true blob centers, same scaling.
@@ -133,7 +134,7 @@ def test_stationary_stream_keeps_ids_and_creates_nothing_after_the_first_snapsho
     stream = blob_vectors(20_000, seed=6)
     lineages = []
     for vector in stream:
-        trainer.learn(vector)
+        trainer.learn_one(vector)
         if trainer.due():
             lineages.append(trainer.snapshot()[1])
     assert len(lineages) >= 8
@@ -145,11 +146,11 @@ def test_stationary_stream_keeps_ids_and_creates_nothing_after_the_first_snapsho
 def test_a_dead_center_is_reseeded_where_the_data_went() -> None:
     trainer = SegmentTrainer(("a", "b", "c"), 4, snapshot_every=1000, seed=3, warmup=500)
     for vector in blob_vectors(5000, seed=7):
-        trainer.learn(vector)
+        trainer.learn_one(vector)
     # One behaviour disappears and a new one appears far away.
     moved = (BLOBS[0], BLOBS[1], BLOBS[2], (6.0, 3.5, 1.0))
     for vector in blob_vectors(30_000, seed=8, blobs=moved):
-        trainer.learn(vector)
+        trainer.learn_one(vector)
     snapshot, _ = trainer.snapshot()
     from operators.segments import standardize
 
@@ -163,9 +164,9 @@ def test_the_same_samples_give_the_same_model_under_any_hash_seed() -> None:
     script = (
         "import json, itertools\n"
         "from tests.stream.test_trainer import sample_vectors, FEATURES\n"
-        "from stream.trainer import SegmentTrainer\n"
+        "from stream.models.segment_trainer import SegmentTrainer\n"
         "t = SegmentTrainer(FEATURES, 4, snapshot_every=500, seed=9, warmup=300)\n"
-        "for v in sample_vectors(2500): t.learn(v)\n"
+        "for v in sample_vectors(2500): t.learn_one(v)\n"
         "print(json.dumps(t.snapshot()[0].to_dict()))\n"
     )
     outputs = {
@@ -184,7 +185,7 @@ def test_the_same_samples_give_the_same_model_under_any_hash_seed() -> None:
 def test_the_trainer_survives_a_dump_and_restore_and_rejects_garbage() -> None:
     trainer = SegmentTrainer(FEATURES, 4, snapshot_every=100, seed=1, warmup=200)
     for vector in sample_vectors(500):
-        trainer.learn(vector)
+        trainer.learn_one(vector)
     restored = SegmentTrainer.restore(trainer.dump())
     assert restored is not None and restored.samples == 500
     assert restored.snapshot() == trainer.snapshot()
@@ -196,12 +197,12 @@ def test_a_restored_trainer_learns_on_exactly_as_the_original() -> None:
     trainer = SegmentTrainer(FEATURES, 4, snapshot_every=100, seed=1, warmup=200)
     vectors = sample_vectors(900)
     for vector in vectors[:450]:
-        trainer.learn(vector)
+        trainer.learn_one(vector)
     restored = SegmentTrainer.restore(trainer.dump())
     assert restored is not None
     for vector in vectors[450:]:
-        trainer.learn(vector)
-        restored.learn(vector)
+        trainer.learn_one(vector)
+        restored.learn_one(vector)
     assert restored.snapshot() == trainer.snapshot()
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from operators.decoding import decode_event
 from operators.events import Event, Rejected
-from operators.features import UserState, is_duplicate, update_features
-from stream.generator import encode
+from operators.features import UserState, event_digest, update_features
+from stream.feeds.simulator import encode
 
 
 def expected_states(events: Iterable[dict[str, Any]]) -> dict[str, UserState]:
@@ -20,7 +20,7 @@ def expected_states(events: Iterable[dict[str, Any]]) -> dict[str, UserState]:
             continue
         assert isinstance(decoded, Event)
         before = states.get(decoded.user_id)
-        if not is_duplicate(before, decoded):
+        if before is None or event_digest(decoded.event_id) not in before.recent_event_ids:
             states[decoded.user_id] = update_features(before, decoded)
     return states
 

@@ -10,10 +10,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from stream.generator import encode
-from stream.memory import InMemoryBroker
-from stream.model_file import export_model
+from stream.feeds.simulator import encode
+from stream.models.model_file import export_model
 from stream.settings import Settings
+from stream.twins.broker import InMemoryBroker
 from stream.wiring import build_processor, in_memory_parts
 from tests.support.servers import ordered_producer
 from tests.support.service import Service

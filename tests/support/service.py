@@ -14,8 +14,8 @@ import redis
 
 from operators.features import UserState
 from operators.state_layout import unpack_state
+from stream.kafka.topics import create_topics
 from stream.settings import Settings
-from stream.tools import create_topics
 from tests.support.servers import KAFKA_BOOTSTRAP, REDIS_URL, unique
 
 

@@ -1,0 +1,137 @@
+"""The Kafka twin: an in-memory broker of partitioned topics, with its event source and sink.
+
+It keeps what the loop relies on: per-partition order, keys mapped to partitions by a stable
+hash, consumer-group assignment with seek-on-assign, and acknowledged sends on flush.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Collection, Mapping
+
+from stream.errors import AssignmentFailed
+from stream.ports import AssignmentListener, Committed, Partition, Record
+
+
+class InMemoryBroker:
+    """Topics of partitioned, append-only logs shared by sources and sinks."""
+
+    def __init__(self, partitions: int = 4) -> None:
+        self.partitions = partitions
+        self.logs: dict[Partition, list[Record]] = {}
+        self.commits: dict[Partition, Committed] = {}  # one consumer group's
+
+    def create_topic(self, topic: str) -> None:
+        if Partition(topic, 0) in self.logs:  # every append asks: keep it cheap
+            return
+        for index in range(self.partitions):
+            self.logs.setdefault(Partition(topic, index), [])
+
+    def append(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp_ms: int = 0,
+        partition: int | None = None,
+    ) -> Record:
+        self.create_topic(topic)
+        # crc32, not hash(): the same key lands in the same partition in every process.
+        index = zlib.crc32(key) % self.partitions if key is not None else 0
+        index = index if partition is None else partition
+        log = self.logs[Partition(topic, index)]
+        record = Record(Partition(topic, index), len(log), key, value, timestamp_ms)
+        log.append(record)
+        return record
+
+    def records(self, topic: str) -> list[Record]:
+        return [r for p, log in sorted(self.logs.items()) if p.topic == topic for r in log]
+
+    def end_offsets(self, topic: str) -> dict[Partition, int]:
+        return {p: len(log) for p, log in self.logs.items() if p.topic == topic}
+
+
+class InMemoryEventSource:
+    """A group of one consumer: it owns every partition of its topic."""
+
+    def __init__(self, broker: InMemoryBroker, topic: str) -> None:
+        self.broker = broker
+        self.topic = topic
+        self._positions: dict[Partition, int] = {}
+        self._paused: set[Partition] = set()
+        self._listener: AssignmentListener | None = None
+
+    def subscribe(self, listener: AssignmentListener) -> None:
+        self._listener = listener
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        if self._listener is None:
+            raise RuntimeError("subscribe() before poll()")
+        self.broker.create_topic(self.topic)
+        if not self._positions:
+            assigned = sorted(self.broker.end_offsets(self.topic))
+            try:
+                resume = self._listener.assigned(assigned)
+            except Exception as exc:
+                raise AssignmentFailed(f"partition assignment failed: {exc}") from exc
+            for partition in assigned:
+                start = resume.get(partition)
+                self._positions[partition] = start if start is not None else 0
+        # Like a Kafka fetch, share the batch between partitions instead of draining one first.
+        batch: list[Record] = []
+        share = -(-max_records // max(len(self._positions), 1))
+        for partition, position in sorted(self._positions.items()):
+            if partition in self._paused:
+                continue
+            room = min(share, max_records - len(batch))
+            taken = self.broker.logs[partition][position : position + room]
+            batch.extend(taken)
+            self._positions[partition] = position + len(taken)
+        return batch
+
+    def pause(self, partitions: Collection[Partition]) -> None:
+        self._paused.update(partitions)
+
+    def commit(
+        self, next_offsets: Mapping[Partition, int], metadata: Mapping[Partition, str] | None = None
+    ) -> bool:
+        notes = metadata or {}
+        for partition, offset in next_offsets.items():
+            self.broker.commits[partition] = Committed(offset, notes.get(partition, ""))
+        return True
+
+    def committed(self) -> dict[Partition, Committed]:
+        return {p: c for p, c in self.broker.commits.items() if p.topic == self.topic}
+
+    def lag(self) -> dict[Partition, int]:
+        ends = self.broker.end_offsets(self.topic)
+        return {p: ends[p] - pos for p, pos in self._positions.items()}
+
+    def close(self) -> None:
+        if self._listener is not None and self._positions:
+            self._listener.revoked(list(self._positions))
+        self._positions.clear()
+
+
+class InMemorySink:
+    def __init__(self, broker: InMemoryBroker) -> None:
+        self.broker = broker
+        self._pending: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+
+    def send(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None:
+        if partition is not None and not 0 <= partition < self.broker.partitions:
+            raise ValueError(f"{topic} has no partition {partition}")
+        self._pending.append((topic, key, value, partition))
+
+    def partitions(self, topic: str) -> int:
+        return self.broker.partitions
+
+    def flush(self) -> None:
+        for topic, key, value, partition in self._pending:
+            self.broker.append(topic, key, value, partition=partition)
+        self._pending.clear()
+
+    def close(self) -> None:
+        self.flush()

@@ -1,0 +1,158 @@
+"""The Redis state store's twin: users, due index, offsets and labels in dicts, with the real
+store's fenced, atomic saves (a save from a consumer that lost the partition is refused)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+
+from stream.errors import PartitionLost, StateLost
+from stream.ports import Partition, PartitionWrite
+
+
+@dataclass
+class _PartitionData:
+    owner: str = ""
+    next_offset: int | None = None
+    users: dict[str, bytes] = field(default_factory=dict)
+    dues: dict[str, int] = field(default_factory=dict)
+    watermark_ms: int = 0
+    segment_sizes: dict[int, int] = field(default_factory=dict)
+    pending: dict[str, bytes] = field(default_factory=dict)
+    erasures: list[bytes] = field(default_factory=list)
+
+
+class InMemoryStateStore:
+    """State and offsets in dicts; handles from ``handle()`` share them like Redis clients do."""
+
+    def __init__(self, shared: dict[Partition, _PartitionData] | None = None) -> None:
+        self._data: dict[Partition, _PartitionData] = {} if shared is None else shared
+        self._tokens: dict[Partition, str] = {}
+        self._has_offset: set[Partition] = set()
+
+    def handle(self) -> InMemoryStateStore:
+        """Another client of the same store: a second consumer in tests."""
+        return InMemoryStateStore(self._data)
+
+    def claim(self, partition: Partition) -> int | None:
+        token = uuid.uuid4().hex
+        data = self._data.setdefault(partition, _PartitionData())
+        data.owner = token
+        self._tokens[partition] = token
+        if data.next_offset is None:
+            self._has_offset.discard(partition)
+        else:
+            self._has_offset.add(partition)
+        return data.next_offset
+
+    def lose_everything(self) -> None:
+        """What a Redis restart without persistence does, for tests."""
+        self._data.clear()
+
+    def _check(self, partition: Partition) -> str | None:
+        """None if we own the partition; else "lost" (our claim vanished) or "taken"."""
+        if partition not in self._tokens:
+            return "taken"  # never claimed by us
+        data = self._data.get(partition)
+        if (
+            data is None
+            or not data.owner
+            or (data.next_offset is None and partition in self._has_offset)
+        ):
+            return "lost"
+        return None if data.owner == self._tokens.get(partition) else "taken"
+
+    def load(self, users: Mapping[Partition, Collection[str]]) -> dict[Partition, dict[str, bytes]]:
+        found: dict[Partition, dict[str, bytes]] = {}
+        checks = {p: self._check(p) for p in users}
+        if lost := [p for p, check in checks.items() if check == "lost"]:
+            raise StateLost(lost)
+        if taken := [p for p, check in checks.items() if check == "taken"]:
+            raise PartitionLost(taken)
+        for partition, names in users.items():
+            stored = self._data.get(partition, _PartitionData()).users
+            found[partition] = {u: stored[u] for u in names if u in stored}
+        return found
+
+    def save(self, writes: Mapping[Partition, PartitionWrite]) -> None:
+        lost: list[Partition] = []
+        taken: list[Partition] = []
+        for partition, write in writes.items():
+            check = self._check(partition)
+            if check is not None:
+                (lost if check == "lost" else taken).append(partition)
+                continue
+            data = self._data[partition]
+            if data.next_offset is not None and data.next_offset > write.first_offset:
+                continue  # applied before: a retry after a partial save
+            for user in write.deleted:  # first: a user back in the same batch keeps the rest
+                for stored in (data.users, data.dues, data.pending):
+                    stored.pop(user, None)
+            data.users.update(write.users)
+            data.erasures += write.audit
+            for user, due in write.dues.items():
+                if due:
+                    data.dues[user] = due
+                else:
+                    data.dues.pop(user, None)
+            data.watermark_ms = write.watermark_ms
+            for user, packed in write.pending.items():
+                if packed:
+                    data.pending[user] = packed
+                else:
+                    data.pending.pop(user, None)
+            for segment, delta in write.segment_deltas.items():
+                data.segment_sizes[segment] = data.segment_sizes.get(segment, 0) + delta
+            data.next_offset = write.next_offset
+            self._has_offset.add(partition)
+        if lost:
+            raise StateLost(lost)
+        if taken:
+            raise PartitionLost(taken)
+
+    def next_offset(self, partition: Partition) -> int | None:
+        return self._data.get(partition, _PartitionData()).next_offset
+
+    def watermark(self, partition: Partition) -> int:
+        return self._data.get(partition, _PartitionData()).watermark_ms
+
+    def load_pending(
+        self,
+        users: Mapping[Partition, Collection[str]],
+    ) -> dict[Partition, dict[str, bytes]]:
+        found: dict[Partition, dict[str, bytes]] = {}
+        for partition, names in users.items():
+            stored = self._data.get(partition, _PartitionData()).pending
+            found[partition] = {u: stored[u] for u in names if u in stored}
+        return found
+
+    def segment_sizes(self, partitions: Collection[Partition]) -> dict[int, int]:
+        sizes: dict[int, int] = {}
+        for partition in partitions:
+            for segment, size in self._data.get(partition, _PartitionData()).segment_sizes.items():
+                sizes[segment] = sizes.get(segment, 0) + size
+        return {s: n for s, n in sizes.items() if n}
+
+    def erasures(self, partition: Partition) -> list[bytes]:
+        return list(self._data.get(partition, _PartitionData()).erasures)
+
+    def due_users(self, partition: Partition, until_ms: int, limit: int) -> list[str]:
+        dues = self._data.get(partition, _PartitionData()).dues
+        due = sorted((at, user) for user, at in dues.items() if at <= until_ms)
+        return [user for _, user in due[:limit]]
+
+    def scan_users(
+        self, partition: Partition, cursor: int, count: int
+    ) -> tuple[int, dict[str, bytes]]:
+        users = sorted(self._data.get(partition, _PartitionData()).users.items())
+        chunk = users[cursor : cursor + count]
+        following = cursor + count if cursor + count < len(users) else 0
+        return following, dict(chunk)
+
+    def users(self) -> dict[str, bytes]:
+        """Every stored user record, for the demo's summary."""
+        return {u: v for data in self._data.values() for u, v in data.users.items()}
+
+    def close(self) -> None:
+        pass

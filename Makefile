@@ -22,14 +22,20 @@ help:
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The runtime dependencies only: all `make demo` needs, so a newcomer's first run is quick.
+$(VENV)/.runtime: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "python 3.11+ is required"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+# Then the dev tools and the evaluation's libraries (scikit-learn, matplotlib).
+$(VENV)/.installed: $(VENV)/.runtime
 	$(BIN)/pip install --quiet -e '.[dev,eval]'
 	@touch $@
 
-demo: install
+demo: $(VENV)/.runtime
 	$(BIN)/segstream demo
 
 services-up: install

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from common import RESULTS, ROOT
 
-# Where the tests find it too (README, "Replay and evaluation on real data").
+# Where the tests find it too (docs/evaluation.md).
 UCI = Path(
     os.environ.get(
         "SEGSTREAM_ONLINE_RETAIL",
@@ -65,7 +65,7 @@ def main() -> None:
     if not args.file.exists():
         raise SystemExit(
             f"bench/replay.py: no {args.file}; set SEGSTREAM_ONLINE_RETAIL or pass --file (the "
-            "UCI Online Retail file: README, 'Replay and evaluation on real data')"
+            "UCI Online Retail file: docs/evaluation.md)"
         )
     roots = {"head": ROOT, **({"baseline": args.baseline} if args.baseline else {})}
     rows = []

@@ -101,7 +101,7 @@ def user_changed(
 def encode_change(
     change: UserChanged, emitted_at_ms: int, names: Mapping[int, str] | None = None
 ) -> bytes:
-    """The JSON published on the change topic (schema in the README, "Change events");
+    """The JSON published on the change topic (schema in docs/contract.md, "Change events out");
     ``names``: the segments' names at the time, by id."""
     if change.removed:
         return _encode_removal(change, emitted_at_ms)
@@ -158,7 +158,7 @@ def _encode_removal(change: UserChanged, emitted_at_ms: int) -> bytes:
 def encode_membership(change: UserChanged) -> bytes | None:
     """The user's current segment and tags after ``change``: the value on the compacted
     membership topic, keyed by user id, whose latest record per key is the whole assignment
-    (schema in the README, "Membership topic"). Only the change's own fields: a re-sent batch
+    (schema in docs/contract.md, "Membership topic"). Only the change's own fields: a re-sent batch
     writes the same bytes. A removed user's is a tombstone (None): compaction forgets it."""
     if change.removed:
         return None

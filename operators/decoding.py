@@ -51,7 +51,7 @@ def decode_event(
     limits: EventLimits = DEFAULT_LIMITS,
     received_ms: int | None = None,
 ) -> Event | Rejected:
-    """Decode and validate one message; the key must equal ``user_id`` (see README, "Events").
+    """Decode and validate one message; the key must equal ``user_id`` (docs/contract.md).
 
     ``received_ms`` is when the message was produced (its Kafka timestamp, or the time it was
     read): an event dated more than ``limits.max_future_ms`` after it is rejected, so one

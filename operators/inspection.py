@@ -7,7 +7,7 @@ from typing import Any
 
 from operators.features import FEATURES, NO_SEGMENT, UserState, features_at
 from operators.segments import SegmentSnapshot, segment_profiles
-from operators.tags import TagDefinition, TagModel, predict
+from operators.tags import TagDefinition, TagModel, predict_one
 
 
 def describe_user(
@@ -36,7 +36,7 @@ def describe_user(
     for index, tag in enumerate(tags):
         if state.tags >> index & 1:
             model = tag_models.get(tag.name)
-            score = predict(model, features) if tag.kind == "predictive" and model else None
+            score = predict_one(model, features) if tag.kind == "predictive" and model else None
             entered_s = state.tags_entered_s[index]
             held.append(
                 {

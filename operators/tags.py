@@ -2,7 +2,7 @@
 
 Two kinds of tag, both defined as data in the settings (``SEGSTREAM_TAGS``):
 
-- **rule** tags hold while a feature condition holds, e.g. ``vip``: ``spend_90d > 500``;
+- **rule** tags hold while a feature condition holds, e.g. ``vip``: ``spend_90d > 1000``;
 - **predictive** tags estimate the probability of a future outcome within a horizon, e.g.
   ``churn_risk``: no purchase in the next 90 days, ``likely_buyer``: a purchase in the next 30.
   A user enters the tag when the probability reaches ``enter`` and leaves it when it falls to
@@ -192,13 +192,13 @@ def usable_models(
     return {name: model for name, model in models.items() if defined.get(name) == model.features}
 
 
-def predict(model: TagModel, features: Mapping[str, float]) -> float:
+def predict_one(model: TagModel, features: Mapping[str, float]) -> float:
     """The probability of the tag's outcome for these (raw) features."""
     return predict_logged(model, {f: math.log1p(max(features[f], 0.0)) for f in model.features})
 
 
 def predict_logged(model: TagModel, logs: Mapping[str, float]) -> float:
-    """:func:`predict` from ``log1p`` of the features, computed once for all tags."""
+    """:func:`predict_one` from ``log1p`` of the features, computed once for all tags."""
     z = model.offset
     for f, c in zip(model.features, model.coefficients, strict=True):
         z += c * logs[f]
@@ -220,7 +220,7 @@ def holds(
         return _OPS[tag.op](float(features[tag.feature]), tag.value), None
     if model is None or not model.ready:
         return had, None  # insufficient data: leave membership as it is
-    score = predict(model, features) if logs is None else predict_logged(model, logs)
+    score = predict_one(model, features) if logs is None else predict_logged(model, logs)
     if had:
         return score > tag.exit, score
     return score >= tag.enter, score

@@ -3,7 +3,7 @@ the loop's (``Metrics`` itself), the models' (``Metrics.model``) and the partiti
 (``Metrics.partitions``); each part of the service is handed the group it counts in.
 
 Names follow Prometheus conventions: ``segstream_`` prefix, base units, ``_total`` counters.
-No label ever carries a user, event or session id. The README's "Metrics" table lists them.
+No label ever carries a user, event or session id. docs/metrics.md lists them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Settings: read once from the environment (and an optional TOML file) into a frozen object.
 
 Precedence: environment variable > TOML file named by ``SEGSTREAM_CONFIG`` > default. Field
-names carry their units. ``segstream --help`` and the README list every variable.
+names carry their units. ``segstream --help`` and docs/settings.md list every variable.
 """
 
 from __future__ import annotations
@@ -223,7 +223,7 @@ class Settings(ConnectionSettings):
     tags: str = _setting(
         DEFAULT_TAGS_JSON,
         "SEGSTREAM_TAGS",
-        "Tag definitions, a JSON list (README, 'Tags'); [] for none",
+        "Tag definitions, a JSON list (docs/model.md, 'Tags'); [] for none",
     )
     alert_tags: str = _setting(
         "churn_risk", "SEGSTREAM_ALERT_TAGS", "Comma-separated tags whose entry is an alert"
@@ -241,7 +241,8 @@ class Settings(ConnectionSettings):
     train_sample_permille: int = _setting(
         250,
         "SEGSTREAM_TRAIN_SAMPLE_PERMILLE",
-        "Share of events whose features train the model, in per mille",
+        "Share of users, in per mille, whose features train the segment model and whose labels "
+        "train the predictive tags (by a stable digest of the user id)",
     )
     snapshot_every_samples: int = _setting(
         10_000,
@@ -366,7 +367,7 @@ def _boolean(raw: object) -> bool:
 
 
 def describe_settings() -> list[tuple[str, str, str]]:
-    """(env var, default, description) for every setting: for --help and the README."""
+    """(env var, default, description) for every setting: for --help and docs/settings.md."""
     return [
         (
             f.metadata["env"],

@@ -23,8 +23,7 @@ from stream.loop.outputs import Topics
 from stream.loop.processor import LoopConfig, Processor
 from stream.loop.rebuild import notes_model_version
 from stream.metrics import Metrics
-from stream.models.publisher import Publisher
-from stream.models.segment_trainer import SegmentTrainer
+from stream.models.publisher import Publisher, resume
 from stream.ports import Clock, EventSource, ModelStore, Sink, StateStore
 from stream.redis.model_store import RedisModelStore
 from stream.redis.state_store import RedisStateStore
@@ -134,26 +133,13 @@ def build_processor(
         MeteredStateStore(parts.state_store, metrics),
         MeteredModelStore(parts.model_store, metrics),
     )
-    snapshot, trainer_state = parts.model_store.load()
-    trainer = SegmentTrainer.restore(trainer_state)
-    features = settings.segment_feature_names
-    if trainer is None or (trainer.n_segments, trainer.features) != (settings.segments, features):
-        trainer = SegmentTrainer(
-            features,
-            settings.segments,
-            snapshot_every=settings.snapshot_every_samples,
-            seed=settings.model_seed,
-        )
-        if snapshot is not None and snapshot.features == features:
-            trainer.version = snapshot.version  # keep versions increasing across restarts
-            trainer.previous = snapshot  # and segment ids stable
-    if snapshot is not None and snapshot.features != features:
-        log.warning(
-            "stored segment model v%d uses other features; waiting for a new one", snapshot.version
-        )
-        snapshot = None
-    if snapshot is not None:
-        log.info("scoring with stored segment model v%d", snapshot.version)
+    snapshot, trainer = resume(
+        *parts.model_store.load(),
+        features=settings.segment_feature_names,
+        segments=settings.segments,
+        snapshot_every=settings.snapshot_every_samples,
+        seed=settings.model_seed,
+    )
     config = LoopConfig(
         topics=Topics(
             settings.output_topic,
@@ -171,7 +157,7 @@ def build_processor(
         ),
         retry_attempts=settings.retry_attempts,
         pipeline=PipelineConfig(
-            features,
+            settings.segment_feature_names,
             settings.train_sample_permille,
             settings.switch_margin,
             settings.switch_after,

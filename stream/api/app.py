@@ -235,7 +235,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> ASGIApp:
         user_id: UserId, x_requested_by: Annotated[str | None, Header(max_length=256)] = None
     ) -> dict[str, Any]:
         """Erase the user: an erasure request is published on the input topic and applied by
-        the user's consumer in order with its events (README, "Erasure")."""
+        the user's consumer in order with its events (docs/contract.md, "Erasure")."""
         by = x_requested_by or "api"
         erase_id = await asyncio.to_thread(erase, user_id, by)
         return {"erase_id": erase_id, "user_id": user_id, "status": "accepted"}

@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from operators.features import DAY_MS, features_at
 from operators.state_layout import unpack_state
-from operators.tags import PURCHASE_WITHIN, TagDefinition, predict
+from operators.tags import PURCHASE_WITHIN, TagDefinition, predict_one
 from stream.models.tag_trainer import exact_auc, log_loss
 from stream.replay import Replayed, replay_events
 from stream.settings import Settings
@@ -93,7 +93,7 @@ def score_snapshots(
         store = at.parts.state_store
         assert isinstance(store, InMemoryStateStore)
         states = [(u, unpack_state(b)) for u, b in sorted(store.users().items())]
-        learners = at.processor.publisher.learners
+        learners = at.processor.publisher.tag_trainers
         models = {index: learner.model() for index, learner in learners.items()}
         names = tuple(
             dict.fromkeys(f for learner in learners.values() for f in learner.tag.features)
@@ -108,7 +108,7 @@ def score_snapshots(
                 out.users.append(user)
                 out.snapshots.append(snapshot_ms)
                 out.features.append(tuple(every[f] for f in tag.features))
-                out.online.append(predict(model, every) if model.ready else math.nan)
+                out.online.append(predict_one(model, every) if model.ready else math.nan)
                 out.labels.append(outcome(tag, purchases[user], snapshot_ms))
 
     replay_events(settings, events, progress=progress, checkpoints=snapshots, at_checkpoint=look)

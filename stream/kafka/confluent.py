@@ -1,6 +1,6 @@
 """Kafka source and sink on confluent-kafka (librdkafka) behind the ``EventSource`` and ``Sink``
 ports: the same contract as ``stream.kafka.kafka_python`` (kafka-python), at a fraction of its
-CPU per record (``bench/throughput.py``; README, Benchmark). librdkafka fetches and produces on
+CPU per record (``bench/throughput.py``; docs/benchmark.md). librdkafka fetches and produces on
 its own threads, so the Python loop only copies out what already arrived.
 """
 

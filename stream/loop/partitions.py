@@ -158,6 +158,6 @@ class Partitions:
     ) -> dict[Partition, dict[str, bytes]]:
         """Open labels of the sampled users among ``users`` (nothing without predictive tags),
         as stored: the operators decode only those a scoring may move."""
-        if not self.publisher.learners:
+        if not self.publisher.tag_trainers:
             return {}
         return dict(self.state_store.load_pending(users))

@@ -19,11 +19,9 @@ from typing import Any, Protocol
 
 from operators.segments import SegmentSnapshot
 from operators.tags import TagModel
+from stream.models.codec import MODEL_FILE, check, header
 from stream.models.segment_trainer import SegmentTrainer
 from stream.ports import ModelStore
-
-FORMAT = "segstream-model"
-VERSION = 1
 
 
 class ReplaceableStore(ModelStore, Protocol):
@@ -49,8 +47,7 @@ def export_model(store: ModelStore) -> dict[str, Any]:
         raise ModelFileError("no segment model is published under this key prefix yet")
     learners = store.load_learners()
     return {
-        "format": FORMAT,
-        "version": VERSION,
+        **header(MODEL_FILE),
         "snapshot": snapshot.to_dict(),
         "tags": [model.to_dict() for model in store.load_tags().values()],
         "trainer": json.loads(trainer) if trainer else None,
@@ -60,12 +57,10 @@ def export_model(store: ModelStore) -> dict[str, Any]:
 
 def import_model(store: ReplaceableStore, doc: Any) -> int:
     """Publish ``doc`` (from ``export_model``); returns the model version now published."""
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ModelFileError(f"not a {FORMAT} document")
-    if doc.get("version") != VERSION:
-        raise ModelFileError(
-            f"model file version {doc.get('version')!r}; this release reads version {VERSION}"
-        )
+    try:
+        doc = check(doc, MODEL_FILE, "file")
+    except ValueError as exc:
+        raise ModelFileError(str(exc)) from exc
     try:
         snapshot = SegmentSnapshot.from_dict(doc["snapshot"])
         tags = [TagModel.from_dict(t) for t in doc.get("tags") or []]

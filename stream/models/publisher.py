@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from operators.changes import lineage_events, republished_event
@@ -24,10 +24,45 @@ from operators.tags import TagDefinition, TagModel, usable_models
 from stream.errors import DependencyError
 from stream.metrics import ModelMetrics
 from stream.models.segment_trainer import SegmentTrainer
-from stream.models.tag_trainer import TagLearner, dump_learners, restore_learners
+from stream.models.tag_trainer import TagTrainer, dump_tag_trainers, restore_tag_trainers
 from stream.ports import Clock, ModelStore, Sink
 
 log = logging.getLogger(__name__)
+
+
+def compatible(snapshot: SegmentSnapshot, features: Sequence[str]) -> bool:
+    """The one compatibility rule: a published segment model scores users, and seeds a new
+    trainer, only where it was built on the configured segment features (a process started
+    with other ``SEGSTREAM_SEGMENT_FEATURES`` waits for a model of its own)."""
+    return tuple(snapshot.features) == tuple(features)
+
+
+def resume(
+    snapshot: SegmentSnapshot | None,
+    trainer_state: bytes | None,
+    *,
+    features: tuple[str, ...],
+    segments: int,
+    snapshot_every: int,
+    seed: int,
+) -> tuple[SegmentSnapshot | None, SegmentTrainer]:
+    """What a starting process scores with and trains, from what the model store holds: the
+    stored trainer if it has the configured shape, else a new one that continues the stored
+    model's versions and segment ids; the stored snapshot if it is ``compatible``."""
+    trainer = SegmentTrainer.restore(trainer_state)
+    if trainer is None or (trainer.n_segments, trainer.features) != (segments, features):
+        trainer = SegmentTrainer(features, segments, snapshot_every=snapshot_every, seed=seed)
+        if snapshot is not None and compatible(snapshot, features):
+            trainer.version = snapshot.version  # keep versions increasing across restarts
+            trainer.previous = snapshot  # and segment ids stable
+    if snapshot is not None and not compatible(snapshot, features):
+        log.warning(
+            "stored segment model v%d uses other features; waiting for a new one", snapshot.version
+        )
+        snapshot = None
+    if snapshot is not None:
+        log.info("scoring with stored segment model v%d", snapshot.version)
+    return snapshot, trainer
 
 
 class Publisher:
@@ -51,7 +86,7 @@ class Publisher:
     ) -> None:
         self.trainer = trainer
         self.tags = tags
-        self.learners = {i: TagLearner(t) for i, t in enumerate(tags) if t.kind == "predictive"}
+        self.tag_trainers = {i: TagTrainer(t) for i, t in enumerate(tags) if t.kind == "predictive"}
         self.model_store = model_store
         self.sink = sink
         self.metrics = metrics
@@ -81,7 +116,7 @@ class Publisher:
         if not self.leading:
             return changed
         for label in labels:
-            learner = self.learners.get(label.tag)
+            learner = self.tag_trainers.get(label.tag)
             if learner is not None:
                 drifts = learner.drifts
                 learner.learn_one(label.logs, label.value)
@@ -91,7 +126,7 @@ class Publisher:
                     tag=learner.tag.name, value=str(label.value)
                 ).inc()
         self.labels_since_export += len(labels)
-        if self.learners and self.labels_since_export >= self.tag_export_every:
+        if self.tag_trainers and self.labels_since_export >= self.tag_export_every:
             self._publish_tags()
         if self.trainer is None:
             return changed
@@ -218,7 +253,7 @@ class Publisher:
         if self.trainer is not None:
             self.trainer.version, self.trainer.previous = version, again
         self.model_store.save(again, self.trainer.dump() if self.trainer else None)
-        if self.learners:
+        if self.tag_trainers:
             self._publish_tags()
         self.snapshot = again
         self.metrics.model_snapshots.inc()
@@ -248,28 +283,27 @@ class Publisher:
         ):
             # A model published without its trainer's state (an import): continue above it.
             self.trainer.version = published.version
-            if published.features == self.trainer.features:
+            if compatible(published, self.trainer.features):
                 self.trainer.previous = published
-        saved = restore_learners(self.model_store.load_learners())
-        for index, learner in self.learners.items():
+        saved = restore_tag_trainers(self.model_store.load_learners())
+        for index, learner in self.tag_trainers.items():
             previous = saved.get(learner.tag.name)
             if previous is not None and previous.tag == learner.tag:
-                self.learners[index] = previous
+                self.tag_trainers[index] = previous
         log.info(
             "took the trainer lease: training from %d segment samples and %s tag labels",
             self.trainer.samples if self.trainer else 0,
-            {learner.tag.name: learner.labels for learner in self.learners.values()},
+            {learner.tag.name: learner.labels for learner in self.tag_trainers.values()},
         )
-        if self.learners:
+        if self.tag_trainers:
             self.tag_models = usable_models(self.model_store.load_tags(), self.tags)
         return self._use(published)
 
     def _use(self, snapshot: SegmentSnapshot | None) -> bool:
         """Score with ``snapshot`` if it is usable and not the one in use already."""
-        features = self.trainer.features if self.trainer else None
         if (
             snapshot is None
-            or (features is not None and snapshot.features != features)
+            or (self.trainer is not None and not compatible(snapshot, self.trainer.features))
             or (self.snapshot is not None and snapshot.version <= self.snapshot.version)
         ):
             return False
@@ -285,8 +319,8 @@ class Publisher:
         return changed
 
     def _publish_tags(self) -> None:
-        models = {learner.tag.name: learner.export() for learner in self.learners.values()}
-        self.model_store.save_tags(models, dump_learners(self.learners.values()))
+        models = {learner.tag.name: learner.export() for learner in self.tag_trainers.values()}
+        self.model_store.save_tags(models, dump_tag_trainers(self.tag_trainers.values()))
         self.tag_models = models
         self.labels_since_export = 0
         for name, model in models.items():

@@ -15,13 +15,11 @@ from collections.abc import Mapping, Sequence
 
 from operators.matching import Lineage, match_segments
 from operators.segments import SegmentSnapshot
-from stream.models.codec import dump_state, load_state
+from stream.models.codec import SEGMENT_TRAINER, dump_state, load_state
 from stream.models.segment_model import StreamSegmentModel
 
 log = logging.getLogger(__name__)
 
-STATE_FORMAT = "segstream.segment-trainer"
-STATE_VERSION = 1
 # Two centers closer than this (standardized units) are the same segment across snapshots.
 MATCH_CAP = 1.0
 # The fewest samples per segment a first model starts from when it cannot wait for the warm-up.
@@ -119,8 +117,7 @@ class SegmentTrainer:
         """The trainer's state as versioned JSON, so a restart or another process continues
         learning. Plain numbers only: loading it never runs code, whatever Redis holds."""
         return dump_state(
-            STATE_FORMAT,
-            STATE_VERSION,
+            SEGMENT_TRAINER,
             {
                 "snapshot_every": self.snapshot_every,
                 "seed": self.seed,
@@ -137,7 +134,7 @@ class SegmentTrainer:
         if blob is None:
             return None
         try:
-            doc = load_state(blob, STATE_FORMAT, STATE_VERSION)
+            doc = load_state(blob, SEGMENT_TRAINER)
             model = StreamSegmentModel.from_dict(doc["model"])
             trainer = SegmentTrainer(
                 model.features,

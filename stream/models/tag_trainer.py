@@ -23,12 +23,18 @@ import numpy as np
 from river import drift, linear_model, optim, preprocessing
 
 from operators.tags import TagDefinition, TagModel
-from stream.models.codec import dump_state, load_state, scaler_from_dict, scaler_to_dict
+from stream.models.codec import (
+    TAG_LEARNERS,
+    dump_state,
+    load_state,
+    scaler_from_dict,
+    scaler_to_dict,
+)
 
 log = logging.getLogger(__name__)
 
 
-class TagLearner:
+class TagTrainer:
     def __init__(
         self,
         tag: TagDefinition,
@@ -85,7 +91,7 @@ class TagLearner:
         }
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> TagLearner:
+    def from_dict(cls, doc: dict[str, Any]) -> TagTrainer:
         fields: dict[str, Any] = {
             k: tuple(v) if isinstance(v, list) else v for k, v in doc["tag"].items()
         }
@@ -155,24 +161,18 @@ class TagLearner:
         )
 
 
-STATE_FORMAT = "segstream.tag-learners"
-STATE_VERSION = 1
-
-
-def dump_learners(learners: Iterable[TagLearner]) -> bytes:
+def dump_tag_trainers(learners: Iterable[TagTrainer]) -> bytes:
     """The learners' state as versioned JSON: numbers and names, never a pickle."""
-    return dump_state(
-        STATE_FORMAT, STATE_VERSION, {"learners": [learner.to_dict() for learner in learners]}
-    )
+    return dump_state(TAG_LEARNERS, {"learners": [learner.to_dict() for learner in learners]})
 
 
-def restore_learners(blob: bytes | None) -> dict[str, TagLearner]:
-    """The learners ``dump_learners`` saved, by tag name; {} (with a warning) if unreadable."""
+def restore_tag_trainers(blob: bytes | None) -> dict[str, TagTrainer]:
+    """The learners ``dump_tag_trainers`` saved, by tag name; {} (with a warning) if unreadable."""
     if not blob:
         return {}
     try:
-        doc = load_state(blob, STATE_FORMAT, STATE_VERSION)
-        learners = [TagLearner.from_dict(d) for d in doc["learners"]]
+        doc = load_state(blob, TAG_LEARNERS)
+        learners = [TagTrainer.from_dict(d) for d in doc["learners"]]
     except (ValueError, KeyError, TypeError) as exc:
         log.warning("tag learner state unreadable (%s); the tags start learning anew", exc)
         return {}

@@ -47,11 +47,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Servi
     service.cleanup(client)
 
 
-@pytest.fixture(scope="module")
-def client() -> redis.Redis:
-    return redis_client()
-
-
 def test_a_user_is_the_inspect_document_and_an_unknown_one_a_problem(
     deployment: tuple[Service, Api], client: redis.Redis
 ) -> None:

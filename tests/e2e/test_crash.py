@@ -18,6 +18,7 @@ import redis
 
 from stream.feeds.simulator import generate_events
 from stream.loop.failpoints import STAGES
+from tests.e2e.conftest import Services
 from tests.support.events import expected_states, features_only
 from tests.support.model import frozen_service, trained_model
 from tests.support.servers import end_offsets, redis_client
@@ -27,11 +28,6 @@ from tests.support.state import PartitionState, change_ids, differences, stored_
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 EVENTS = list(itertools.islice(generate_events(400, seed=5, days=60), 4000))
 BATCH = {"SEGSTREAM_MAX_BATCH_RECORDS": "200"}
-
-
-@pytest.fixture
-def client() -> redis.Redis:
-    return redis_client()
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +59,8 @@ def calm(
 
 
 @pytest.fixture
-def service(tmp_path: Path, client: redis.Redis, model_file: Path) -> Iterator[Service]:
-    svc = frozen_service(tmp_path / "logs", model_file, EVENTS, **BATCH)
-    yield svc
-    svc.cleanup(client)
+def service(tmp_path: Path, services: Services, model_file: Path) -> Service:
+    return services.adopt(frozen_service(tmp_path / "logs", model_file, EVENTS, **BATCH))
 
 
 def assert_matches_uninterrupted_run(

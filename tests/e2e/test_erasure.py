@@ -8,7 +8,6 @@ import subprocess
 import sys
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import redis
 from kafka.partitioner.default import murmur2
 
 from stream.feeds.simulator import encode, generate_events
+from tests.e2e.conftest import Services
 from tests.support.api import TOKEN, start_api
 from tests.support.servers import (
     KAFKA_BOOTSTRAP,
@@ -23,7 +23,6 @@ from tests.support.servers import (
     ordered_producer,
     publish,
     read_topic,
-    redis_client,
 )
 from tests.support.service import Service
 
@@ -31,21 +30,13 @@ pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
 
 @pytest.fixture
-def client() -> redis.Redis:
-    return redis_client()
-
-
-@pytest.fixture
-def service(tmp_path: Path, client: redis.Redis) -> Iterator[Service]:
-    svc = Service(
-        tmp_path,
+def service(services: Services) -> Service:
+    return services.new(
         SEGSTREAM_MAX_BATCH_RECORDS="500",
         SEGSTREAM_SNAPSHOT_EVERY_SAMPLES="300",
         SEGSTREAM_TRAIN_SAMPLE_PERMILLE="1000",
         SEGSTREAM_LATE_GRACE_S=str(30 * 86_400),
     )
-    yield svc
-    svc.cleanup(client)
 
 
 def test_an_erased_user_is_gone_everywhere_audited_and_may_come_back(

@@ -8,8 +8,6 @@ import json
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -18,12 +16,12 @@ from operators.decoding import decode_event
 from operators.events import Rejected
 from operators.features import FEATURES
 from stream.feeds.simulator import MALFORMED, encode, generate_events
+from tests.e2e.conftest import Services
 from tests.support.events import expected_states, features_only
 from tests.support.servers import (
     end_offsets,
     publish,
     read_topic,
-    redis_client,
     topic_config,
 )
 from tests.support.service import Service
@@ -32,17 +30,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
 
 @pytest.fixture
-def client() -> redis.Redis:
-    return redis_client()
-
-
-@pytest.fixture
-def service(tmp_path: Path, client: redis.Redis) -> Iterator[Service]:
-    svc = Service(
-        tmp_path, SEGSTREAM_MAX_BATCH_RECORDS="500", SEGSTREAM_SNAPSHOT_EVERY_SAMPLES="500"
-    )
-    yield svc
-    svc.cleanup(client)
+def service(services: Services) -> Service:
+    return services.new(SEGSTREAM_MAX_BATCH_RECORDS="500", SEGSTREAM_SNAPSHOT_EVERY_SAMPLES="500")
 
 
 def test_serve_processes_every_event_once_and_dead_letters_the_rest(

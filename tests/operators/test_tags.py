@@ -216,7 +216,7 @@ def test_definitions_parse_and_bad_ones_are_refused() -> None:
 
 
 def test_the_model_scores_as_documented() -> None:
-    from operators.tags import predict
+    from operators.tags import predict_one
 
-    p = predict(CHURN_MODEL, {"inactive_days": 4.0})
+    p = predict_one(CHURN_MODEL, {"inactive_days": 4.0})
     assert p == pytest.approx(1 / (1 + math.exp(-2 * (math.log1p(4.0) - 1))))

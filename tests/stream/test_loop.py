@@ -422,3 +422,45 @@ def test_lost_state_publishes_nothing_keeps_the_model_and_stops() -> None:
     stored = parts.model_store.load_snapshot()
     assert stored is not None and stored.version == version + 1
     assert stored.centers == processor.snapshot.centers
+
+
+def test_before_the_first_model_only_rule_tags_change_and_users_are_placed_once_one_comes() -> None:
+    """No segment model yet (training off, nothing published): users get no segment and the
+    predictive tags are not ready, but a rule tag holds on features alone, so entering ``vip``
+    publishes a change with no segment (``segment_after`` null, model version 0) and its
+    membership record. Nothing else is published until a model comes."""
+    settings = Settings(training=False, max_batch_records=100)
+    broker = InMemoryBroker()
+    day = 86_400_000
+    start = 1_767_225_600_000
+    events = [
+        {"event_id": f"v{n}", "user_id": "u-view", "type": "view", "ts": start + n * day}
+        for n in range(3)
+    ] + [
+        {
+            "event_id": "big",
+            "user_id": "u-vip",
+            "type": "purchase",
+            "ts": start + day,
+            "amount": 1500.0,
+        }
+    ]
+    for event in events:
+        broker.append(settings.input_topic, *encode(event))
+    parts = in_memory_parts(settings, broker)
+    processor = build_processor(settings, parts, registry=CollectorRegistry())
+    drain(processor)
+
+    assert processor.snapshot is None
+    changes = [json.loads(r.value) for r in broker.records(settings.output_topic)]
+    assert [(c["kind"], c["user_id"]) for c in changes] == [("user_changed", "u-vip")]
+    (vip,) = changes
+    assert vip["segment_before"] is None and vip["segment_after"] is None
+    assert vip["tags"] == ["vip"] and vip["tags_added"] == {"vip": None}
+    assert vip["model_version"] == 0 and vip["segment_name"] is None
+    membership = [json.loads(r.value) for r in broker.records(settings.membership_topic)]
+    assert [(m["user_id"], m["segment"], m["tags"]) for m in membership] == [
+        ("u-vip", None, ["vip"])
+    ]
+    stored = {u: unpack_state(b) for u, b in stored_users(parts).items()}
+    assert {u: s.segment for u, s in stored.items()} == {"u-view": -1, "u-vip": -1}

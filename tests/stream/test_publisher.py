@@ -85,7 +85,7 @@ def test_one_process_trains_and_the_others_score_with_its_models_until_it_dies()
     drain(second)
     assert second.publisher.leading  # took over, from the published state
     assert second.trainer is not None and second.trainer.version >= published
-    learner = next(iter(second.publisher.learners.values()))
+    learner = next(iter(second.publisher.tag_trainers.values()))
     assert learner.labels > saved_labels  # resumed, not restarted
     assert second.snapshot is not None and second.snapshot.version > published
 

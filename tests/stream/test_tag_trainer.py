@@ -7,13 +7,13 @@ import random
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from operators.tags import NO_PURCHASE_WITHIN, TagDefinition, predict
+from operators.tags import NO_PURCHASE_WITHIN, TagDefinition, predict_one
 from stream.models.tag_trainer import (
-    TagLearner,
-    dump_learners,
+    TagTrainer,
+    dump_tag_trainers,
     exact_auc,
     log_loss,
-    restore_learners,
+    restore_tag_trainers,
 )
 
 TAG = TagDefinition(
@@ -50,7 +50,7 @@ def test_exact_auc_matches_scikit_learn_with_ties(seed: int) -> None:
 
 
 def test_learns_online_reports_insufficient_data_then_a_useful_model() -> None:
-    learner = TagLearner(TAG, min_labels=300, min_per_class=30)
+    learner = TagTrainer(TAG, min_labels=300, min_per_class=30)
     data = labelled(6000, seed=1)
     for features, label in data[:200]:
         learner.learn_one(logs(features), label)
@@ -62,23 +62,23 @@ def test_learns_online_reports_insufficient_data_then_a_useful_model() -> None:
     assert model.metrics["auc"] > 0.7 and model.metrics["labels"] == 6000
     # The exported data scores held-out users as well as the prequential figure says.
     held_out = labelled(2000, seed=2)
-    scores = [predict(model, dict(zip(TAG.features, f, strict=True))) for f, _ in held_out]
+    scores = [predict_one(model, dict(zip(TAG.features, f, strict=True))) for f, _ in held_out]
     truth = [y for _, y in held_out]
     assert roc_auc_score(truth, scores) == pytest.approx(model.metrics["auc"], abs=0.05)
     assert log_loss(scores, truth) < 0.69  # better than a coin
 
 
 def test_learners_are_stored_as_data_and_learn_on_as_before() -> None:
-    learner = TagLearner(TAG, min_labels=300, min_per_class=30)
+    learner = TagTrainer(TAG, min_labels=300, min_per_class=30)
     data = labelled(3000, seed=3)
     for features, label in data[:1500]:
         learner.learn_one(logs(features), label)
-    blob = dump_learners([learner])
+    blob = dump_tag_trainers([learner])
     assert json.loads(blob)["format"] == "segstream.tag-learners"
-    restored = restore_learners(blob)[TAG.name]
+    restored = restore_tag_trainers(blob)[TAG.name]
     assert restored.model() == learner.model()
     for features, label in data[1500:]:
         learner.learn_one(logs(features), label)
         restored.learn_one(logs(features), label)
     assert restored.model() == learner.model()
-    assert restore_learners(b"\x80\x04 an old pickle") == {}
+    assert restore_tag_trainers(b"\x80\x04 an old pickle") == {}

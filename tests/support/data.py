@@ -17,7 +17,7 @@ def _data_file(env: str, default: Path) -> Path:
         missing(
             f"{path}",
             FileNotFoundError("no such file"),
-            f"download it (see README, 'Evaluation') and set {env} to its path",
+            f"download it (see docs/evaluation.md) and set {env} to its path",
         )
     return path
 

@@ -130,3 +130,19 @@ class Service:
             self.kill()
         for key in client.scan_iter(f"{self.prefix}:*", count=1000):
             client.delete(key)
+
+
+class Services:
+    """Makes services for one test (``new``), or takes one made elsewhere (``adopt``)."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.made: list[Service] = []
+
+    def new(self, **overrides: str) -> Service:
+        log_dir = self.log_dir if not self.made else self.log_dir / f"service-{len(self.made)}"
+        return self.adopt(Service(log_dir, **overrides))
+
+    def adopt(self, service: Service) -> Service:
+        self.made.append(service)
+        return service

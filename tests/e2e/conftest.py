@@ -1,0 +1,26 @@
+"""What the end-to-end tests share: a client of the real Redis, and services on topics and keys
+of their own that are stopped and whose keys are deleted after each test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.support.servers import redis_client
+from tests.support.service import Services
+
+
+@pytest.fixture(scope="session")
+def client() -> redis.Redis:
+    return redis_client()
+
+
+@pytest.fixture
+def services(tmp_path: Path, client: redis.Redis) -> Iterator[Services]:
+    made = Services(tmp_path)
+    yield made
+    for service in made.made:
+        service.cleanup(client)

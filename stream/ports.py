@@ -164,13 +164,13 @@ class ModelStore(Protocol):
     def load_tags(self) -> dict[str, TagModel]:
         """The latest frozen tag models, by tag name."""
 
-    def save_tags(self, models: Mapping[str, TagModel], learners: bytes | None = None) -> None:
-        """Publish tag models; ``learners`` is the trainer's state, to resume from."""
+    def save_tags(self, models: Mapping[str, TagModel], tag_trainers: bytes | None = None) -> None:
+        """Publish tag models; ``tag_trainers`` is the trainer's state, to resume from."""
 
     def load_snapshot(self) -> SegmentSnapshot | None:
         """The published segment model alone (what scorers refresh from)."""
 
-    def load_learners(self) -> bytes | None:
+    def load_tag_trainers(self) -> bytes | None:
         """The tag trainer's state saved with the last published tag models."""
 
     def load_lineage(self) -> dict[int, dict[str, Any]]:

@@ -120,14 +120,14 @@ class MeteredModelStore:
     def load_tags(self) -> dict[str, TagModel]:
         return _timed(self._metrics, "model_load", self.store.load_tags)
 
-    def save_tags(self, models: Mapping[str, TagModel], learners: bytes | None = None) -> None:
-        _timed(self._metrics, "model_save", lambda: self.store.save_tags(models, learners))
+    def save_tags(self, models: Mapping[str, TagModel], tag_trainers: bytes | None = None) -> None:
+        _timed(self._metrics, "model_save", lambda: self.store.save_tags(models, tag_trainers))
 
     def load_snapshot(self) -> SegmentSnapshot | None:
         return _timed(self._metrics, "model_load", self.store.load_snapshot)
 
-    def load_learners(self) -> bytes | None:
-        return _timed(self._metrics, "model_load", self.store.load_learners)
+    def load_tag_trainers(self) -> bytes | None:
+        return _timed(self._metrics, "model_load", self.store.load_tag_trainers)
 
     def load_lineage(self) -> dict[int, dict[str, Any]]:
         return _timed(self._metrics, "model_load", self.store.load_lineage)

@@ -22,7 +22,7 @@ class Kind(NamedTuple):
 
 
 SEGMENT_TRAINER: Final = Kind("segstream.segment-trainer", 1)
-TAG_LEARNERS: Final = Kind("segstream.tag-learners", 1)
+TAG_TRAINERS: Final = Kind("segstream.tag-learners", 1)
 MODEL_FILE: Final = Kind("segstream-model", 1)  # `segstream model export|import`
 
 

@@ -32,7 +32,7 @@ class ReplaceableStore(ModelStore, Protocol):
         snapshot: SegmentSnapshot,
         trainer_state: bytes | None,
         tags: Mapping[str, TagModel],
-        learners: bytes | None,
+        tag_trainers: bytes | None,
     ) -> None: ...
 
 
@@ -45,13 +45,13 @@ def export_model(store: ModelStore) -> dict[str, Any]:
     snapshot, trainer = store.load()
     if snapshot is None:
         raise ModelFileError("no segment model is published under this key prefix yet")
-    learners = store.load_learners()
+    tag_trainers = store.load_tag_trainers()
     return {
         **header(MODEL_FILE),
         "snapshot": snapshot.to_dict(),
         "tags": [model.to_dict() for model in store.load_tags().values()],
         "trainer": json.loads(trainer) if trainer else None,
-        "learners": json.loads(learners) if learners else None,
+        "learners": json.loads(tag_trainers) if tag_trainers else None,
     }
 
 
@@ -76,11 +76,11 @@ def import_model(store: ReplaceableStore, doc: Any) -> int:
             raise ModelFileError("the model file's trainer state is unreadable")
         trainer.version, trainer.previous = snapshot.version, snapshot
         trainer_state = trainer.dump()
-    learners = doc.get("learners")
+    tag_trainers = doc.get("learners")
     store.replace(
         snapshot,
         trainer_state,
         {t.tag: t for t in tags},
-        json.dumps(learners).encode() if learners is not None else None,
+        json.dumps(tag_trainers).encode() if tag_trainers is not None else None,
     )
     return snapshot.version

@@ -285,7 +285,7 @@ class Publisher:
             self.trainer.version = published.version
             if compatible(published, self.trainer.features):
                 self.trainer.previous = published
-        saved = restore_tag_trainers(self.model_store.load_learners())
+        saved = restore_tag_trainers(self.model_store.load_tag_trainers())
         for index, learner in self.tag_trainers.items():
             previous = saved.get(learner.tag.name)
             if previous is not None and previous.tag == learner.tag:

@@ -24,7 +24,7 @@ from river import drift, linear_model, optim, preprocessing
 
 from operators.tags import TagDefinition, TagModel
 from stream.models.codec import (
-    TAG_LEARNERS,
+    TAG_TRAINERS,
     dump_state,
     load_state,
     scaler_from_dict,
@@ -163,7 +163,7 @@ class TagTrainer:
 
 def dump_tag_trainers(learners: Iterable[TagTrainer]) -> bytes:
     """The learners' state as versioned JSON: numbers and names, never a pickle."""
-    return dump_state(TAG_LEARNERS, {"learners": [learner.to_dict() for learner in learners]})
+    return dump_state(TAG_TRAINERS, {"learners": [learner.to_dict() for learner in learners]})
 
 
 def restore_tag_trainers(blob: bytes | None) -> dict[str, TagTrainer]:
@@ -171,7 +171,7 @@ def restore_tag_trainers(blob: bytes | None) -> dict[str, TagTrainer]:
     if not blob:
         return {}
     try:
-        doc = load_state(blob, TAG_LEARNERS)
+        doc = load_state(blob, TAG_TRAINERS)
         learners = [TagTrainer.from_dict(d) for d in doc["learners"]]
     except (ValueError, KeyError, TypeError) as exc:
         log.warning("tag learner state unreadable (%s); the tags start learning anew", exc)

@@ -1,7 +1,7 @@
 """The published models in Redis: one hash, ``{prefix}:model:segments``, with the segment
 snapshot (``snapshot``, JSON), its trainer's state (``trainer``, versioned JSON), the tag models
-(``tags``, JSON) and their learners' state (``learners``, versioned JSON); and the trainer lease,
-``{prefix}:model:trainer``."""
+(``tags``, JSON) and their tag trainers' state (``learners``, versioned JSON); and the trainer
+lease, ``{prefix}:model:trainer``."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def names_key(prefix: str) -> str:
 
 class RedisModelStore:
     """The published models in one hash (``<prefix>:model:segments``): the segment snapshot
-    (JSON) and its trainer's state, the tag models (JSON) and their learners' state."""
+    (JSON) and its trainer's state, the tag models (JSON) and their trainers' state."""
 
     def __init__(self, client: redis.Redis, prefix: str = "segstream") -> None:
         self._client = client
@@ -104,15 +104,15 @@ class RedisModelStore:
         (stored,) = self._get("tags")
         return self.parse_published(None, stored)[1]
 
-    def load_learners(self) -> bytes | None:
-        (learners,) = self._get("learners")
-        return learners
+    def load_tag_trainers(self) -> bytes | None:
+        (tag_trainers,) = self._get("learners")
+        return tag_trainers
 
-    def save_tags(self, models: Mapping[str, TagModel], learners: bytes | None = None) -> None:
+    def save_tags(self, models: Mapping[str, TagModel], tag_trainers: bytes | None = None) -> None:
         self._set(
             {
                 "tags": json.dumps([m.to_dict() for m in models.values()]).encode(),
-                "learners": learners,
+                "learners": tag_trainers,
             }
         )
 
@@ -121,14 +121,14 @@ class RedisModelStore:
         snapshot: SegmentSnapshot,
         trainer_state: bytes | None,
         tags: Mapping[str, TagModel],
-        learners: bytes | None,
+        tag_trainers: bytes | None,
     ) -> None:
         """Publish all of it at once, dropping state the new models do not come with."""
         mapping = {
             "snapshot": json.dumps(snapshot.to_dict()).encode(),
             "tags": json.dumps([m.to_dict() for m in tags.values()]).encode(),
             "trainer": trainer_state,
-            "learners": learners,
+            "learners": tag_trainers,
         }
         try:
             with self._client.pipeline(transaction=True) as pipe:

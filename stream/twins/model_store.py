@@ -16,7 +16,7 @@ class InMemoryModelStore:
         self._snapshot: SegmentSnapshot | None = None
         self._trainer_state: bytes | None = None
         self._tags: dict[str, TagModel] = {}
-        self._learners: bytes | None = None
+        self._tag_trainers: bytes | None = None
         self._lease: tuple[str, float] | None = None  # (holder, expiry in monotonic seconds)
         self._monotonic = monotonic
         self.names: dict[int, str] = {}  # what the API's PUT writes, for tests
@@ -24,7 +24,7 @@ class InMemoryModelStore:
 
     def lose_everything(self) -> None:
         """What a Redis restart without persistence does to the models (the tests' fault)."""
-        self._snapshot = self._trainer_state = self._learners = self._lease = None
+        self._snapshot = self._trainer_state = self._tag_trainers = self._lease = None
         self._tags = {}
 
     def load_lineage(self) -> dict[int, dict[str, Any]]:
@@ -39,8 +39,8 @@ class InMemoryModelStore:
     def load_snapshot(self) -> SegmentSnapshot | None:
         return self._snapshot
 
-    def load_learners(self) -> bytes | None:
-        return self._learners
+    def load_tag_trainers(self) -> bytes | None:
+        return self._tag_trainers
 
     def hold_trainer_lease(self, token: str, lease_ms: int) -> bool:
         now = self._monotonic()
@@ -58,7 +58,7 @@ class InMemoryModelStore:
     def load_tags(self) -> dict[str, TagModel]:
         return dict(self._tags)
 
-    def save_tags(self, models: Mapping[str, TagModel], learners: bytes | None = None) -> None:
+    def save_tags(self, models: Mapping[str, TagModel], tag_trainers: bytes | None = None) -> None:
         self._tags = dict(models)
-        if learners is not None:
-            self._learners = learners
+        if tag_trainers is not None:
+            self._tag_trainers = tag_trainers

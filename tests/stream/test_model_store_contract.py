@@ -40,14 +40,14 @@ def store(request: pytest.FixtureRequest) -> Iterator[ModelStore]:
 
 def test_models_and_trainer_state_are_read_back(store: ModelStore) -> None:
     assert store.load() == (None, None) and store.load_snapshot() is None
-    assert store.load_tags() == {} and store.load_learners() is None
+    assert store.load_tags() == {} and store.load_tag_trainers() is None
     store.save(SNAPSHOT, b"trainer-state")
     store.save_tags({"soon": TAG}, b"learners")
     assert store.load() == (SNAPSHOT, b"trainer-state")
     assert store.load_snapshot() == SNAPSHOT
-    assert store.load_tags() == {"soon": TAG} and store.load_learners() == b"learners"
+    assert store.load_tags() == {"soon": TAG} and store.load_tag_trainers() == b"learners"
     store.save_tags({"soon": TAG})  # models alone leave the trainer state as it was
-    assert store.load_learners() == b"learners"
+    assert store.load_tag_trainers() == b"learners"
 
 
 def test_one_holder_of_the_trainer_lease_at_a_time(store: ModelStore) -> None:

@@ -6,7 +6,6 @@ ones and ``in_memory_parts`` the twins. Nothing connects at import time.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 
@@ -31,8 +30,6 @@ from stream.settings import Settings
 from stream.twins.broker import InMemoryBroker, InMemoryEventSource, InMemorySink
 from stream.twins.model_store import InMemoryModelStore
 from stream.twins.state_store import InMemoryStateStore
-
-log = logging.getLogger(__name__)
 
 
 class SystemClock:

@@ -13,8 +13,6 @@ from stream import __version__
 from stream.cli.history import history_arguments
 from stream.settings import Settings, describe_settings
 
-log = logging.getLogger("segstream")
-
 
 def _settings_help() -> str:
     rows = [f"  {env:<34} {doc} (default: {default})" for env, default, doc in describe_settings()]

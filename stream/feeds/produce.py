@@ -3,7 +3,6 @@ topic's latest event leaves off (or from a date, or up to now)."""
 
 from __future__ import annotations
 
-import logging
 import time
 from datetime import UTC, datetime
 
@@ -17,8 +16,6 @@ from stream.errors import DependencyError
 from stream.feeds.simulator import DAY_MS, DEFAULT_START_MS, MALFORMED, encode, generate_events
 from stream.ports import Sink
 from stream.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 def produce_simulated(

@@ -3,12 +3,57 @@ store's fenced, atomic saves (a save from a consumer that lost the partition is 
 
 from __future__ import annotations
 
+import heapq
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from stream.errors import PartitionLost, StateLost
 from stream.ports import Partition, PartitionWrite
+
+
+class DueIndex:
+    """Users by due time, read in Redis's ZRANGEBYSCORE order (time, then user id) at a cost
+    that grows with the users returned, not with all users: a dict of each user's due time and
+    a heap of (time, user) entries, where an entry the dict no longer agrees with is dropped
+    when it reaches the top."""
+
+    def __init__(self) -> None:
+        self._at: dict[str, int] = {}
+        self._heap: list[tuple[int, str]] = []
+
+    def __contains__(self, user: object) -> bool:
+        return user in self._at
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._at)
+
+    def set(self, user: str, at_ms: int) -> None:
+        if self._at.get(user) != at_ms:
+            self._at[user] = at_ms
+            heapq.heappush(self._heap, (at_ms, user))
+            if len(self._heap) > 2 * len(self._at) + 1024:  # bound the stale entries
+                self._heap = [(at, u) for u, at in self._at.items()]
+                heapq.heapify(self._heap)
+
+    def pop(self, user: str) -> None:
+        self._at.pop(user, None)  # its heap entry goes stale
+
+    def due(self, until_ms: int, limit: int) -> list[str]:
+        """The first ``limit`` users due at or before ``until_ms``, in order."""
+        heap, found, kept = self._heap, dict[str, None](), []
+        while heap and len(found) < limit and heap[0][0] <= until_ms:
+            entry = heapq.heappop(heap)
+            at, user = entry
+            if self._at.get(user) == at and user not in found:
+                found[user] = None
+                kept.append(entry)
+        for entry in kept:  # still due until a save moves them
+            heapq.heappush(heap, entry)
+        return list(found)
 
 
 @dataclass
@@ -16,7 +61,7 @@ class _PartitionData:
     owner: str = ""
     next_offset: int | None = None
     users: dict[str, bytes] = field(default_factory=dict)
-    dues: dict[str, int] = field(default_factory=dict)
+    dues: DueIndex = field(default_factory=DueIndex)
     watermark_ms: int = 0
     segment_sizes: dict[int, int] = field(default_factory=dict)
     pending: dict[str, bytes] = field(default_factory=dict)
@@ -87,15 +132,16 @@ class InMemoryStateStore:
             if data.next_offset is not None and data.next_offset > write.first_offset:
                 continue  # applied before: a retry after a partial save
             for user in write.deleted:  # first: a user back in the same batch keeps the rest
-                for stored in (data.users, data.dues, data.pending):
-                    stored.pop(user, None)
+                data.users.pop(user, None)
+                data.dues.pop(user)
+                data.pending.pop(user, None)
             data.users.update(write.users)
             data.erasures += write.audit
             for user, due in write.dues.items():
                 if due:
-                    data.dues[user] = due
+                    data.dues.set(user, due)
                 else:
-                    data.dues.pop(user, None)
+                    data.dues.pop(user)
             data.watermark_ms = write.watermark_ms
             for user, packed in write.pending.items():
                 if packed:
@@ -138,9 +184,8 @@ class InMemoryStateStore:
         return list(self._data.get(partition, _PartitionData()).erasures)
 
     def due_users(self, partition: Partition, until_ms: int, limit: int) -> list[str]:
-        dues = self._data.get(partition, _PartitionData()).dues
-        due = sorted((at, user) for user, at in dues.items() if at <= until_ms)
-        return [user for _, user in due[:limit]]
+        data = self._data.get(partition)
+        return [] if data is None else data.dues.due(until_ms, limit)
 
     def scan_users(
         self, partition: Partition, cursor: int, count: int

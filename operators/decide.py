@@ -19,8 +19,9 @@ from operators.features import NO_SEGMENT, TAG_SLOTS
 from operators.sampled import offer_samples
 from operators.scoring import PipelineConfig
 from operators.segments import segment_reason
+from operators.steps.advance import Rows
 from operators.tags import tag_reason
-from operators.timeline import ERASE, EVENT, EXPIRE, REASSIGN, RESCORE, Table
+from operators.timeline import ERASE, EVENT, EXPIRE, REASSIGN, RESCORE
 
 
 def decide(c: Context) -> Decisions:
@@ -207,7 +208,7 @@ def _names(config: PipelineConfig, bits: int) -> tuple[str, ...]:
     return tuple(t.name for i, t in enumerate(config.tags) if bits >> i & 1)
 
 
-def _drop_broken(out: Decisions, table: Table) -> None:
+def _drop_broken(out: Decisions, table: Rows) -> None:
     """Remove everything the broken users' decisions produced."""
     users = {table.users[row] for row in out.broken}
     out.changes = [ch for ch in out.changes if ch.user_id not in users]

@@ -14,8 +14,9 @@ from operators.pending import PendingLabel
 from operators.scores import Scores
 from operators.scoring import PipelineConfig
 from operators.segments import SegmentSnapshot
+from operators.steps.advance import Rows
 from operators.tags import TagModel
-from operators.timeline import Moments, Table
+from operators.timeline import Moments
 
 
 @dataclass(slots=True)
@@ -47,10 +48,10 @@ class Decisions:
 class Context:
     """What every decision of a batch reads."""
 
-    table: Table
+    table: Rows
     moments: Moments
     scores: Scores
-    versions: Matrix  # every version row of the batch (``Table.versions``)
+    versions: Matrix  # every version row of the batch (``Rows.versions``)
     events: Sequence[Event]
     snapshot: SegmentSnapshot | None
     config: PipelineConfig

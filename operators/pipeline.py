@@ -39,11 +39,21 @@ from operators.scores import score_moments
 from operators.scoring import BatchOutcome, PipelineConfig, label_features, scored_features
 from operators.segments import SegmentSnapshot
 from operators.state_layout import pack_state, unpack_state
+from operators.steps.advance import (
+    CATEGORY,
+    COUNTS,
+    FIRST,
+    LAST,
+    LAST_PURCHASE,
+    RECENT,
+    SPEND,
+    Rows,
+    advance,
+)
 from operators.tags import TagModel
-from operators.timeline import Table, Timeline, run_timeline
+from operators.timeline import Timeline
 
 _U32 = 2**32 - 1
-_I64 = 2**63 - 1
 
 __all__ = ["BatchOutcome", "PipelineConfig", "advance_watermark", "process_events", "run_batch"]
 
@@ -75,13 +85,19 @@ def run_batch(
     users' open labels as stored; ``reassign``: users to move out of segments the snapshot retired.
     """
     users = list(stored)
-    table = Table(users, read_records([stored[u] for u in users]), (e.user_id for e in events))
     has_centers = snapshot is not None and bool(snapshot.centers)
-    timeline = run_timeline(
-        table, list(events), config, watermark_ms, due_users, reassign, has_centers
+    table, timeline = advance(
+        users,
+        read_records([stored[u] for u in users]),
+        events,
+        config,
+        watermark_ms,
+        due_users,
+        reassign,
+        has_centers,
     )
     moments = timeline.moments
-    versions = table.versions()
+    versions = table.versions
     # An erasure of a user with no record scores version -1: a row of zeros, read by nothing.
     known = np.vstack([versions, np.zeros((1, VERSION_FIELDS))])
     at_moments = known[moments.version] if moments.row else np.empty((0, VERSION_FIELDS))
@@ -106,7 +122,7 @@ def run_batch(
 
 
 def _emit(
-    table: Table, timeline: Timeline, decisions: Decisions, events: Sequence[Event]
+    table: Rows, timeline: Timeline, decisions: Decisions, events: Sequence[Event]
 ) -> BatchOutcome:
     """Step 6: the outcome, with the changed users' records in their stored form."""
     out = BatchOutcome(
@@ -135,29 +151,31 @@ def _emit(
         out.processed_by_type.subtract(e.type for e, _ in failed)
         out.dues[user] = 0
     _remove(table, decisions, out)
-    rows = sorted((table.updated | decisions.scored) - set(broken) - set(decisions.removed))
+    updated = table.updated
+    rows = sorted(
+        (set(np.flatnonzero(updated).tolist()) | decisions.scored)
+        - set(broken)
+        - set(decisions.removed)
+    )
     if not rows:
         return out
+    picked = np.asarray(rows, dtype=np.int64)
     records = new_records(len(rows))
-    stored = [r for r in rows if r < table.stored]
-    if stored:
-        mask = np.asarray([r < table.stored for r in rows])
-        records[mask] = table.records[stored]
-    updated = [i for i, r in enumerate(rows) if r in table.updated]
-    if updated:
-        picked = [rows[i] for i in updated]
-        part = records[updated]
-        part["first_seen"] = [table.first[r] for r in picked]
-        part["last_seen"] = [table.last[r] for r in picked]
-        part["last_purchase"] = [table.last_purchase[r] for r in picked]
-        # Counters saturate at their field's limit (as ``pack_state`` does), never overflow.
-        part["counts"] = np.minimum([table.counts[r] for r in picked], _U32)
-        part["spend_cents"] = [min(table.spend[r], _I64) for r in picked]
-        part["windows"] = [table.windows[r] for r in picked]
-        part["category_bits"] = [table.category[r] for r in picked]
-        set_recent_ids(part, np.asarray([table.recent[r] for r in picked], dtype=np.uint64))
-        records[updated] = part
-    records["next_due"] = [table.next_due[r] for r in rows]
+    stored = picked < table.stored
+    records[stored] = table.records[picked[stored]]
+    changed = updated[picked]
+    if changed.any():  # the fields events changed, from the rows (counters saturate, as stored)
+        part, fields = records[changed], table.ints[picked[changed]]
+        part["first_seen"] = fields[:, FIRST]
+        part["last_seen"] = fields[:, LAST]
+        part["last_purchase"] = fields[:, LAST_PURCHASE]
+        part["counts"] = np.minimum(fields[:, COUNTS:RECENT], _U32)
+        part["spend_cents"] = fields[:, SPEND]
+        part["windows"] = table.windows[picked[changed]]
+        part["category_bits"] = fields[:, CATEGORY]
+        set_recent_ids(part, fields[:, RECENT:].astype(np.uint64))
+        records[changed] = part
+    records["next_due"] = table.next_due[picked]
     records["segment"] = [decisions.segment[r] for r in rows]
     records["pending_segment"] = [decisions.pending_segment[r] for r in rows]
     records["pending_streak"] = [min(decisions.streak[r], 255) for r in rows]
@@ -170,7 +188,7 @@ def _emit(
     return out
 
 
-def _remove(table: Table, decisions: Decisions, out: BatchOutcome) -> None:
+def _remove(table: Rows, decisions: Decisions, out: BatchOutcome) -> None:
     """The expired and erased users' stored state goes: the store deletes it before writing
     the batch's records, so a user who came back in the same batch keeps its new record. Their
     open labels go too, unless the new user opened its own (written after the old one's, in

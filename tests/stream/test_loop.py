@@ -8,14 +8,13 @@ import json
 import struct
 from collections import Counter
 from collections.abc import Collection, Mapping
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from operators import table as record_table
 from operators.events import EVENT_TYPES
 from operators.state_layout import unpack_state
+from operators.steps import advance as advance_step
 from stream.errors import DependencyError, StateLost
 from stream.feeds.simulator import MALFORMED, encode, generate_events
 from stream.loop.processor import Processor
@@ -339,14 +338,14 @@ def test_an_event_whose_processing_raises_is_dead_lettered_and_the_rest_goes_on(
     broker = InMemoryBroker()
     events = feed(broker)
     poison = events[len(events) // 2]
-    real_update = record_table.update_record
+    real_digest = advance_step.event_digest
 
-    def update(*fields: Any) -> Any:
-        if fields[-1].event_id == poison["event_id"]:
+    def digest(event_id: str) -> int:
+        if event_id == poison["event_id"]:
             raise struct.error("simulated bug")
-        return real_update(*fields)
+        return real_digest(event_id)
 
-    monkeypatch.setattr(record_table, "update_record", update)
+    monkeypatch.setattr(advance_step, "event_digest", digest)
     parts = in_memory_parts(SETTINGS, broker)
     drain(build_processor(SETTINGS, parts))
     dead = [json.loads(r.value) for r in broker.records(SETTINGS.dlq_topic)]

@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import orjson
+from core import on_the_wall_clock
 
-from core import on_the_wall_clock  # type: ignore[import-not-found]
 from stream.feeds.simulator import encode, generate_events
 from stream.settings import Settings
 from stream.twins.broker import InMemoryBroker
@@ -54,12 +54,12 @@ def digests(warmup: Messages, messages: Messages, env: dict[str, str]) -> list[s
     for topic in sorted({p.topic for p in broker.logs} - {settings.input_topic}):
         digest, count = hashlib.sha256(), 0
         for record in broker.records(topic):
-            value = record.value
+            value = record.value or b""
             if value and value.startswith(b"{"):
                 doc = orjson.loads(value)
                 doc.pop("emitted_at_ms", None)
                 value = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
-            digest.update((record.key or b"") + b"\0" + (value or b"") + b"\n")
+            digest.update((record.key or b"") + b"\0" + value + b"\n")
             count += 1
         lines.append(f"{topic}: {count} records, {digest.hexdigest()[:16]}")
     store = parts.state_store

@@ -49,7 +49,8 @@ class Reassignments:
         owned: Collection[Partition],
     ) -> None:
         if before is None or set(before.segment_ids) - set(after.segment_ids):
-            self.cursors = dict.fromkeys(owned, 0)  # (re)start every scan
+            # (Re)start every scan, in partition order: a set's order varies by process.
+            self.cursors = dict.fromkeys(sorted(owned), 0)
 
     def revoked(self, partitions: Collection[Partition]) -> None:
         for partition in partitions:

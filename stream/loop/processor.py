@@ -267,10 +267,19 @@ class Processor:
                 dues[partition] = self.state_store.due_users(
                     partition, until, self.config.sweep_batch_users
                 )
+            # In a fixed order (events', then due, then reassigned users), never a set's: the
+            # order of a batch's users orders its moments and training sample, and a replay
+            # must give the same answers in any process, whatever its string hash seed.
             users = {
-                p: {e.user_id for e in batch.events.get(p, [])}
-                | set(dues[p])
-                | set(batch.reassign.get(p, ()))
+                p: list(
+                    dict.fromkeys(
+                        [
+                            *(e.user_id for e in batch.events.get(p, [])),
+                            *dues[p],
+                            *batch.reassign.get(p, ()),
+                        ]
+                    )
+                )
                 for p in batch.next_offsets
             }
             try:

@@ -22,7 +22,7 @@ ERASE: Final = "erase"  # the request's ``type``: not an event type, nothing is 
 VIAS: Final = ("cli", "api")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EraseRequest(Event):
     """An erasure request: ``event_id`` is the request's id, ``ts_ms`` when it was made (wall
     clock, for the audit only: it neither moves the watermark nor is ever late)."""

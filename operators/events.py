@@ -62,9 +62,12 @@ class EventLimits:
 DEFAULT_LIMITS: Final = EventLimits()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
-    """One validated user event. ``ts_ms`` is event time in epoch milliseconds (UTC)."""
+    """One validated user event. ``ts_ms`` is event time in epoch milliseconds (UTC).
+
+    Treated as immutable, but not frozen: a frozen dataclass sets each field through
+    ``object.__setattr__``, which made building one cost more than parsing its JSON."""
 
     event_id: str
     user_id: str

@@ -18,7 +18,7 @@ from operators.matching import Lineage
 from operators.segments import SegmentSnapshot, segment_profiles
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~1.5 us (see Event)
 class UserChanged:
     """A user's segment or tags changed. Segments are None before the first assignment."""
 

@@ -147,9 +147,9 @@ def update_record(
 ) -> tuple[int, int, int, list[int], int, tuple[float, ...], int]:
     """A record's feature fields after ``event``; ``last == 0`` means a new user.
 
-    One event's arithmetic on a record's plain fields (no object per event), in one copy:
-    ``operators.timeline.Table`` runs it on the values it keeps per row, ``update_features`` on
-    a ``UserState``'s."""
+    One event's arithmetic on a record's plain fields: the scalar path (``update_features``).
+    The batch's compiled step (``operators.steps.advance``) does the same arithmetic in the same
+    order over columns; a property test holds the two equal to the bit."""
     ts = event.ts_ms
     if last == 0:
         first = last = ts

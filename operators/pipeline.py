@@ -2,10 +2,10 @@
 out. The one place to read what happens to an event after decoding, in six steps:
 
 1. **decode** (``operators.decoding``, run by the shell): bytes to ``Event``s;
-2. **dedupe and late** (``operators.timeline``): an event older than the partition's watermark
+2. **dedupe and late** (``operators.steps.advance``): an event older than the partition's watermark
    (the latest event time seen minus a grace) is *late*, set aside for the late topic
    untouched; a redelivered duplicate is dropped;
-3. **features** (``operators.timeline``): each event updates its user's record, in order, and
+3. **features** (``operators.steps.advance``): each event updates its user's record, in order, and
    notes the moments the user is scored at: the event itself, the re-scorings the user had due
    before it, and after the batch those due by the new watermark (a user who went quiet leaves
    a segment, or enters ``churn_risk``, without sending anything); users named in

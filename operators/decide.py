@@ -214,7 +214,8 @@ def _drop_broken(out: Decisions, table: Rows) -> None:
     out.changes = [ch for ch in out.changes if ch.user_id not in users]
     out.alerts = [(ch, tag) for ch, tag in out.alerts if ch.user_id not in users]
     keep = [i for i, row in enumerate(out.vector_rows) if row not in out.broken]
-    out.training_vectors = [out.training_vectors[i] for i in keep]
+    out.training_vectors = out.training_vectors[keep]
+    out.vector_rows = [out.vector_rows[i] for i in keep]
     rows = out.label_rows
     out.labels = [lb for lb, row in zip(out.labels, rows, strict=True) if row not in out.broken]
     for user in users:

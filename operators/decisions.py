@@ -6,6 +6,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from operators.changes import UserChanged
 from operators.columns import Matrix
 from operators.events import Event
@@ -31,7 +33,7 @@ class Decisions:
     scored: set[int] = field(default_factory=set)  # rows with at least one scoring applied
     changes: list[UserChanged] = field(default_factory=list)
     alerts: list[tuple[UserChanged, str]] = field(default_factory=list)
-    training_vectors: list[dict[str, float]] = field(default_factory=list)
+    training_vectors: Matrix = field(default_factory=lambda: np.empty((0, 0)))  # a row each
     labels: list[Label] = field(default_factory=list)
     pending: dict[str, list[PendingLabel]] = field(default_factory=dict)
     rescorings: Counter[int] = field(default_factory=Counter)  # per row

@@ -58,13 +58,11 @@ def offer_samples(c: Context, out: Decisions, skipped: npt.NDArray[np.bool_]) ->
                 deadline[row] = out.quiet_until[row]
                 taken[row] = current[-1].at_ms if current else -1
     trains = np.flatnonzero(live & np.asarray(moments.train, dtype=np.bool_) & (kinds != REASSIGN))
-    names = c.config.segment_features
-    columns = [c.scores.names.index(name) for name in names]
-    values = c.scores.features[trains][:, columns].tolist()
-    for row, vector in zip(rows[trains].tolist(), values, strict=True):
-        if row not in out.broken:
-            out.training_vectors.append(dict(zip(names, vector, strict=True)))
-            out.vector_rows.append(row)
+    columns = [c.scores.names.index(name) for name in c.config.segment_features]
+    if out.broken:
+        trains = trains[~np.isin(rows[trains], np.fromiter(out.broken, dtype=np.int64))]
+    out.training_vectors = c.scores.features[trains][:, columns]
+    out.vector_rows = rows[trains].tolist()
 
 
 def _stored_labels(c: Context, row: int) -> bytes:

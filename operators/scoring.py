@@ -6,7 +6,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
 
+import numpy as np
+
 from operators.changes import UserChanged
+from operators.columns import Matrix
 from operators.events import Event
 from operators.features import DAY_MS, UserState
 from operators.labels import Label
@@ -34,7 +37,8 @@ class BatchOutcome:
     states: dict[str, UserState] = field(default_factory=dict)  # ``process_events`` only
     changes: list[UserChanged] = field(default_factory=list)
     alerts: list[tuple[UserChanged, str]] = field(default_factory=list)  # (change, tag entered)
-    training_vectors: list[dict[str, float]] = field(default_factory=list)
+    # The sampled users' training vectors: a row each, ``segment_features`` in order.
+    training_vectors: Matrix = field(default_factory=lambda: np.empty((0, 0)))
     labels: list[Label] = field(default_factory=list)
     pending: dict[str, list[PendingLabel]] = field(default_factory=dict)  # changed users only
     late: list[tuple[Event, int]] = field(default_factory=list)  # (event, watermark it missed)

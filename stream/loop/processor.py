@@ -37,6 +37,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import numpy as np
+
+from operators.columns import Matrix
 from operators.events import EventLimits
 from operators.labels import Label
 from operators.pending import pack_pending
@@ -120,6 +123,9 @@ class Processor:
     def trainer(self) -> SegmentTrainer | None:
         return self.publisher.trainer
 
+    def _no_vectors(self) -> Matrix:
+        return np.empty((0, len(self.config.pipeline.segment_features)))
+
     def healthy(self, stale_after_s: float) -> bool:
         """Polling recently, and able to save every partition it owns (``/healthz``)."""
         return (
@@ -145,7 +151,7 @@ class Processor:
         for part in self.partitions.rebuilds.split(records) if records else []:
             self._process(part)  # two parts when a rebuild ends inside the batch
         if not records:  # idle: still follow the models the trainer publishes
-            self._with_retries("train", lambda: self._train([], []))
+            self._with_retries("train", lambda: self._train(self._no_vectors(), []))
         self.reassign_some()  # a chunk of users out of retired segments, if a model retired any
         return len(records)
 
@@ -169,13 +175,13 @@ class Processor:
         self.last_loop_s = self.clock.time_s()
         self.metrics.last_batch.set(self.last_loop_s)
 
-    def _run(self, batch: Batch) -> tuple[list[dict[str, float]], list[Label]]:
+    def _run(self, batch: Batch) -> tuple[Matrix, list[Label]]:
         """Steps 3-7 for the batch's partitions; returns the training sample and labels."""
         with self.metrics.stage("load"):
             dues, stored, pending = self._with_retries("load", lambda: self._load(batch))
         started = time.perf_counter()
         writes: dict[Partition, PartitionWrite] = {}
-        training: list[dict[str, float]] = []
+        training: list[Matrix] = []
         labels: list[Label] = []
         quiet: set[Partition] = set()
         for partition in list(batch.next_offsets):
@@ -203,7 +209,8 @@ class Processor:
                 quiet.add(partition)
             outputs.outcome(outcome, batch.sources)
             if partition not in quiet:
-                training.extend(outcome.training_vectors)
+                if len(outcome.training_vectors):
+                    training.append(outcome.training_vectors)
                 labels.extend(outcome.labels)
             writes[partition] = PartitionWrite(
                 batch.first_offsets[partition],
@@ -246,7 +253,7 @@ class Processor:
                     result="success" if committed else "failure"
                 ).inc()
         self.checkpoint("after_commit", self.batches)
-        return training, labels
+        return (np.vstack(training) if training else self._no_vectors()), labels
 
     def _load(
         self, batch: Batch
@@ -300,7 +307,7 @@ class Processor:
         self._train(vectors, labels)
         return sum(o.tally.rescored for o in batch.outputs.values())
 
-    def _train(self, vectors: list[dict[str, float]], labels: list[Label]) -> None:
+    def _train(self, vectors: Matrix, labels: list[Label]) -> None:
         before = self.snapshot
         if self.publisher.learn_many(vectors, labels) and self.snapshot is not None:
             self.partitions.reassignments.model_changed(

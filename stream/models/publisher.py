@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from operators.changes import lineage_events, republished_event
+from operators.columns import Matrix
 from operators.labels import Label
 from operators.matching import lineage_records
 from operators.segments import SegmentSnapshot, segment_names
@@ -109,9 +110,10 @@ class Publisher:
         self.names: dict[int, str] = {}  # each segment's name, for change events
         self._names_from: tuple[int, dict[int, str]] | None = None  # (model version, analysts')
 
-    def learn_many(self, vectors: list[dict[str, float]], labels: list[Label]) -> bool:
+    def learn_many(self, vectors: Matrix, labels: list[Label]) -> bool:
         """Learn and publish what is due, if this process trains; else follow the published
-        models. True when the segment snapshot in use changed."""
+        models. True when the segment snapshot in use changed. ``vectors``: a row per sample,
+        the segment features in the trainer's order (the settings', as the pipeline's)."""
         changed = self._check_lease()
         if not self.leading:
             return changed

@@ -75,15 +75,16 @@ class StreamSegmentModel:
         self._ready = False
 
     def learn_one(self, features: Mapping[str, float]) -> None:
-        self.learn_many([features])
+        self.learn_many(np.asarray([[features[f] for f in self.features]], dtype=np.float64))
 
-    def learn_many(self, vectors: Sequence[Mapping[str, float]]) -> None:
+    def learn_many(self, vectors: npt.NDArray[np.float64]) -> None:
         """Learn samples in order, a batch at a time: the scaler's statistics merged once per
-        batch (River's mini-batch formula), each full chunk's nearest centers found as arrays."""
-        if not vectors:
+        batch (River's mini-batch formula), each full chunk's nearest centers found as arrays.
+        ``vectors``: a row per sample, the features in ``features`` order."""
+        if not len(vectors):
             return
-        rows = [[v[f] for f in self.features] for v in vectors]
-        x = np.log1p(np.maximum(np.asarray(rows, dtype=np.float64), 0.0))
+        # C order: numpy takes its SIMD loops (last bits differ from the strided ones) only then.
+        x = np.log1p(np.maximum(np.ascontiguousarray(vectors, dtype=np.float64), 0.0))
         if not self._ready:  # the warm start happens at an exact sample count
             warm = min(len(x), self.warmup - self.samples)
             self._absorb(x[:warm])

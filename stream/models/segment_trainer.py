@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
+from operators.columns import Matrix
 from operators.matching import Lineage, match_segments
 from operators.segments import SegmentSnapshot
 from stream.models.codec import SEGMENT_TRAINER, dump_state, load_state
@@ -60,7 +61,8 @@ class SegmentTrainer:
     def learn_one(self, features: Mapping[str, float]) -> None:
         self.model.learn_one(features)
 
-    def learn_many(self, vectors: Sequence[Mapping[str, float]]) -> None:
+    def learn_many(self, vectors: Matrix) -> None:
+        """Samples as rows, the features in ``features`` order."""
         self.model.learn_many(vectors)
 
     def warm_start_early(self, min_per_segment: int = EARLY_SAMPLES_PER_SEGMENT) -> bool:

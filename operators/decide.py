@@ -1,6 +1,6 @@
 """Step 5 of a batch: the per-user decisions, moment by moment in order, from the scores.
 
-Anti-flapping (``operators.segments.choose_segment``'s rule), tag hysteresis (from the bit
+Anti-flapping (``operators.segments.switch_segment``, the rule the evaluation measures), tag hysteresis (from the bit
 sets of ``operators.scores``) and change detection, then for sampled users the training
 vectors and delayed labels (``operators.sampled``). Cheap integer work per moment, and only
 for the users whose segment or tags can move; the expensive parts were done for the whole
@@ -18,7 +18,7 @@ from operators.erasure import EraseRequest
 from operators.features import NO_SEGMENT, TAG_SLOTS
 from operators.sampled import offer_samples
 from operators.scoring import PipelineConfig
-from operators.segments import segment_reason
+from operators.segments import segment_reason, switch_segment
 from operators.steps.advance import Rows
 from operators.tags import tag_reason
 from operators.timeline import ERASE, EVENT, EXPIRE, REASSIGN, RESCORE
@@ -54,15 +54,18 @@ def decide(c: Context) -> Decisions:
         try:
             if column:
                 nearest = int(best[m])
-                if nearest == segment or segment not in column:
+                if segment not in column:  # none yet, or one the model retired
                     chosen, pending, streak = nearest, NO_SEGMENT, 0
                 else:
-                    streak = out.streak[row] + 1 if out.pending_segment[row] == nearest else 1
-                    closer = float(distances[m, column[segment]] - best_distance[m])
-                    if closer > margin or streak >= switch_after:
-                        chosen, pending, streak = nearest, NO_SEGMENT, 0
-                    else:
-                        chosen, pending = segment, nearest
+                    chosen, pending, streak = switch_segment(
+                        segment,
+                        nearest,
+                        float(distances[m, column[segment]] - best_distance[m]),
+                        out.pending_segment[row],
+                        out.streak[row],
+                        margin,
+                        switch_after,
+                    )
             else:
                 chosen, pending, streak = segment, out.pending_segment[row], out.streak[row]
             now_tags = (tags & int(stay[m])) | (int(enter[m]) & ~tags)

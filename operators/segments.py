@@ -141,12 +141,30 @@ def choose_segment(
     takes the nearest at once.
     """
     best = min(distances, key=lambda segment: (distances[segment], segment))
-    if current not in distances or best == current:
+    if current not in distances:
         return best, NO_SEGMENT, 0
-    streak = streak + 1 if pending == best else 1
-    if distances[current] - distances[best] > margin or streak >= switch_after:
-        return best, NO_SEGMENT, 0
-    return current, best, streak
+    closer = distances[current] - distances[best]
+    return switch_segment(current, best, closer, pending, streak, margin, switch_after)
+
+
+def switch_segment(
+    current: int,
+    nearest: int,
+    closer: float,
+    pending: int,
+    streak: int,
+    margin: float,
+    switch_after: int,
+) -> tuple[int, int, int]:
+    """The anti-flapping rule itself, for a user in a segment the model has: (segment, pending
+    segment, streak) when ``nearest`` is nearest, ``closer`` than ``current`` by that much.
+    The one copy: the pipeline decides with it, and the evaluation measures it."""
+    if nearest == current:
+        return nearest, NO_SEGMENT, 0
+    streak = streak + 1 if pending == nearest else 1
+    if closer > margin or streak >= switch_after:
+        return nearest, NO_SEGMENT, 0
+    return current, nearest, streak
 
 
 # Words for a center far above / below the average on a feature (standardized units).

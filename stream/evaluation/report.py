@@ -57,6 +57,7 @@ def write_report(out_dir: Path, report: dict[str, Any]) -> None:
         f"{report['events']:,} events; k = {report['k']}; segment features: "
         f"{', '.join(report['segment_features'])}; {len(report['runs'])} model seeds.",
         "",
+        *_user_lines(report.get("users")),
         "| figure | median | worst | target |",
         "|---|---|---|---|",
         f"| k-means cost ÷ offline k-means++ cost | {cost['median']:.3f} | {cost['worst']:.3f} "
@@ -82,6 +83,25 @@ def write_report(out_dir: Path, report: dict[str, Any]) -> None:
         lines += _tag_lines(report["tags"])
         _plot_tag_auc(out_dir, report["tags"])
     (out_dir / "report.md").write_text("\n".join(lines))
+
+
+def _user_lines(users: dict[str, Any] | None) -> list[str]:
+    """Who was judged: the buyers the service kept, and those that expired before the end."""
+    if not users:
+        return []
+    lines = [
+        f"Judged: the {users['evaluated']:,} buyers the service still held at the end, each "
+        "against an offline k-means++ fitted on exactly those users' features as the service "
+        f"kept them. {users['expired']:,} users expired before the end (idle "
+        f"{users['max_idle_days']} days, `SEGSTREAM_MAX_IDLE_DAYS`), "
+        f"{users['buyers_expired']:,} of them buyers.",
+        "",
+    ]
+    if users["expired_by_month"]:
+        lines += ["| month | users expired |", "|---|---|"]
+        lines += [f"| {month} | {n:,} |" for month, n in users["expired_by_month"].items()]
+        lines.append("")
+    return lines
 
 
 def _tag_lines(tags: list[dict[str, Any]]) -> list[str]:

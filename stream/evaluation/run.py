@@ -17,8 +17,11 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from operators.decoding import decode_event
 from operators.events import EventLimits, Rejected
@@ -34,8 +37,10 @@ from stream.evaluation.segments import (
 from stream.evaluation.tags import evaluate_tags
 from stream.feeds.simulator import encode
 from stream.models.segment_trainer import SegmentTrainer
+from stream.ports import Record
 from stream.replay import progress_bar, replay_events
 from stream.settings import Settings
+from stream.twins.broker import InMemorySink
 from stream.twins.state_store import InMemoryStateStore
 
 FEATURE_COLUMNS = ("recency_days", "frequency", "monetary")
@@ -46,9 +51,11 @@ class SeedRun:
     seed: int
     cost_ratio: float
     ari: float
-    users: int
+    users: int  # the buyers the service kept, scored against an offline fit on the same
     training_samples: int
     model_version: int
+    buyers_expired: int  # buyers whose state expired (idle too long) before the end
+    expired_by_month: dict[str, int]  # every expired user, by the month (UTC) of its expiry
 
 
 def evaluate(
@@ -106,6 +113,15 @@ def evaluate(
         "segment_features": list(segment_features),
         "evaluated_at_ms": at_ms,
         "runs": [asdict(r) for r in runs],
+        # Users idle longer than the expiry left the service before the end: the figures
+        # below judge the users it kept, against an offline fit on exactly those users.
+        "users": {
+            "evaluated": runs[0].users,
+            "buyers_expired": runs[0].buyers_expired,
+            "expired": sum(runs[0].expired_by_month.values()),
+            "expired_by_month": runs[0].expired_by_month,
+            "max_idle_days": Settings().max_idle_days,
+        },
         "cost_ratio": {
             "median": statistics.median(r.cost_ratio for r in runs),
             "worst": max(r.cost_ratio for r in runs),
@@ -183,6 +199,11 @@ def _run_seed(
     assert isinstance(store, InMemoryStateStore)
     buyers = {u: unpack_state(b) for u, b in sorted(store.users().items())}
     buyers = {u: s for u, s in buyers.items() if s.count("purchase")}
+    # The service's own account of who expired and when: its user_expired change events.
+    sink = replayed.parts.sink
+    assert isinstance(sink, InMemorySink)
+    expired = expiries(sink.broker.records(settings.output_topic))
+    buyers_in_file = {str(e["user_id"]) for e in events if e.get("type") == "purchase"}
     rows = {u: features_at(s, at_ms) for u, s in buyers.items()}
     labels = predict_many(snapshot, rows.values())
     score = score_against_offline(
@@ -190,7 +211,32 @@ def _run_seed(
     )
     if out_dir is not None:
         _write_users(out_dir, rows, labels, snapshot)
-    return SeedRun(seed, score.cost_ratio, score.ari, len(rows), trainer.samples, snapshot.version)
+    return SeedRun(
+        seed,
+        score.cost_ratio,
+        score.ari,
+        len(rows),
+        trainer.samples,
+        snapshot.version,
+        len((buyers_in_file & set(expired)) - set(buyers)),
+        dict(sorted(Counter(_month(at) for at in expired.values()).items())),
+    )
+
+
+def expiries(records: Sequence[Record]) -> dict[str, int]:
+    """Each user whose state expired, with when (event time, ms) it last did, from the change
+    topic's ``user_expired`` events."""
+    found: dict[str, int] = {}
+    for record in records:
+        if record.value and b'"user_expired"' in record.value:
+            change = orjson.loads(record.value)
+            if change.get("kind") == "user_expired":
+                found[change["user_id"]] = int(change["event_time_ms"])
+    return found
+
+
+def _month(at_ms: int) -> str:
+    return datetime.fromtimestamp(at_ms / 1000, tz=UTC).strftime("%Y-%m")
 
 
 def _write_users(

@@ -16,11 +16,13 @@ class DueIndex:
     """Users by due time, read in Redis's ZRANGEBYSCORE order (time, then user id) at a cost
     that grows with the users returned, not with all users: a dict of each user's due time and
     a heap of (time, user) entries, where an entry the dict no longer agrees with is dropped
-    when it reaches the top."""
+    when it reaches the top. The entries a read returns leave the heap until the next read:
+    a batch re-schedules (or removes) almost every user it was handed, so most never return."""
 
     def __init__(self) -> None:
         self._at: dict[str, int] = {}
         self._heap: list[tuple[int, str]] = []
+        self._handed: dict[str, int] = {}  # returned by the last read, out of the heap
 
     def __contains__(self, user: object) -> bool:
         return user in self._at
@@ -32,6 +34,8 @@ class DueIndex:
         return iter(self._at)
 
     def set(self, user: str, at_ms: int) -> None:
+        if self._handed.pop(user, None) is not None:
+            self._at.pop(user)  # its entry left the heap: a new one goes in below
         if self._at.get(user) != at_ms:
             self._at[user] = at_ms
             heapq.heappush(self._heap, (at_ms, user))
@@ -41,19 +45,19 @@ class DueIndex:
 
     def pop(self, user: str) -> None:
         self._at.pop(user, None)  # its heap entry goes stale
+        self._handed.pop(user, None)
 
     def due(self, until_ms: int, limit: int) -> list[str]:
         """The first ``limit`` users due at or before ``until_ms``, in order."""
-        heap, found, kept = self._heap, dict[str, None](), []
-        while heap and len(found) < limit and heap[0][0] <= until_ms:
-            entry = heapq.heappop(heap)
-            at, user = entry
-            if self._at.get(user) == at and user not in found:
-                found[user] = None
-                kept.append(entry)
-        for entry in kept:  # still due until a save moves them
-            heapq.heappush(heap, entry)
-        return list(found)
+        heap = self._heap
+        for user, at in self._handed.items():  # not re-scheduled since: due as before
+            heapq.heappush(heap, (at, user))
+        self._handed = {}
+        while heap and len(self._handed) < limit and heap[0][0] <= until_ms:
+            at, user = heapq.heappop(heap)
+            if self._at.get(user) == at and user not in self._handed:
+                self._handed[user] = at
+        return list(self._handed)
 
 
 @dataclass

@@ -63,11 +63,6 @@ def test_a_redis_restart_that_loses_everything(tmp_path: Path) -> None:
         SEGSTREAM_TRAIN_SAMPLE_PERMILLE="500",
         SEGSTREAM_TRAINER_LEASE_S="6",
     )
-    producer = ordered_producer()
-    for event in events:
-        producer.send(service.input_topic, *reversed(encode(event)))
-    producer.flush()
-    producer.close()
     models = RedisModelStore(client, service.prefix)
     supervisor = Supervisor(service, 2)
     versions: list[int] = []  # the published model's version, as often as we look
@@ -80,6 +75,14 @@ def test_a_redis_restart_that_loses_everything(tmp_path: Path) -> None:
         return sum(service.offsets(client).values())
 
     try:
+        # Both copies own partitions before the stream comes: else the first to join may
+        # consume it all while the other holds the trainer lease, and no model would come.
+        supervisor.wait_balanced(4)
+        producer = ordered_producer()
+        for event in events:
+            producer.send(service.input_topic, *reversed(encode(event)))
+        producer.flush()
+        producer.close()
         deadline = time.monotonic() + 1800
         # Lose Redis once a model is out and half the stream is done.
         while watch() < len(events) // 2 or not versions:

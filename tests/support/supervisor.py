@@ -4,6 +4,7 @@ that exits (as systemd or Kubernetes would, after a short back-off) and counts t
 from __future__ import annotations
 
 import random
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -38,6 +39,18 @@ class Supervisor:
         copy.runs = self.started
         copy.start(**self.env)
         return copy
+
+    def wait_balanced(self, partitions: int, timeout_s: float = 120) -> None:
+        """Until every copy owns some of the ``partitions`` and together they own them all (by
+        their logs' assigned and revoked lines): a stream produced before then may be consumed
+        whole by the first copy to join, while another holds the trainer lease."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            owned = [_owned(copy.log()) for copy in self.copies]
+            if all(owned) and sum(len(o) for o in owned) == partitions:
+                return
+            assert time.monotonic() < deadline, f"partitions not balanced: {owned}"
+            time.sleep(0.2)
 
     def watch(self) -> None:
         """Restart the copies that exited (and were not removed)."""
@@ -99,3 +112,15 @@ class Supervisor:
         for copy in self.copies:
             if copy.process is not None and copy.process.poll() is None:
                 copy.kill()
+
+
+_REBALANCE = re.compile(r"(assigned|revoked) \[([^\]]*)\]")
+
+
+def _owned(log: str) -> set[str]:
+    """The partitions a copy owns, by the rebalance lines of its log."""
+    owned: set[str] = set()
+    for action, names in _REBALANCE.findall(log):
+        found = set(re.findall(r"'([^']+)'", names))
+        owned = owned | found if action == "assigned" else owned - found
+    return owned

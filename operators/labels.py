@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from operators.pending import PendingLabel, half, resolve
 from operators.tags import TagDefinition
@@ -64,13 +64,16 @@ def settle_labels(
         kept = current if isinstance(current, list) else list(current)
     else:
         kept = []
+        horizons = [tag.horizon_ms for tag in tags]
         for label in current:
             tag = tags[label.tag]
-            value = resolve(tag, label, purchase_ms, at_ms)
-            if value is not None and at_ms > label.at_ms + tag.horizon_ms:
+            value = resolve(tag, label, purchase_ms, at_ms, horizons[label.tag])
+            if value is not None and at_ms > label.at_ms + horizons[label.tag]:
                 released.append(Label(label.tag, label.at_ms, at_ms, label.logs, value))
+            elif value == label.value:
+                kept.append(label)
             else:
-                kept.append(label if value == label.value else replace(label, value=value))
+                kept.append(PendingLabel(label.tag, label.at_ms, label.logs, value))
     grid = label_grid(at_ms, digest, label_every_ms)
     if before_last_seen_ms is None or grid < before_last_seen_ms:
         return kept
@@ -88,13 +91,17 @@ def settle_labels(
             values = features_before(grid, label_features)
             logs = {f: half(math.log1p(max(v, 0.0))) for f, v in values.items()}
         label = PendingLabel(index, grid, tuple(logs[f] for f in tag.features))
-        opened.append(replace(label, value=resolve(tag, label, purchase_ms, at_ms)))
+        label.value = resolve(tag, label, purchase_ms, at_ms)  # new: nobody holds it yet
+        opened.append(label)
     return [*kept, *opened] if opened else kept
 
 
 def first_deadline(tags: Sequence[TagDefinition], labels: Sequence[PendingLabel]) -> int:
     """The earliest end of a horizon among ``labels`` (the far future if none)."""
-    return min((label.at_ms + tags[label.tag].horizon_ms for label in labels), default=2**62)
+    if not labels:
+        return 2**62
+    horizons = [tag.horizon_ms for tag in tags]
+    return min(label.at_ms + horizons[label.tag] for label in labels)
 
 
 def label_grid(at_ms: int, digest: int, label_every_ms: int) -> int:

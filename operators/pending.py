@@ -31,13 +31,18 @@ class PendingLabel:
 
 
 def resolve(
-    tag: TagDefinition, pending: PendingLabel, purchase_ms: int | None, now_ms: int
+    tag: TagDefinition,
+    pending: PendingLabel,
+    purchase_ms: int | None,
+    now_ms: int,
+    horizon_ms: int | None = None,
 ) -> int | None:
     """The label if known: at a purchase at ``purchase_ms`` (None: no purchase now), or because
-    ``now_ms`` is past the horizon; None while it is still open."""
+    ``now_ms`` is past the horizon; None while it is still open. ``horizon_ms``: the tag's, if
+    the caller has it at hand."""
     if pending.value is not None:
         return pending.value
-    deadline = pending.at_ms + tag.horizon_ms
+    deadline = pending.at_ms + (tag.horizon_ms if horizon_ms is None else horizon_ms)
     bought = purchase_ms is not None and pending.at_ms < purchase_ms <= deadline
     if bought:
         return 1 if tag.label == PURCHASE_WITHIN else 0

@@ -10,6 +10,8 @@ nothing published.
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import numpy.typing as npt
 
@@ -21,7 +23,7 @@ from operators.sampled import offer_samples
 from operators.scoring import PipelineConfig
 from operators.segments import segment_reason, switch_segment
 from operators.steps.advance import Rows
-from operators.tags import tag_reason
+from operators.tags import TagDefinition, tag_reason
 from operators.timeline import ERASE, EVENT, EXPIRE, REASSIGN, RESCORE
 
 
@@ -209,7 +211,13 @@ def _removal(c: Context, m: int, row: int, segment: int, tags: int, seq: int) ->
 
 
 def _names(config: PipelineConfig, bits: int) -> tuple[str, ...]:
-    return tuple(t.name for i, t in enumerate(config.tags) if bits >> i & 1)
+    return _tag_names(config.tags, bits)
+
+
+@cache
+def _tag_names(tags: tuple[TagDefinition, ...], bits: int) -> tuple[str, ...]:
+    """The names of the tags set in ``bits`` (at most 256 sets of 8 tags: cached)."""
+    return tuple(t.name for i, t in enumerate(tags) if bits >> i & 1)
 
 
 def _drop_broken(out: Decisions, table: Rows) -> None:

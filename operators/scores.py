@@ -50,8 +50,8 @@ class Scores:
     probabilities: Matrix = field(default_factory=lambda: np.empty((0, 0)))  # moments x scored tags
 
     def row(self, moment: int, names: Sequence[str]) -> dict[str, float]:
-        values = self.features[moment]
-        return {name: float(values[self.names.index(name)]) for name in names}
+        every = dict(zip(self.names, self.features[moment].tolist(), strict=True))
+        return every if names is self.names else {name: every[name] for name in names}
 
     def tag_scores(self, moment: int) -> dict[str, float]:
         values = self.probabilities[moment].tolist() if self.scored else []

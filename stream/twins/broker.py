@@ -20,12 +20,16 @@ class InMemoryBroker:
         self.partitions = partitions
         self.logs: dict[Partition, list[Record]] = {}
         self.commits: dict[Partition, Committed] = {}  # one consumer group's
+        # One Partition per (topic, index), shared by its records (as a real source does), so
+        # grouping a batch by partition compares identities, not fields.
+        self._partitions: dict[tuple[str, int], Partition] = {}
 
     def create_topic(self, topic: str) -> None:
-        if Partition(topic, 0) in self.logs:  # every append asks: keep it cheap
+        if (topic, 0) in self._partitions:  # every append asks: keep it cheap
             return
         for index in range(self.partitions):
-            self.logs.setdefault(Partition(topic, index), [])
+            partition = self._partitions[topic, index] = Partition(topic, index)
+            self.logs.setdefault(partition, [])
 
     def append(
         self,
@@ -39,8 +43,9 @@ class InMemoryBroker:
         # crc32, not hash(): the same key lands in the same partition in every process.
         index = zlib.crc32(key) % self.partitions if key is not None else 0
         index = index if partition is None else partition
-        log = self.logs[Partition(topic, index)]
-        record = Record(Partition(topic, index), len(log), key, value, timestamp_ms)
+        where = self._partitions[topic, index]
+        log = self.logs[where]
+        record = Record(where, len(log), key, value, timestamp_ms)
         log.append(record)
         return record
 

@@ -34,18 +34,32 @@ class DueIndex:
         return iter(self._at)
 
     def set(self, user: str, at_ms: int) -> None:
-        if self._handed.pop(user, None) is not None:
-            self._at.pop(user)  # its entry left the heap: a new one goes in below
-        if self._at.get(user) != at_ms:
-            self._at[user] = at_ms
-            heapq.heappush(self._heap, (at_ms, user))
-            if len(self._heap) > 2 * len(self._at) + 1024:  # bound the stale entries
-                self._heap = [(at, u) for u, at in self._at.items()]
-                heapq.heapify(self._heap)
+        self.update({user: at_ms})
+
+    def update(self, dues: Mapping[str, int]) -> None:
+        """Each user's due time (0: not due, ever: out of the index), as a save writes them."""
+        at, handed, entries = self._at, self._handed, []
+        for user, due in dues.items():
+            if handed.pop(user, None) is not None:
+                del at[user]  # its entry left the heap: a new one goes in below
+            if not due:
+                at.pop(user, None)  # its heap entry goes stale
+            elif at.get(user) != due:
+                at[user] = due
+                entries.append((due, user))
+        heap = self._heap
+        if len(heap) + len(entries) > 2 * len(at) + 1024:  # bound the stale entries
+            self._heap = [(due, user) for user, due in at.items() if user not in handed]
+            heapq.heapify(self._heap)
+        elif len(entries) > len(heap) // 8:  # many at once: one linear heapify beats pushes
+            heap += entries
+            heapq.heapify(heap)
+        else:
+            for entry in entries:
+                heapq.heappush(heap, entry)
 
     def pop(self, user: str) -> None:
-        self._at.pop(user, None)  # its heap entry goes stale
-        self._handed.pop(user, None)
+        self.update({user: 0})
 
     def due(self, until_ms: int, limit: int) -> list[str]:
         """The first ``limit`` users due at or before ``until_ms``, in order."""
@@ -137,15 +151,11 @@ class InMemoryStateStore:
                 continue  # applied before: a retry after a partial save
             for user in write.deleted:  # first: a user back in the same batch keeps the rest
                 data.users.pop(user, None)
-                data.dues.pop(user)
                 data.pending.pop(user, None)
+            data.dues.update(dict.fromkeys(write.deleted, 0))
             data.users.update(write.users)
             data.erasures += write.audit
-            for user, due in write.dues.items():
-                if due:
-                    data.dues.set(user, due)
-                else:
-                    data.dues.pop(user)
+            data.dues.update(write.dues)
             data.watermark_ms = write.watermark_ms
             for user, packed in write.pending.items():
                 if packed:

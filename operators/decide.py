@@ -116,8 +116,7 @@ def _busy_moments(c: Context, out: Decisions) -> tuple[list[int], npt.NDArray[np
     at once from the arrays.
     """
     moments, scores = c.moments, c.scores
-    rows = np.asarray(moments.row, dtype=np.int64)
-    kinds = np.asarray(moments.kind, dtype=np.int64)
+    rows, kinds = moments.array("row"), moments.array("kind")
     if not moments.row:
         return [], np.zeros(0, dtype=np.bool_)
     segment = np.asarray(out.segment, dtype=np.int64)[rows]

@@ -100,9 +100,14 @@ def run_batch(
     versions = table.versions
     # An erasure of a user with no record scores version -1: a row of zeros, read by nothing.
     known = np.vstack([versions, np.zeros((1, VERSION_FIELDS))])
-    at_moments = known[moments.version] if moments.row else np.empty((0, VERSION_FIELDS))
+    at_moments = known[moments.array("version")]
     scores = score_moments(
-        at_moments, moments.at_ms, scored_features(config), snapshot, config, tag_models or {}
+        at_moments,
+        moments.array("at_ms"),
+        scored_features(config),
+        snapshot,
+        config,
+        tag_models or {},
     )
     decisions = decide(
         Context(

@@ -33,10 +33,10 @@ def offer_samples(c: Context, out: Decisions, skipped: npt.NDArray[np.bool_]) ->
     if not sampled:
         return
     moments = c.moments
-    rows = np.asarray(moments.row, dtype=np.int64)
+    rows = moments.array("row")
     is_sampled = np.zeros(len(c.table.users), dtype=np.bool_)
     is_sampled[list(sampled)] = True
-    kinds = np.asarray(moments.kind, dtype=np.int64)
+    kinds = moments.array("kind")
     live = is_sampled[rows] & ~skipped & (kinds < EXPIRE)  # removals offer nothing
     if c.labelled:
         visits, deadline, taken = _label_moments(c, sampled, live)
@@ -57,7 +57,7 @@ def offer_samples(c: Context, out: Decisions, skipped: npt.NDArray[np.bool_]) ->
             if current is not None:
                 deadline[row] = out.quiet_until[row]
                 taken[row] = current[-1].at_ms if current else -1
-    trains = np.flatnonzero(live & np.asarray(moments.train, dtype=np.bool_) & (kinds != REASSIGN))
+    trains = np.flatnonzero(live & (moments.array("train") == 1) & (kinds != REASSIGN))
     columns = [c.scores.names.index(name) for name in c.config.segment_features]
     if out.broken:
         trains = trains[~np.isin(rows[trains], np.fromiter(out.broken, dtype=np.int64))]
@@ -102,10 +102,10 @@ def _label_moments(
         deadline[row], taken[row] = summary if summary is not None else (-_FAR, -1)
         phase[row] = label_phase(digest, every)
     index = np.flatnonzero(live)
-    rows = np.asarray(moments.row, dtype=np.int64)[index]
-    at = np.asarray(moments.at_ms, dtype=np.int64)[index]
-    purchase = np.asarray(moments.purchase_ms, dtype=np.int64)[index]
-    before = np.asarray(moments.before, dtype=np.int64)[index]
+    rows = moments.array("row")[index]
+    at = moments.array("at_ms")[index]
+    purchase = moments.array("purchase_ms")[index]
+    before = moments.array("before")[index]
     last_seen = np.where(before >= 0, c.versions[np.maximum(before, 0), LAST], -_FAR)
     grid = at - (at - phase[rows]) % every
     quiet = (

@@ -60,7 +60,7 @@ class Scores:
 
 def score_moments(
     versions: Matrix,
-    at_ms: Sequence[int],
+    at_ms: Sequence[int] | npt.NDArray[np.int64],
     names: tuple[str, ...],
     snapshot: SegmentSnapshot | None,
     config: PipelineConfig,

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
 
 from operators.events import Event
 
@@ -12,6 +16,18 @@ from operators.events import Event
 EVENT, RESCORE, REASSIGN, EXPIRE, ERASE = 0, 1, 2, 3, 4
 
 __all__ = ["ERASE", "EVENT", "EXPIRE", "REASSIGN", "RESCORE", "Moments", "Timeline"]
+
+
+MOMENT_FIELDS: Final = (
+    "row",
+    "at_ms",
+    "version",
+    "kind",
+    "event",
+    "train",
+    "before",
+    "purchase_ms",
+)
 
 
 @dataclass(slots=True)
@@ -26,6 +42,14 @@ class Moments:
     train: list[bool] = field(default_factory=list)  # offers a training vector if sampled
     before: list[int] = field(default_factory=list)  # version before the event; -1: new user
     purchase_ms: list[int] = field(default_factory=list)  # the event's time if a purchase
+    # The same columns as one array, (moments, 8), in the order above: for array work.
+    matrix: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.zeros((0, len(MOMENT_FIELDS)), dtype=np.int64)
+    )
+
+    def array(self, name: str) -> npt.NDArray[np.int64]:
+        """One column as an array (``train``: 0 or 1)."""
+        return self.matrix[:, MOMENT_FIELDS.index(name)]
 
 
 @dataclass(slots=True)

@@ -37,7 +37,16 @@ from operators.features import (
 )
 from operators.records import Records, recent_ids
 from operators.scoring import PipelineConfig
-from operators.timeline import ERASE, EVENT, EXPIRE, REASSIGN, RESCORE, Moments, Timeline
+from operators.timeline import (
+    ERASE,
+    EVENT,
+    EXPIRE,
+    MOMENT_FIELDS,
+    REASSIGN,
+    RESCORE,
+    Moments,
+    Timeline,
+)
 
 __all__ = ["Rows", "advance"]
 
@@ -71,7 +80,7 @@ _I64: Final = 2**63 - 1
 APPLIED, LATE, DUPLICATE, FAILED, ERASED = range(5)
 # The moment columns.
 _M_ROW, _M_AT, _M_VERSION, _M_KIND, _M_EVENT, _M_TRAIN, _M_BEFORE, _M_PURCHASE = range(8)
-_MOMENT_FIELDS: Final = 8
+_MOMENT_FIELDS: Final = len(MOMENT_FIELDS)
 
 
 @dataclass(slots=True)
@@ -260,6 +269,7 @@ def _moments(m: Ints) -> Moments:
         train=(m[:, _M_TRAIN] == 1).tolist(),
         before=m[:, _M_BEFORE].tolist(),
         purchase_ms=m[:, _M_PURCHASE].tolist(),
+        matrix=m,
     )
 
 

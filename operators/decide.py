@@ -16,6 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from operators.changes import UserChanged, user_changed
+from operators.columns import Matrix
+from operators.compiled import compiled
 from operators.decisions import Context, Decisions
 from operators.erasure import EraseRequest
 from operators.features import NO_SEGMENT, TAG_SLOTS
@@ -26,64 +28,80 @@ from operators.steps.advance import Rows
 from operators.tags import TagDefinition, tag_reason
 from operators.timeline import ERASE, EVENT, EXPIRE, REASSIGN, RESCORE
 
+Ints = npt.NDArray[np.int64]
+
 
 def decide(c: Context) -> Decisions:
     records, extra = c.table.records, len(c.table.users) - c.table.stored
+
+    def column(name: str, fill: int) -> Ints:
+        return np.concatenate([records[name].astype(np.int64), np.full(extra, fill, np.int64)])
+
+    n = len(c.table.users)
     out = Decisions(
-        records["segment"].tolist() + [NO_SEGMENT] * extra,
-        records["pending_segment"].tolist() + [NO_SEGMENT] * extra,
-        records["pending_streak"].tolist() + [0] * extra,
-        records["tags"].tolist() + [0] * extra,
-        records["seq"].tolist() + [0] * extra,
+        column("segment", NO_SEGMENT),
+        column("pending_segment", NO_SEGMENT),
+        column("pending_streak", 0),
+        column("tags", 0),
+        column("seq", 0),
+        np.zeros(n, dtype=np.bool_),
+        np.zeros(n, dtype=np.int64),
     )
     moments, scores, config = c.moments, c.scores, c.config
-    column, best, best_distance = scores.column, scores.best, scores.best_distance
-    distances, enter, stay = scores.distances, scores.enter, scores.stay
-    margin, switch_after = config.switch_margin, config.switch_after
     busy, skipped = _busy_moments(c, out)
-    for m in busy:
+    count = len(moments.row)
+    kind_of = np.zeros(count, dtype=np.int64)  # what each moment did: _SAME, _CHANGE, _REMOVE
+    # Each change's segment and tags, before and after it.
+    before = np.zeros((count, 4), dtype=np.int64)
+    seq = np.zeros(count, dtype=np.int64)  # the change's seq
+    removed = np.zeros(count, dtype=np.int64)  # rows removed, in order
+    ids = np.fromiter(scores.column, dtype=np.int64)
+    column_of = np.full(int(ids.max()) + 2 if len(ids) else 1, -1, dtype=np.int64)
+    column_of[ids] = np.fromiter(scores.column.values(), dtype=np.int64)
+    distances = scores.distances if len(ids) else np.zeros((count, 1))
+    gone = _decide_moments(
+        np.asarray(busy, dtype=np.int64),
+        moments.array("row"),
+        moments.array("kind"),
+        scores.best if len(ids) else np.zeros(count, dtype=np.int64),
+        scores.best_distance if len(ids) else np.zeros(count),
+        np.ascontiguousarray(distances),
+        column_of,
+        len(ids) > 0,
+        scores.enter,
+        scores.stay,
+        config.switch_margin,
+        config.switch_after,
+        out.segment,
+        out.pending_segment,
+        out.streak,
+        out.tags,
+        out.seq,
+        out.scored,
+        out.rescorings,
+        skipped,
+        kind_of,
+        before,
+        seq,
+        removed,
+    )
+    out.removed = removed[:gone].tolist()
+    # Change events for the moments that moved something, in order (few: built in Python).
+    for m in np.flatnonzero(kind_of).tolist():
         row = moments.row[m]
         if row in out.broken:
             continue
-        segment, tags, kind = out.segment[row], out.tags[row], moments.kind[m]
-        if kind >= EXPIRE:  # the user's last moment: its state goes, with a last change event
-            out.seq[row] += 1
-            out.changes.append(_removal(c, m, row, segment, tags, out.seq[row]))
-            out.removed.append(row)
-            continue
-        if kind == REASSIGN and segment in column:
-            skipped[m] = True
-            continue  # only users with no segment or one the model retired move now
+        was, tags = int(before[m, 0]), int(before[m, 1])
         try:
-            if column:
-                nearest = int(best[m])
-                if segment not in column:  # none yet, or one the model retired
-                    chosen, pending, streak = nearest, NO_SEGMENT, 0
-                else:
-                    chosen, pending, streak = switch_segment(
-                        segment,
-                        nearest,
-                        float(distances[m, column[segment]] - best_distance[m]),
-                        out.pending_segment[row],
-                        out.streak[row],
-                        margin,
-                        switch_after,
-                    )
-            else:
-                chosen, pending, streak = segment, out.pending_segment[row], out.streak[row]
-            now_tags = (tags & int(stay[m])) | (int(enter[m]) & ~tags)
-            if chosen != segment or now_tags != tags:
-                out.seq[row] += 1
-                if now_tags != tags:
-                    _note_entries(c, out, row, tags, now_tags, moments.at_ms[m])
-                change = _change(c, m, row, segment, chosen, tags, now_tags, out.seq[row])
-                out.changes.append(change)
-                out.alerts += [(change, t) for t in change.tags_added if t in config.alert_tags]
-            out.segment[row], out.pending_segment[row], out.streak[row] = chosen, pending, streak
-            out.tags[row] = now_tags
-            out.scored.add(row)
-            if kind != EVENT:
-                out.rescorings[row] += 1
+            if kind_of[m] == _REMOVE:
+                out.changes.append(_removal(c, m, row, was, tags, int(seq[m])))
+                continue
+            chosen, now_tags = int(before[m, 2]), int(before[m, 3])
+            if now_tags != tags:
+                _note_entries(c, out, row, tags, now_tags, moments.at_ms[m])
+            change = _change(c, m, row, was, chosen, tags, now_tags, int(seq[m]))
+            out.changes.append(change)
+            out.alerts += [(change, t) for t in change.tags_added if t in config.alert_tags]
         except Exception as exc:  # left as stored; its events are dead-lettered by the caller
             out.broken[row] = type(exc).__name__
     offer_samples(c, out, skipped)
@@ -119,8 +137,7 @@ def _busy_moments(c: Context, out: Decisions) -> tuple[list[int], npt.NDArray[np
     rows, kinds = moments.array("row"), moments.array("kind")
     if not moments.row:
         return [], np.zeros(0, dtype=np.bool_)
-    segment = np.asarray(out.segment, dtype=np.int64)[rows]
-    tags = np.asarray(out.tags, dtype=np.int64)[rows]
+    segment, tags = out.segment[rows], out.tags[rows]
     moving = ((tags & scores.stay) | (scores.enter & ~tags)) != tags
     moving |= kinds >= EXPIRE
     skipped = kinds == REASSIGN  # a no-op for a user whose segment the model has
@@ -133,12 +150,80 @@ def _busy_moments(c: Context, out: Decisions) -> tuple[list[int], npt.NDArray[np
     busy_rows[rows[moving]] = True
     busy = busy_rows[rows]
     settled = ~busy & ~skipped
-    for row in np.unique(rows[settled]).tolist():
-        out.scored.add(row)
-        if scores.column:  # the nearest segment is the user's: nothing pending
-            out.pending_segment[row], out.streak[row] = NO_SEGMENT, 0
-    out.rescorings.update(rows[settled & (kinds != EVENT)].tolist())
-    return np.flatnonzero(busy).tolist(), skipped & ~busy  # the loop finds the busy no-ops
+    quiet = rows[settled]
+    out.scored[quiet] = True
+    if scores.column:  # the nearest segment is the user's: nothing pending
+        out.pending_segment[quiet], out.streak[quiet] = NO_SEGMENT, 0
+    np.add.at(out.rescorings, rows[settled & (kinds != EVENT)], 1)
+    return np.flatnonzero(busy).tolist(), skipped & ~busy  # the kernel finds the busy no-ops
+
+
+_SAME, _CHANGE, _REMOVE = 0, 1, 2
+
+
+@compiled
+def _decide_moments(
+    busy: Ints,
+    rows: Ints,
+    kinds: Ints,
+    best: Ints,
+    best_distance: Matrix,
+    distances: Matrix,
+    column_of: Ints,
+    has_model: bool,
+    enter: Ints,
+    stay: Ints,
+    margin: float,
+    switch_after: int,
+    segment: Ints,
+    pending: Ints,
+    streak: Ints,
+    tags: Ints,
+    seq: Ints,
+    scored: npt.NDArray[np.bool_],
+    rescorings: Ints,
+    skipped: npt.NDArray[np.bool_],
+    kind_of: Ints,
+    before: Ints,
+    seq_of: Ints,
+    removed: Ints,
+) -> int:
+    """The busy moments, in order: anti-flapping (``switch_segment``), tag hysteresis, and
+    which moments change or remove a user. Updates the rows' fields; returns the rows removed."""
+    gone = 0
+    for m in busy:
+        row, kind = rows[m], kinds[m]
+        current, held = segment[row], tags[row]
+        if kind >= EXPIRE:  # the user's last moment: its state goes, with a last change event
+            seq[row] += 1
+            kind_of[m], seq_of[m] = _REMOVE, seq[row]
+            before[m, 0], before[m, 1] = current, held
+            removed[gone] = row
+            gone += 1
+            continue
+        known = has_model and 0 <= current < len(column_of) and column_of[current] >= 0
+        if kind == REASSIGN and known:
+            skipped[m] = True
+            continue  # only users with no segment or one the model retired move now
+        if not has_model:
+            chosen, waiting, count = current, pending[row], streak[row]
+        elif not known:  # none yet, or one the model retired
+            chosen, waiting, count = best[m], NO_SEGMENT, 0
+        else:
+            closer = distances[m, column_of[current]] - best_distance[m]
+            chosen, waiting, count = switch_segment(
+                current, best[m], closer, pending[row], streak[row], margin, switch_after
+            )
+        now = (held & stay[m]) | (enter[m] & ~held)
+        if chosen != current or now != held:
+            seq[row] += 1
+            kind_of[m], seq_of[m] = _CHANGE, seq[row]
+            before[m, 0], before[m, 1], before[m, 2], before[m, 3] = current, held, chosen, now
+        segment[row], pending[row], streak[row], tags[row] = chosen, waiting, count, now
+        scored[row] = True
+        if kind != EVENT:
+            rescorings[row] += 1
+    return gone
 
 
 def _change(
@@ -231,6 +316,6 @@ def _drop_broken(out: Decisions, table: Rows) -> None:
     out.labels = [lb for lb, row in zip(out.labels, rows, strict=True) if row not in out.broken]
     for user in users:
         out.pending.pop(user, None)
-    out.scored -= set(out.broken)
-    for row in out.broken:
-        out.rescorings.pop(row, None)
+    broken = list(out.broken)
+    out.scored[broken], out.rescorings[broken] = False, 0
+    out.removed = [row for row in out.removed if row not in out.broken]

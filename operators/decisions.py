@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from operators.changes import UserChanged
 from operators.columns import Matrix
@@ -20,23 +20,25 @@ from operators.steps.advance import Rows
 from operators.tags import TagModel
 from operators.timeline import Moments
 
+Ints = npt.NDArray[np.int64]
+
 
 @dataclass(slots=True)
 class Decisions:
     """The scoring fields of every row after the batch, and what the decisions produced."""
 
-    segment: list[int]
-    pending_segment: list[int]
-    streak: list[int]
-    tags: list[int]
-    seq: list[int]
-    scored: set[int] = field(default_factory=set)  # rows with at least one scoring applied
+    segment: Ints  # per row
+    pending_segment: Ints
+    streak: Ints
+    tags: Ints
+    seq: Ints
+    scored: npt.NDArray[np.bool_]  # rows with at least one scoring applied
+    rescorings: Ints  # re-scorings applied, per row
     changes: list[UserChanged] = field(default_factory=list)
     alerts: list[tuple[UserChanged, str]] = field(default_factory=list)
     training_vectors: Matrix = field(default_factory=lambda: np.empty((0, 0)))  # a row each
     labels: list[Label] = field(default_factory=list)
     pending: dict[str, list[PendingLabel]] = field(default_factory=dict)
-    rescorings: Counter[int] = field(default_factory=Counter)  # per row
     broken: dict[int, str] = field(default_factory=dict)  # row -> exception class
     removed: list[int] = field(default_factory=list)  # rows of users expired, in order
     vector_rows: list[int] = field(default_factory=list)  # the row of each training vector

@@ -142,7 +142,7 @@ def _emit(
         watermark_ms=timeline.watermark_ms,
         processed_by_type=timeline.processed_by_type,
         duplicates=timeline.duplicates,
-        rescored=sum(decisions.rescorings.values()),
+        rescored=int(decisions.rescorings.sum()),
     )
     broken = decisions.broken
     for row, error in broken.items():  # left as stored, out of the due index until an event
@@ -157,15 +157,13 @@ def _emit(
         out.dues[user] = 0
     _remove(table, decisions, out)
     updated = table.updated
-    rows = sorted(
-        (set(np.flatnonzero(updated).tolist()) | decisions.scored)
-        - set(broken)
-        - set(decisions.removed)
-    )
-    if not rows:
+    written = updated | decisions.scored
+    written[list(broken)] = False
+    written[decisions.removed] = False
+    picked = np.flatnonzero(written)
+    if not len(picked):
         return out
-    picked = np.asarray(rows, dtype=np.int64)
-    records = new_records(len(rows))
+    records = new_records(len(picked))
     stored = picked < table.stored
     records[stored] = table.records[picked[stored]]
     changed = updated[picked]
@@ -181,15 +179,19 @@ def _emit(
         set_recent_ids(part, fields[:, RECENT:].astype(np.uint64))
         records[changed] = part
     records["next_due"] = table.next_due[picked]
-    records["segment"] = [decisions.segment[r] for r in rows]
-    records["pending_segment"] = [decisions.pending_segment[r] for r in rows]
-    records["pending_streak"] = [min(decisions.streak[r], 255) for r in rows]
-    records["tags"] = [decisions.tags[r] for r in rows]
-    records["seq"] = [min(decisions.seq[r], _U32) for r in rows]
+    records["segment"] = decisions.segment[picked]
+    records["pending_segment"] = decisions.pending_segment[picked]
+    records["pending_streak"] = np.minimum(decisions.streak[picked], 255)
+    records["tags"] = decisions.tags[picked]
+    records["seq"] = np.minimum(decisions.seq[picked], _U32)
     if decisions.tags_entered:  # most batches move no tag
-        moved = [i for i, r in enumerate(rows) if r in decisions.tags_entered]
-        records["tags_entered"][moved] = [decisions.tags_entered[rows[i]] for i in moved]
-    out.records = dict(zip((table.users[r] for r in rows), write_records(records), strict=True))
+        moved = [row for row in decisions.tags_entered if written[row]]
+        at = np.searchsorted(picked, moved)
+        records["tags_entered"][at] = [decisions.tags_entered[row] for row in moved]
+    users = table.users
+    out.records = dict(
+        zip([users[r] for r in picked.tolist()], write_records(records), strict=True)
+    )
     return out
 
 

@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from operators.compiled import compiled
 from operators.features import NO_SEGMENT
 
 
@@ -147,6 +148,7 @@ def choose_segment(
     return switch_segment(current, best, closer, pending, streak, margin, switch_after)
 
 
+@compiled
 def switch_segment(
     current: int,
     nearest: int,

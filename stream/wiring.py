@@ -100,6 +100,22 @@ def in_memory_parts(settings: Settings, broker: InMemoryBroker) -> Parts:
     )
 
 
+def pipeline_config(settings: Settings) -> PipelineConfig:
+    """What the operators read of the settings."""
+    return PipelineConfig(
+        settings.segment_feature_names,
+        settings.train_sample_permille,
+        settings.switch_margin,
+        settings.switch_after,
+        late_grace_ms=settings.late_grace_s * 1000,
+        rescore_interval_ms=settings.rescore_interval_s * 1000,
+        max_idle_ms=settings.max_idle_days * DAY_MS,
+        tags=settings.tag_definitions,
+        alert_tags=settings.alert_tag_names,
+        label_every_ms=settings.label_every_days * DAY_MS,
+    )
+
+
 def build_processor(
     settings: Settings,
     parts: Parts,
@@ -153,18 +169,7 @@ def build_processor(
             settings.max_message_bytes, settings.min_event_ms, settings.max_future_s * 1000
         ),
         retry_attempts=settings.retry_attempts,
-        pipeline=PipelineConfig(
-            settings.segment_feature_names,
-            settings.train_sample_permille,
-            settings.switch_margin,
-            settings.switch_after,
-            late_grace_ms=settings.late_grace_s * 1000,
-            rescore_interval_ms=settings.rescore_interval_s * 1000,
-            max_idle_ms=settings.max_idle_days * DAY_MS,
-            tags=settings.tag_definitions,
-            alert_tags=settings.alert_tag_names,
-            label_every_ms=settings.label_every_days * DAY_MS,
-        ),
+        pipeline=pipeline_config(settings),
     )
     clock = clock or SystemClock()
     tag_models = usable_models(parts.model_store.load_tags(), settings.tag_definitions)

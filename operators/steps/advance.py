@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar, cast
+from typing import Final, cast
 
-import numba
 import numpy as np
 import numpy.typing as npt
 
 from operators.columns import VERSION_FIELDS, Matrix, record_versions
+from operators.compiled import compiled
 from operators.erasure import ERASE as ERASE_REQUEST
 from operators.events import EVENT_TYPES, Event
 from operators.features import (
@@ -50,13 +50,7 @@ from operators.timeline import (
 
 __all__ = ["Rows", "advance"]
 
-F = TypeVar("F", bound=Callable[..., Any])
 Ints = npt.NDArray[np.int64]
-
-
-def _compiled(function: F) -> F:
-    """Compiled to machine code on first use, cached on disk across processes."""
-    return cast(F, numba.njit(cache=True, nogil=True)(function))
 
 
 # The integer columns of a row; then the event counts by type and the recent event digests.
@@ -273,7 +267,7 @@ def _moments(m: Ints) -> Moments:
     )
 
 
-@_compiled
+@compiled
 def _note(
     moments: Ints,
     count: int,
@@ -297,7 +291,7 @@ def _note(
     return moments, count + 1
 
 
-@_compiled
+@compiled
 def _catch_up(
     ints: Ints,
     row: int,
@@ -323,7 +317,7 @@ def _catch_up(
     return moments, count, expired
 
 
-@_compiled
+@compiled
 def _new_row(ints: Ints, current: Ints, uid: int, rows: int) -> int:
     ints[rows, VERSION] = -1
     ints[rows, USER] = uid
@@ -331,7 +325,7 @@ def _new_row(ints: Ints, current: Ints, uid: int, rows: int) -> int:
     return rows
 
 
-@_compiled
+@compiled
 def _apply(
     ints: Ints,
     windows: Matrix,
@@ -396,7 +390,7 @@ def _apply(
     return True
 
 
-@_compiled
+@compiled
 def _advance_events(
     ints: Ints,
     windows: Matrix,
@@ -504,7 +498,7 @@ def _advance_events(
     return moments, count, rows, made, touches, watermark, duplicates
 
 
-@_compiled
+@compiled
 def _catch_up_users(
     ints: Ints,
     current: Ints,

@@ -24,7 +24,7 @@ from operators.features import (
     WINDOW_DAYS,
     WINDOW_FEATURES,
 )
-from operators.records import Records
+from operators.record import Records
 
 Matrix = npt.NDArray[np.float64]
 

@@ -34,11 +34,17 @@ from operators.decisions import Context, Decisions
 from operators.events import Event
 from operators.features import UserState
 from operators.pending import PendingLabel, pack_pending
-from operators.records import new_records, read_records, set_recent_ids, write_records
+from operators.record import (
+    new_records,
+    pack_state,
+    read_records,
+    set_recent_ids,
+    unpack_state,
+    write_records,
+)
 from operators.scores import score_moments
 from operators.scoring import BatchOutcome, PipelineConfig, label_features, scored_features
 from operators.segments import SegmentSnapshot
-from operators.state_layout import pack_state, unpack_state
 from operators.steps.advance import (
     CATEGORY,
     COUNTS,

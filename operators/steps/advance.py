@@ -35,7 +35,7 @@ from operators.features import (
     WINDOW_DAYS,
     event_digest,
 )
-from operators.records import Records, recent_ids
+from operators.record import Records, recent_ids
 from operators.scoring import PipelineConfig
 from operators.timeline import (
     ERASE,

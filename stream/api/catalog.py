@@ -22,8 +22,8 @@ import redis
 import redis.asyncio as aredis
 
 from operators.inspection import describe_user
+from operators.record import unpack_state
 from operators.segments import SegmentSnapshot, segment_names, segment_profiles
-from operators.state_layout import unpack_state
 from operators.tags import TagDefinition, TagModel, usable_models
 from stream.connections import async_redis_client, redis_client
 from stream.ports import Partition

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from operators.features import features_at
+from operators.record import unpack_state
 from operators.segments import SegmentSnapshot, predict_many
-from operators.state_layout import unpack_state
 from stream.feeds.simulator import encode, generate_events, persona_of
 from stream.ports import Partition
 from stream.settings import Settings

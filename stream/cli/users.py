@@ -12,8 +12,8 @@ from typing import Any
 import redis
 
 from operators.inspection import describe_user
+from operators.record import unpack_state
 from operators.segments import segment_names
-from operators.state_layout import unpack_state
 from operators.tags import usable_models
 from stream.connections import redis_client
 from stream.ports import Partition

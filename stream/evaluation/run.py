@@ -26,8 +26,8 @@ import orjson
 from operators.decoding import decode_event
 from operators.events import EventLimits, Rejected
 from operators.features import DAY_MS, features_at
+from operators.record import unpack_state
 from operators.segments import SegmentSnapshot, predict_many, segment_profiles
-from operators.state_layout import unpack_state
 from stream.evaluation.segments import (
     relabel_shares,
     score_against_offline,

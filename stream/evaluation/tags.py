@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from operators.features import DAY_MS, features_at
-from operators.state_layout import unpack_state
+from operators.record import unpack_state
 from operators.tags import PURCHASE_WITHIN, TagDefinition, predict_one
 from stream.models.tag_trainer import exact_auc, log_loss
 from stream.replay import Replayed, replay_events

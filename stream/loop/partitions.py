@@ -13,8 +13,8 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
+from operators.record import read_records
 from operators.segments import SegmentSnapshot
-from operators.state_layout import unpack_state
 from stream.errors import PartitionLost, StateLost
 from stream.loop.rebuild import Rebuilds
 from stream.metrics import PartitionMetrics
@@ -73,8 +73,11 @@ class Reassignments:
                 self.cursors[partition] = following
             else:
                 del self.cursors[partition]
-            segments = {user: unpack_state(packed).segment for user, packed in found.items()}
-            return partition, [user for user, segment in segments.items() if segment not in current]
+            segments = read_records(list(found.values()))["segment"].tolist()
+            users = [
+                u for u, segment in zip(found, segments, strict=True) if segment not in current
+            ]
+            return partition, users
         return None
 
 

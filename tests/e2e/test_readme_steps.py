@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from operators.state_layout import unpack_state
+from operators.record import unpack_state
 from tests.support.servers import (
     KAFKA_BOOTSTRAP,
     REDIS_URL,

@@ -15,8 +15,7 @@ from operators.erasure import EraseRequest
 from operators.events import EVENT_TYPES, Event
 from operators.features import UserState, update_features
 from operators.pipeline import process_events
-from operators.records import read_records, recent_ids
-from operators.state_layout import pack_state, unpack_state
+from operators.record import pack_state, read_records, recent_ids, unpack_state
 from operators.steps.advance import (
     CATEGORY,
     COUNTS,

@@ -3,12 +3,12 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import struct
 from dataclasses import replace
 
 import pytest
 
 from operators import features as features_module
-from operators import state_layout
 from operators.events import EVENT_TYPES, Event
 from operators.features import (
     DAY_MS,
@@ -18,7 +18,7 @@ from operators.features import (
     features_at,
     update_features,
 )
-from operators.state_layout import STATE_SIZE_BYTES, pack_state, unpack_state
+from operators.record import STATE_SIZE_BYTES, pack_state, unpack_state
 
 T0 = 1767225600000
 
@@ -189,7 +189,8 @@ def test_counters_saturate_at_their_limits_instead_of_failing() -> None:
 def test_version_2_records_are_still_read() -> None:
     state = apply([ev(1, "view", 0), ev(2, "purchase", 1, 12.34)])
     ids = [d | 0xABCD << 48 for d in state.recent_event_ids[:2]]  # v2 kept 64-bit digests
-    v2 = state_layout._LAYOUT_V2.pack(
+    # Version 2's layout, as 0.1 wrote it.
+    v2 = struct.Struct(f"<B q q q q {len(EVENT_TYPES)}I q 12f 2Q I b b B B I").pack(
         2,
         state.first_seen_ms,
         state.last_seen_ms,

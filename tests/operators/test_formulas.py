@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from operators.columns import feature_matrix, record_versions, version_features
 from operators.events import EVENT_TYPES, Event
 from operators.features import FEATURES, features_at, update_features
-from operators.records import read_records
-from operators.state_layout import pack_state
+from operators.record import pack_state, read_records
 
 T0 = 1_767_225_600_000
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from operators.state_layout import unpack_state
+from operators.record import unpack_state
 from stream.feeds.erasure import request_erasure
 from stream.feeds.simulator import encode, generate_events
 from stream.ports import Partition

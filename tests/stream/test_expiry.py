@@ -8,7 +8,7 @@ from collections import Counter
 from prometheus_client import CollectorRegistry
 
 from operators.features import DAY_MS, NO_SEGMENT
-from operators.state_layout import unpack_state
+from operators.record import unpack_state
 from stream.feeds.simulator import encode, generate_events
 from stream.settings import Settings
 from stream.twins.broker import InMemoryBroker

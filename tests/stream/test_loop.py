@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from operators.events import EVENT_TYPES
-from operators.state_layout import unpack_state
+from operators.record import unpack_state
 from operators.steps import advance as advance_step
 from stream.errors import DependencyError, StateLost
 from stream.feeds.simulator import MALFORMED, encode, generate_events

@@ -8,8 +8,8 @@ import json
 from prometheus_client import CollectorRegistry
 
 from operators.features import NO_SEGMENT
+from operators.record import unpack_state
 from operators.segments import segment_profiles
-from operators.state_layout import unpack_state
 from stream.feeds.simulator import encode, generate_events
 from stream.settings import Settings
 from stream.twins.broker import InMemoryBroker

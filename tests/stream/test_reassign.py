@@ -9,8 +9,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from operators.record import unpack_state
 from operators.segments import SegmentSnapshot
-from operators.state_layout import unpack_state
 from stream.feeds.simulator import encode, generate_events
 from stream.settings import Settings
 from stream.twins.broker import InMemoryBroker

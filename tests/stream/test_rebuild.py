@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from operators.record import unpack_state
 from operators.segments import SegmentSnapshot
-from operators.state_layout import unpack_state
 from operators.tags import TagModel
 from stream.errors import StateLost
 from stream.feeds.simulator import encode, generate_events

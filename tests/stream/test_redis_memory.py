@@ -9,7 +9,7 @@ import pytest
 
 from operators.events import Event
 from operators.features import update_features
-from operators.state_layout import pack_state
+from operators.record import pack_state
 from stream.ports import Partition, PartitionWrite
 from stream.redis.state_store import RedisStateStore
 from tests.support.servers import redis_client

@@ -13,7 +13,7 @@ from pathlib import Path
 import redis
 
 from operators.features import UserState
-from operators.state_layout import unpack_state
+from operators.record import unpack_state
 from stream.kafka.topics import create_topics
 from stream.settings import Settings
 from tests.support.servers import KAFKA_BOOTSTRAP, REDIS_URL, unique

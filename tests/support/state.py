@@ -10,7 +10,7 @@ import redis
 
 from operators.features import UserState
 from operators.pending import PendingLabel, unpack_pending
-from operators.state_layout import unpack_state
+from operators.record import unpack_state
 from tests.support.servers import read_topic
 
 

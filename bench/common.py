@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import orjson
 import redis
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # C ext.
@@ -34,6 +35,23 @@ def bench_messages(events: int, users: int, seed: int = 1) -> list[tuple[bytes, 
     """The bench stream: generated shoppers, 51 simulated days in 200,000 events."""
     stream = generate_events(users, seed=seed, sessions_scale=0.25)
     return [encode(e) for e in itertools.islice(stream, events)]
+
+
+Messages = list[tuple[bytes, bytes]]
+
+
+def on_the_wall_clock(messages: Messages, rate: float) -> tuple[Messages, Messages]:
+    """The first half as stamped (the warm-up), the second re-stamped from the latest event
+    time on, advancing at ``rate`` events per second."""
+    half = len(messages) // 2
+    warmup, rest = messages[:half], messages[half:]
+    start = max(orjson.loads(value)["ts"] for _, value in warmup)
+    live = []
+    for n, (key, value) in enumerate(rest):
+        event = orjson.loads(value)
+        event["ts"] = start + int(n * 1000 / rate)
+        live.append((key, orjson.dumps(event)))
+    return warmup, live
 
 
 def create_topic(topic: str, partitions: int = PARTITIONS, **config: str) -> None:

@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import orjson
+from common import on_the_wall_clock
 from prometheus_client import CollectorRegistry
 
 from stream.feeds.simulator import encode, generate_events
@@ -51,20 +51,6 @@ CONFIGURATIONS = {
     "weekly re-scoring": ({"SEGSTREAM_RESCORE_INTERVAL_S": "604800"}, "replay"),
     "live": ({}, "live"),
 }
-
-
-def on_the_wall_clock(messages: Messages, rate: float) -> tuple[Messages, Messages]:
-    """The first half as stamped (the warm-up), the second re-stamped from the latest event
-    time on, advancing at ``rate`` events per second."""
-    half = len(messages) // 2
-    warmup, rest = messages[:half], messages[half:]
-    start = max(orjson.loads(value)["ts"] for _, value in warmup)
-    live = []
-    for n, (key, value) in enumerate(rest):
-        event = orjson.loads(value)
-        event["ts"] = start + int(n * 1000 / rate)
-        live.append((key, orjson.dumps(event)))
-    return warmup, live
 
 
 def run(warmup: Messages, messages: Messages, env: dict[str, str], profile: bool) -> dict[str, Any]:

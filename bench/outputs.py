@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import orjson
-from core import on_the_wall_clock
+from common import on_the_wall_clock
 
 from stream.feeds.simulator import encode, generate_events
 from stream.settings import Settings

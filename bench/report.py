@@ -52,7 +52,12 @@ def throughput_rows(found: dict[str, Any]) -> list[Row]:
         ratio = m[f"serve_{client}_ratio"]
         rows += [
             (f"serve on {name}", f"{m[f'serve_{client}_eps']:,.0f} ev/s", "", None),
-            (f"serve on {name}: CPU per event", f"{m[f'serve_{client}_cpu_us']:.1f} µs", "", None),
+            (
+                f"serve on {name}: CPU per event",
+                f"{m[f'serve_{client}_cpu_us']:.1f} µs",
+                "≤ 20 µs" if client == "confluent_kafka" else "",
+                m[f"serve_{client}_cpu_us"] <= 20 if client == "confluent_kafka" else None,
+            ),
             (f"serve on {name} / kafka-python loop", f"{ratio:.3f}", "≥ 0.25", ratio >= 0.25),
             (
                 f"serve on {name} / confluent-kafka loop",
@@ -64,6 +69,12 @@ def throughput_rows(found: dict[str, Any]) -> list[Row]:
         if f"serve_{client}_speedup" in m:
             speedup = m[f"serve_{client}_speedup"]
             rows.append((f"serve on {name} / baseline serve", f"{speedup:.1f}x", "", None))
+    if "serve_live_cpu_us" in m:
+        cpu = m["serve_live_cpu_us"]
+        rows += [
+            ("serve, live regime", f"{m['serve_live_eps']:,.0f} ev/s", "", None),
+            ("serve, live regime: CPU per event", f"{cpu:.1f} µs", "≤ 12 µs", cpu <= 12),
+        ]
     return rows
 
 

@@ -9,7 +9,11 @@ rotating, so drift in the machine's load favours no step), times over the same t
   its last (read from the offsets it saves in Redis), with its own CPU time per event (user +
   system from /proc, every thread: other load on the machine does not count);
 - with ``--baseline DIR`` (a checkout of another commit, e.g. ``git worktree add``), that
-  commit's serve too, for a side-by-side speed-up.
+  commit's serve too, for a side-by-side speed-up;
+- the live regime: serve (confluent-kafka) on a second topic holding the same stream's first
+  half as stamped (a warm-up that publishes a model, not measured) and its second half
+  re-stamped so that event time advances at 3,000 events/s (``bench/core.py``'s live regime),
+  measured on the second half only.
 
 Prints each round and the medians, and writes bench/results/throughput.json. The machine is
 shared and noisy, so only side-by-side ratios are meaningful across machines.
@@ -37,6 +41,7 @@ from common import (
     bench_messages,
     cpu_seconds,
     create_topic,
+    on_the_wall_clock,
     produce,
     running_serve,
 )
@@ -44,6 +49,7 @@ from confluent_kafka import Consumer
 from kafka import KafkaConsumer
 
 CLIENTS = ("confluent-kafka", "kafka-python")
+LIVE_RATE = 3000.0  # events/s of event time in the live regime
 
 
 def bare_kafka_python(topic: str, total: int) -> float:
@@ -92,16 +98,23 @@ def bare_confluent(topic: str, total: int) -> float:
 
 
 def serve(
-    topic: str, total: int, log_dir: Path, name: str, root: Path | None, client: str
+    topic: str,
+    total: int,
+    log_dir: Path,
+    name: str,
+    root: Path | None,
+    client: str,
+    measure_from: int = 0,
 ) -> tuple[float, float]:
-    """Events/s of one serve process and its CPU µs per event over the same span."""
+    """Events/s of one serve process and its CPU µs per event over the same span: from its
+    first saved batch past ``measure_from`` events (a warm-up before it) to its last."""
     store = redis.Redis.from_url(REDIS_URL)
     settings = {"SEGSTREAM_KAFKA_CLIENT": client}
     with running_serve(topic, log_dir, name, root or ROOT, settings) as (process,):
         done, first_at, first_n, first_cpu = 0, 0.0, 0, 0.0
         while done < total:
             done = process.saved(store)
-            if done and not first_at:
+            if done > measure_from and not first_at:
                 first_at, first_n = time.perf_counter(), done
                 first_cpu = cpu_seconds(process.process.pid)
             process.check()
@@ -124,11 +137,16 @@ def main() -> None:
     create_topic(topic)
     produce(topic, messages)
     total = len(messages)
+    live_topic = f"{topic}-live"
+    warmup, live = on_the_wall_clock(messages, LIVE_RATE)
+    create_topic(live_topic)
+    produce(live_topic, warmup + live)
     print(f"{total:,} events for {args.users:,} users on {topic} ({PARTITIONS} partitions)")
     log_dir = Path(tempfile.mkdtemp(prefix="segstream-bench-"))
     steps = ["bare kafka-python", "bare confluent-kafka"]
     steps += [f"serve {c}" for c in args.clients.split(",")]
     steps += ["baseline"] if args.baseline else []
+    steps += ["serve live"]
     rows: list[dict[str, float]] = []
     for run in range(1, args.runs + 1):
         row: dict[str, float] = {}
@@ -137,6 +155,11 @@ def main() -> None:
                 row["bare_kafka_python_eps"] = bare_kafka_python(topic, total)
             elif step == "bare confluent-kafka":
                 row["bare_confluent_eps"] = bare_confluent(topic, total)
+            elif step == "serve live":
+                found = serve(
+                    live_topic, total, log_dir, f"live-{run}", None, CLIENTS[0], len(warmup)
+                )
+                row["serve_live_eps"], row["serve_live_cpu_us"] = found
             elif step == "baseline":
                 found = serve(topic, total, log_dir, f"baseline-{run}", args.baseline, CLIENTS[1])
                 row["baseline_eps"], row["baseline_cpu_us"] = found
@@ -171,6 +194,10 @@ def main() -> None:
         if args.baseline:
             line += f", {median[f'serve_{key}_speedup']:.2f}x the baseline"
         print(line)
+    print(
+        f"  live regime (confluent-kafka) {median['serve_live_eps']:>10,.0f} ev/s, "
+        f"{median['serve_live_cpu_us']:.1f} CPU us/event"
+    )
     RESULTS.mkdir(exist_ok=True)
     report = {
         "events": total,

@@ -95,16 +95,22 @@ class StreamSegmentModel:
         if len(x):
             self._absorb(x)
             self._chunk += [tuple(p) for p in x.tolist()]
-        while len(self._chunk) >= self.chunk_size:
-            chunk, self._chunk = self._chunk[: self.chunk_size], self._chunk[self.chunk_size :]
-            self._learn_chunk(chunk)
+        size = self.chunk_size
+        full = len(self._chunk) // size  # each full chunk in order, the rest kept for later
+        for start in range(0, full * size, size):
+            self._learn_chunk(self._chunk[start : start + size])
+        self._chunk = self._chunk[full * size :]
 
     def _absorb(self, x: npt.NDArray[np.float64]) -> None:
         """Count ``x`` (log1p points) in the scaler and the reservoir."""
         scaler_learn_many(self._scaler, self.features, x)
         self.samples += len(x)
-        for point in x.tolist():
-            self._remember(tuple(point))
+        reservoir, size, memory, rng = self._reservoir, self.reservoir_size, self.memory, self._rng
+        for point in x.tolist():  # ``_remember``, inline: it runs for every sample
+            if len(reservoir) < size:
+                reservoir.append(tuple(point))
+            elif rng.random() * memory < size:
+                reservoir[rng.randrange(size)] = tuple(point)
 
     @property
     def ready(self) -> bool:

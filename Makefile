@@ -80,6 +80,7 @@ bench: services-up
 	@# Needs the UCI file (SEGSTREAM_ONLINE_RETAIL); without it the table says "not measured".
 	-$(BIN)/python bench/replay.py --baseline build/baseline
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/evaluate.py
 	$(BIN)/python bench/report.py
 
 clean: services-down

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import redis
 
+from stream.api.catalog import MISS_RESCAN_S
 from stream.cli.users import inspect_user
 from stream.feeds.simulator import encode, generate_events
 from stream.settings import Settings
@@ -304,6 +305,10 @@ def test_a_saved_user_is_found_however_new_its_partition_and_named_as_inspect_do
         later = set(users) - first
         send(later, {u: 1 + i % 3 for i, u in enumerate(sorted(later))})
         service.wait_for_offsets(client, end_offsets(service.input_topic))
+        # The promise: a saved user is found within MISS_RESCAN_S of its partition's first
+        # save (a miss looks for new partitions at most that often); serve may save them all
+        # sooner than that after the API's own first scan.
+        time.sleep(MISS_RESCAN_S)
         stored = service.states(client)
         missing = [
             u for u in sorted(later) if u in stored and api.call("GET", f"/v1/users/{u}")[0] != 200

@@ -14,29 +14,26 @@ afterwards (``operators.scores``). Nothing here depends on a score.
 
 from __future__ import annotations
 
-import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final, cast
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
 from operators.columns import VERSION_FIELDS, Matrix, record_versions
 from operators.compiled import compiled
-from operators.erasure import ERASE as ERASE_REQUEST
 from operators.events import EVENT_TYPES, Event
 from operators.features import (
-    CATEGORY_BITS,
     DAY_MS,
     RECENT_IDS,
     WINDOW_COUNT,
     WINDOW_DAYS,
-    event_digest,
 )
 from operators.record import Records, recent_ids
 from operators.scoring import PipelineConfig
+from operators.steps.event_columns import ERASE_TYPE, event_columns
 from operators.timeline import (
     ERASE,
     EVENT,
@@ -60,7 +57,6 @@ RECENT: Final = COUNTS + len(EVENT_TYPES)
 INT_FIELDS: Final = RECENT + RECENT_IDS
 _W: Final = len(WINDOW_DAYS)
 _TYPES: Final = len(EVENT_TYPES)
-_ERASE_TYPE: Final = _TYPES  # an erasure request's type code
 _PURCHASE: Final = EVENT_TYPES.index("purchase")
 _CANCEL: Final = EVENT_TYPES.index("cancel")
 # The window sums' measure of each type code: views 0, carts 1, purchases 2 (and spend 3).
@@ -115,7 +111,7 @@ def advance(
     stored = len(users)
     index = {user: row for row, user in enumerate(users)}
     names = list(users)
-    columns, failed = _event_columns(events, index, names)
+    columns, failed = event_columns(events, index, names)
     capacity = stored + len(events)
     ints = np.zeros((capacity, INT_FIELDS), dtype=np.int64)
     windows = np.zeros((capacity, WINDOW_COUNT), dtype=np.float64)
@@ -194,47 +190,6 @@ def advance(
 def _where(mask: npt.NDArray[np.bool_], values: Ints) -> tuple[list[int], list[int]]:
     found = np.flatnonzero(mask)
     return found.tolist(), values[found].tolist()
-
-
-_CODES: Final = {t: i for i, t in enumerate(EVENT_TYPES)} | {ERASE_REQUEST: _ERASE_TYPE}
-_Columns = tuple[Ints, Ints, Ints, Ints, Ints, Ints]
-
-
-def _event_columns(
-    events: Sequence[Event], index: dict[str, int], names: list[str]
-) -> tuple[_Columns, dict[int, str]]:
-    """The events as columns: user id (a number; new users numbered in order of appearance),
-    type code, time, cents of a purchase, category bit (-1: none), id digest. And the events
-    whose columns raised (a bug: dead-lettered, the rest goes on), with the exception's name."""
-    for event in events:
-        if index.setdefault(event.user_id, len(index)) == len(names):
-            names.append(event.user_id)
-    try:
-        values = [_event_values(e, index) for e in events]
-        failed: dict[int, str] = {}
-    except Exception:  # find the culprits one by one: a bug must not stop the stream
-        values, failed = [], {}
-        for i, event in enumerate(events):
-            try:
-                values.append(_event_values(event, index))
-            except Exception as exc:
-                values.append((index[event.user_id], 0, 0, 0, -1, 0))
-                failed[i] = type(exc).__name__
-    table = np.asarray(values, dtype=np.int64).reshape(len(events), 6)
-    columns = tuple(np.ascontiguousarray(table[:, k]) for k in range(6))
-    return cast(_Columns, columns), failed
-
-
-def _event_values(event: Event, index: dict[str, int]) -> tuple[int, int, int, int, int, int]:
-    code = _CODES[event.type]
-    return (
-        index[event.user_id],
-        code,
-        event.ts_ms,
-        round((event.amount or 0.0) * 100) if code == _PURCHASE else 0,
-        zlib.crc32(event.category.encode()) % CATEGORY_BITS if event.category else -1,
-        event_digest(event.event_id),
-    )
 
 
 def _load(ints: Ints, windows: Matrix, records: Records) -> None:
@@ -424,7 +379,7 @@ def _advance_events(
         if status[i] == FAILED:  # its columns could not be made
             continue
         uid, code = ev_user[i], ev_type[i]
-        if code == _ERASE_TYPE:  # never late, moves no watermark: in order with events
+        if code == ERASE_TYPE:  # never late, moves no watermark: in order with events
             row = current[uid]
             if row < 0:
                 row = _new_row(ints, current, uid, rows)

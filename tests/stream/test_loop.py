@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from operators.events import EVENT_TYPES
 from operators.record import unpack_state
-from operators.steps import advance as advance_step
+from operators.steps import event_columns as event_columns_step
 from stream.errors import DependencyError, StateLost
 from stream.feeds.simulator import MALFORMED, encode, generate_events
 from stream.loop.processor import Processor
@@ -338,14 +338,14 @@ def test_an_event_whose_processing_raises_is_dead_lettered_and_the_rest_goes_on(
     broker = InMemoryBroker()
     events = feed(broker)
     poison = events[len(events) // 2]
-    real_digest = advance_step.event_digest
+    real_digest = event_columns_step.event_digest
 
     def digest(event_id: str) -> int:
         if event_id == poison["event_id"]:
             raise struct.error("simulated bug")
         return real_digest(event_id)
 
-    monkeypatch.setattr(advance_step, "event_digest", digest)
+    monkeypatch.setattr(event_columns_step, "event_digest", digest)
     parts = in_memory_parts(SETTINGS, broker)
     drain(build_processor(SETTINGS, parts))
     dead = [json.loads(r.value) for r in broker.records(SETTINGS.dlq_topic)]

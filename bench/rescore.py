@@ -21,25 +21,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pure import SNAPSHOT  # the same model as the pure path's bench
+
 from operators.decoding import decode_event
 from operators.events import Event
 from operators.features import DAY_MS
 from operators.pending import pack_pending
 from operators.pipeline import run_batch
-from operators.segments import SegmentSnapshot
 from operators.tags import TagModel
 from stream.feeds.simulator import encode, generate_events
 from stream.settings import Settings
 from stream.wiring import pipeline_config
-
-RFM = ("recency_days", "frequency", "monetary")
-SNAPSHOT = SegmentSnapshot(
-    version=1,
-    features=RFM,
-    means=(2.0, 0.5, 1.0),
-    stds=(1.0, 0.5, 2.0),
-    centers=((1, -1, -1), (0, 1, 1), (-1, 0, 0), (-1, 1, 2)),
-)
 
 
 def main() -> None:

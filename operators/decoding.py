@@ -6,12 +6,12 @@ was wrong, so the shell can dead-letter the original bytes with a clear explanat
 with ``stream/event.schema.json`` (a test runs both on one corpus) and is stricter where a
 schema cannot speak: strict UTF-8 without lone surrogates, no duplicate keys, bounded numbers,
 lengths and nesting, a real calendar date, an event time not ahead of the record's own time.
-The common event takes one quick pass (``_plain_event``); anything else the careful one.
+The common message takes one quick pass (``_plain``); anything else the careful one.
 """
 
 from __future__ import annotations
 
-from typing import Final, TypeGuard
+from typing import Final
 
 import orjson
 
@@ -83,7 +83,7 @@ def _decode(
         raise Invalid(NOT_JSON, str(exc)) from None
     if not isinstance(doc, dict):
         raise Invalid(NOT_OBJECT, f"expected a JSON object, got {type(doc).__name__}")
-    event = _plain_event(doc, limits) or _event_from(doc, limits)
+    event = _event_from(doc, limits)
     if received_ms is not None and event.ts_ms > received_ms + limits.max_future_ms:
         raise Invalid(
             FUTURE_TIMESTAMP,
@@ -106,8 +106,9 @@ def _plain(
 ) -> Event | None:
     """The common message in one pass, every check inline (a call costs as much as a check):
     a flat JSON object (one brace, no bracket) whose every key has a colon of its own, so none
-    is repeated; a plain event (``_plain_event``'s rules); in time; keyed by its user. None
-    for anything else, which ``_decode`` then accepts or rejects with the exact reason."""
+    is repeated; ASCII string ids and texts within their lengths, integer epoch milliseconds
+    in range, plain numbers in range; in time; keyed by its user. None for anything else,
+    which ``_decode`` then accepts or rejects with the exact reason."""
     if not value or len(value) > limits.max_bytes:
         return None
     try:
@@ -164,61 +165,6 @@ def _plain(
         session_id,
         quantity,
     )
-
-
-def _plain_event(doc: dict[str, object], limits: EventLimits) -> Event | None:
-    """The common event in one step: ASCII string ids and texts within their lengths, integer
-    epoch milliseconds in range, plain numbers in range. None when any field needs a closer
-    look: ``_event_from`` then converts it (an integer id) or says exactly what is wrong."""
-    get = doc.get
-    event_type, event_id, user_id, ts = get("type"), get("event_id"), get("user_id"), get("ts")
-    amount, quantity = get("amount"), get("quantity")
-    try:
-        currency, item_id = _plain_text(get("currency")), _plain_text(get("item_id"))
-        category, session_id = _plain_text(get("category")), _plain_text(get("session_id"))
-    except _NotPlain:
-        return None
-    if not (
-        type(event_type) is str
-        and event_type in _TYPES
-        and type(event_id) is str
-        and 0 < len(event_id) <= MAX_ID_LENGTH
-        and event_id.isascii()
-        and type(user_id) is str
-        and 0 < len(user_id) <= MAX_ID_LENGTH
-        and user_id.isascii()
-        and type(ts) is int
-        and limits.min_ts_ms <= ts < MAX_TS_MS
-        and (amount is None or (_number_type(amount) and 0 <= amount <= MAX_AMOUNT))
-        and (quantity is None or (type(quantity) is int and 0 <= quantity <= MAX_QUANTITY))
-    ):
-        return None
-    return Event(
-        event_id,
-        user_id,
-        event_type,
-        ts,
-        None if amount is None else float(amount),
-        currency,
-        item_id,
-        category,
-        session_id,
-        quantity,
-    )
-
-
-def _number_type(raw: object) -> TypeGuard[int | float]:
-    return type(raw) is int or type(raw) is float  # exactly: not bool
-
-
-class _NotPlain(Exception):
-    pass
-
-
-def _plain_text(raw: object) -> str | None:
-    if raw is None or (type(raw) is str and len(raw) <= MAX_TEXT_LENGTH and raw.isascii()):
-        return raw
-    raise _NotPlain
 
 
 def _event_from(doc: dict[str, object], limits: EventLimits) -> Event:

@@ -26,7 +26,6 @@ from pure import SNAPSHOT  # the same model as the pure path's bench
 from operators.decoding import decode_event
 from operators.events import Event
 from operators.features import DAY_MS
-from operators.pending import pack_pending
 from operators.pipeline import run_batch
 from operators.tags import TagModel
 from stream.feeds.simulator import encode, generate_events
@@ -79,7 +78,7 @@ def main() -> None:
             {u: labels[u] for u in active if u in labels},
         )
         stored.update(out.records)
-        labels.update({u: pack_pending(p) for u, p in out.pending.items()})
+        labels.update(out.pending)
         watermark = out.watermark_ms
     costs, changed = [], []
     for _ in range(args.rounds + 1):  # the first catches up the days since each user's events
@@ -96,7 +95,7 @@ def main() -> None:
             )
             spent += time.process_time() - began
             stored.update(out.records)
-            labels.update({u: pack_pending(p) for u, p in out.pending.items()})
+            labels.update(out.pending)
             moved += len(out.changes)
             rescored += out.rescored
         costs.append(spent / max(rescored, 1) * 1e6)

@@ -21,10 +21,10 @@ from operators.compiled import compiled
 from operators.decisions import Context, Decisions
 from operators.erasure import EraseRequest
 from operators.features import NO_SEGMENT, TAG_SLOTS
-from operators.sampled import offer_samples
 from operators.scoring import PipelineConfig
 from operators.segments import segment_reason, switch_segment
 from operators.steps.advance import Rows
+from operators.steps.samples import offer_samples
 from operators.tags import TagDefinition, tag_reason
 from operators.timeline import ERASE, EVENT, EXPIRE, REASSIGN, RESCORE
 

@@ -12,7 +12,6 @@ from operators.changes import UserChanged
 from operators.columns import Matrix
 from operators.events import Event
 from operators.labels import Label
-from operators.pending import PendingLabel
 from operators.scores import Scores
 from operators.scoring import PipelineConfig
 from operators.segments import SegmentSnapshot
@@ -38,13 +37,12 @@ class Decisions:
     alerts: list[tuple[UserChanged, str]] = field(default_factory=list)
     training_vectors: Matrix = field(default_factory=lambda: np.empty((0, 0)))  # a row each
     labels: list[Label] = field(default_factory=list)
-    pending: dict[str, list[PendingLabel]] = field(default_factory=dict)
+    pending: dict[str, bytes] = field(default_factory=dict)  # labels that moved, as stored
     broken: dict[int, str] = field(default_factory=dict)  # row -> exception class
     removed: list[int] = field(default_factory=list)  # rows of users expired, in order
     vector_rows: list[int] = field(default_factory=list)  # the row of each training vector
     label_rows: list[int] = field(default_factory=list)  # ... and of each released label
-    open_labels: dict[int, list[PendingLabel]] = field(default_factory=dict)  # decoded
-    quiet_until: dict[int, int] = field(default_factory=dict)  # row -> first label deadline
+    labels_moved: list[int] = field(default_factory=list)  # rows whose labels moved
     tags_entered: dict[int, list[int]] = field(default_factory=dict)  # rows whose tags moved
 
 

@@ -88,23 +88,6 @@ def pack_pending(labels: Sequence[PendingLabel]) -> bytes:
     return bytes(out)
 
 
-def pending_summary(data: bytes, tags: Sequence[TagDefinition]) -> tuple[int, int] | None:
-    """(the earliest end of a horizon, the latest label time) from the stored summary, without
-    decoding the labels; None for a record written before summaries (decode it)."""
-    if data[:1] != _MARKER:
-        return None
-    *firsts, last = struct.unpack_from(f"<{data[1]}II", data, 2)
-    deadline = min(
-        (
-            first * _MINUTE_MS + tags[tag].horizon_ms
-            for tag, first in enumerate(firsts)
-            if first != _NONE and tag < len(tags)
-        ),
-        default=2**62,
-    )
-    return deadline, last * _MINUTE_MS
-
-
 def unpack_pending(data: bytes) -> list[PendingLabel]:
     labels = []
     at = 6 + 4 * data[1] if data[:1] == _MARKER else 0

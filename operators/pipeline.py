@@ -33,7 +33,7 @@ from operators.decide import decide
 from operators.decisions import Context, Decisions
 from operators.events import Event
 from operators.features import UserState
-from operators.pending import PendingLabel, pack_pending
+from operators.pending import PendingLabel, pack_pending, unpack_pending
 from operators.record import (
     new_records,
     pack_state,
@@ -213,13 +213,12 @@ def _remove(table: Rows, decisions: Decisions, out: BatchOutcome) -> None:
     the batch's records, so a user who came back in the same batch keeps its new record. Their
     open labels go too, unless the new user opened its own (written after the old one's, in
     moment order)."""
+    moved = set(decisions.labels_moved)
     for row in decisions.removed:
         user = table.users[row]
         out.removed.append(user)
-        current = table.index.get(user)
-        mine = None if current is None else decisions.open_labels.get(current)
-        if mine is None or out.pending.get(user) is not mine:
-            out.pending[user] = []
+        if table.index.get(user) not in moved:
+            out.pending[user] = b""
 
 
 def process_events(
@@ -249,6 +248,7 @@ def process_events(
         reassign,
     )
     out.states = {u: unpack_state(b) for u, b in out.records.items()}
+    out.open_labels = {u: unpack_pending(b) for u, b in out.pending.items()}
     return out
 
 

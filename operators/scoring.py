@@ -40,7 +40,9 @@ class BatchOutcome:
     # The sampled users' training vectors: a row each, ``segment_features`` in order.
     training_vectors: Matrix = field(default_factory=lambda: np.empty((0, 0)))
     labels: list[Label] = field(default_factory=list)
-    pending: dict[str, list[PendingLabel]] = field(default_factory=dict)  # changed users only
+    # The open labels of the users whose labels moved, stored form (b"": none left).
+    pending: dict[str, bytes] = field(default_factory=dict)
+    open_labels: dict[str, list[PendingLabel]] = field(default_factory=dict)  # process_events
     late: list[tuple[Event, int]] = field(default_factory=list)  # (event, watermark it missed)
     failed: list[tuple[Event, str]] = field(default_factory=list)  # (event, exception class)
     failed_rescorings: list[tuple[str, str]] = field(default_factory=list)  # (user, class)

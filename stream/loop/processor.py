@@ -42,7 +42,6 @@ import numpy as np
 from operators.columns import Matrix
 from operators.events import EventLimits
 from operators.labels import Label
-from operators.pending import pack_pending
 from operators.pipeline import PipelineConfig, advance_watermark, run_batch
 from operators.segments import SegmentSnapshot
 from stream.errors import DependencyError, PartitionLost, StateLost
@@ -219,7 +218,7 @@ class Processor:
                 outcome.watermark_ms,
                 outcome.dues,
                 outputs.segment_deltas(),
-                {u: pack_pending(p) for u, p in outcome.pending.items()},
+                outcome.pending,
                 outcome.removed,
                 outputs.audit,
             )

@@ -156,7 +156,7 @@ def test_labels_describe_the_user_at_each_grid_time_and_are_learned_after_the_ho
         config,
         watermark_ms=T0 + 40 * DAY_MS,
         due_users=["u1"],
-        pending=active.pending,
+        pending=active.open_labels,
     )  # 34 quiet days later
     churn = [label for label in active.labels + quiet.labels if label.tag == 1]
     times = [b.ts_ms for b in buys]
@@ -178,14 +178,14 @@ def test_labels_describe_the_user_at_each_grid_time_and_are_learned_after_the_ho
         assert label.learned_ms > label.at_ms + 10 * DAY_MS
     assert {label.value for label in churn} == {0, 1}
     # Labels whose horizon is still running wait, settled or not, in the user's pending list.
-    waiting = quiet.pending["u1"]
+    waiting = quiet.open_labels["u1"]
     assert waiting and all(p.at_ms + 10 * DAY_MS >= T0 + 40 * DAY_MS - DAY_MS for p in waiting)
 
 
 def test_a_label_known_early_waits_for_its_horizon() -> None:
     config = replace(CONFIG, label_every_ms=DAY_MS)
     first = process_events({}, [buy(1, 0), buy(2, 1.5)], None, config)
-    opened = [p for p in first.pending["u1"] if p.tag == 1]
+    opened = [p for p in first.open_labels["u1"] if p.tag == 1]
     assert opened and opened[0].value == 0  # the purchase at day 1.5 settled it: no churn
     assert not [label for label in first.labels if label.tag == 1]  # but it is not learned yet
 

@@ -29,7 +29,7 @@ from operators.columns import LAST, version_features
 from operators.compiled import compiled
 from operators.decisions import Context, Decisions
 from operators.features import user_digest
-from operators.labels import Label, label_phase
+from operators.labels import Label
 from operators.tags import PURCHASE_WITHIN
 from operators.timeline import EXPIRE, REASSIGN
 
@@ -56,7 +56,7 @@ def offer_samples(c: Context, out: Decisions, skipped: npt.NDArray[np.bool_]) ->
     did nothing, no-op reassignments), in moment order."""
     moments, n = c.moments, len(c.table.users)
     rows, kinds = moments.array("row"), moments.array("kind")
-    sampled, phase = _sampled(c, rows, n)
+    sampled, phase = _sampled(c, n)
     if not sampled.any():
         return
     live = sampled[rows] & ~skipped & (kinds < EXPIRE)  # removals offer nothing
@@ -72,16 +72,13 @@ def offer_samples(c: Context, out: Decisions, skipped: npt.NDArray[np.bool_]) ->
     out.vector_rows = rows[trains].tolist()
 
 
-def _sampled(c: Context, rows: Ints, n: int) -> tuple[npt.NDArray[np.bool_], Ints]:
+def _sampled(c: Context, n: int) -> tuple[npt.NDArray[np.bool_], Ints]:
     """Which rows are sampled, and each sampled row's label phase."""
-    permille, every, users = c.config.train_sample_permille, c.config.label_every_ms, c.table.users
-    sampled = np.zeros(n, dtype=np.bool_)
-    phase = np.zeros(n, dtype=np.int64)
-    for row in np.unique(rows).tolist():
-        digest = _digest(users[row])
-        if digest % 1000 < permille:
-            sampled[row] = True
-            phase[row] = label_phase(digest, every)
+    permille, every = c.config.train_sample_permille, c.config.label_every_ms
+    digests = np.fromiter(map(_digest, c.table.users), dtype=np.uint64, count=n)
+    sampled = digests % np.uint64(1000) < np.uint64(permille)
+    minutes = np.uint64(every // _MINUTE_MS)
+    phase = (digests % minutes).astype(np.int64) * _MINUTE_MS  # operators.labels.label_phase
     return sampled, phase
 
 
@@ -193,19 +190,26 @@ def _labels(
 def _opened_logs(c: Context, opened: Ints, logs: Halves, log_count: Ints, first: int) -> None:
     """The logs of each label opened in the batch (at ``first`` on in ``logs``): log1p of the
     tag's features at its grid time, from the version before the scoring that opened it, in
-    half precision. Few: a sampled user opens labels once per ``label_every_ms``."""
+    half precision. Few: a sampled user opens labels once per ``label_every_ms``. In plain
+    Python (``version_features``), as ``settle_labels`` computes them: numpy's ``exp`` and
+    ``log1p`` differ from ``math``'s in the last bit."""
     tags, names = c.config.tags, c.labelled
     found: dict[tuple[int, int], dict[str, float]] = {}
+    chosen: dict[int, tuple[list[int], list[list[float]]]] = {}  # tag -> (labels, logs)
     for i, (before, grid, tag) in enumerate(opened.tolist()):
         values = found.get((before, grid))
         if values is None:
-            features = version_features(c.versions[before], grid, names)
+            features = version_features(c.versions[before].tolist(), grid, names)
             values = found[(before, grid)] = {
                 f: math.log1p(max(v, 0.0)) for f, v in features.items()
             }
-        chosen = [values[f] for f in tags[tag].features]
-        logs[first + i, : len(chosen)] = np.array(chosen, dtype=np.float16).view(np.uint16)
-        log_count[first + i] = len(chosen)
+        at, rows = chosen.setdefault(tag, ([], []))
+        at.append(first + i)
+        rows.append([values[f] for f in tags[tag].features])
+    for tag, (at, rows) in chosen.items():
+        width = len(tags[tag].features)
+        logs[at, :width] = np.array(rows, dtype=np.float16).reshape(len(at), width).view(np.uint16)
+        log_count[at] = width
 
 
 @compiled

@@ -24,7 +24,7 @@ import redis
 
 from stream.errors import DependencyError, PartitionLost, StateLost
 from stream.ports import Partition, PartitionWrite
-from stream.redis.save_script import SAVE_SCRIPT
+from stream.redis.scripts import LABELS_SCRIPT, LOAD_SCRIPT, SAVE_SCRIPT
 
 
 def total_sizes(replies: Iterable[Mapping[bytes, bytes]]) -> dict[int, int]:
@@ -36,6 +36,11 @@ def total_sizes(replies: Iterable[Mapping[bytes, bytes]]) -> dict[int, int]:
     return {s: n for s, n in sizes.items() if n}
 
 
+def _framed(items: list[bytes]) -> tuple[bytes, str]:
+    """A list as one argument of the save script, and its items' byte sizes."""
+    return b"".join(items), ",".join(map(str, map(len, items)))
+
+
 class RedisStateStore:
     def __init__(self, client: redis.Redis, prefix: str = "segstream", ttl_s: int = 0) -> None:
         self._client = client
@@ -44,6 +49,8 @@ class RedisStateStore:
         self._tokens: dict[Partition, str] = {}
         self._has_offset: set[Partition] = set()  # an offset was stored: it must not vanish
         self._save = client.register_script(SAVE_SCRIPT)
+        self._load = client.register_script(LOAD_SCRIPT)
+        self._labels = client.register_script(LABELS_SCRIPT)
 
     @classmethod
     def from_url(cls, url: str, prefix: str, ttl_s: int = 0) -> RedisStateStore:
@@ -77,21 +84,18 @@ class RedisStateStore:
         try:
             pipe = self._client.pipeline(transaction=False)
             for partition, names in order:
-                pipe.get(self.key(partition, "owner"))
-                pipe.get(self.key(partition, "offset"))
-                if names:
-                    pipe.mget([self.user_key(partition, u) for u in names])
+                self._load(
+                    keys=[self.key(partition, "owner"), self.key(partition, "offset")],
+                    args=[self.user_key(partition, ""), *_framed([u.encode() for u in names])],
+                    client=pipe,
+                )
             replies: list[Any] = pipe.execute()
         except redis.RedisError as exc:
             raise DependencyError(f"redis: loading user state failed: {exc}") from exc
         found: dict[Partition, dict[str, bytes]] = {}
         lost: list[Partition] = []
         taken: list[Partition] = []
-        at = 0
-        for partition, names in order:
-            owner, offset = replies[at : at + 2]
-            values = replies[at + 2] if names else []
-            at += 3 if names else 2
+        for (partition, names), (owner, offset, *values) in zip(order, replies, strict=True):
             if owner is None or (offset is None and partition in self._has_offset):
                 lost.append(partition)
             elif owner.decode() != self._tokens.get(partition):
@@ -110,39 +114,29 @@ class RedisStateStore:
             pipe = self._client.pipeline(transaction=False)
             for partition, write in order:
                 keys = [
-                    self.key(partition, "owner"),
-                    self.key(partition, "offset"),
-                    self.key(partition, "watermark"),
-                    self.key(partition, "due"),
-                    self.key(partition, "segments"),
-                    self.key(partition, "labels"),
-                    self.key(partition, "erasures"),
+                    self.key(partition, suffix)
+                    for suffix in ("owner", "offset", "watermark", "due", "segments")
                 ]
-                removed = list(write.deleted)
-                keys += [self.user_key(partition, u) for u in removed]
-                keys += [self.user_key(partition, u) for u in write.users]
+                keys += [self.key(partition, "labels"), self.key(partition, "erasures")]
+                deltas = [n for pair in write.segment_deltas.items() for n in pair]
                 args: list[Any] = [
                     self._tokens[partition],
                     write.first_offset,
                     write.next_offset,
                     self._ttl_s,
                     write.watermark_ms,
-                    len(write.dues),
-                    len(write.segment_deltas),
-                    len(write.pending),
-                    len(removed),
-                    len(write.audit),
+                    "1" if partition in self._has_offset else "0",
+                    self.user_key(partition, ""),
+                    *_framed([u.encode() for u in write.deleted]),
+                    *_framed([u.encode() for u in write.dues]),
+                    ",".join(map(str, write.dues.values())),
+                    ",".join(map(str, deltas)),
+                    *_framed([u.encode() for u in write.pending]),
+                    *_framed(list(write.pending.values())),
+                    *_framed([u.encode() for u in write.users]),
+                    *_framed(list(write.users.values())),
+                    *_framed(list(write.audit)),
                 ]
-                for user, due in write.dues.items():
-                    args += [user, due]
-                for segment, delta in write.segment_deltas.items():
-                    args += [segment, delta]
-                for user, packed in write.pending.items():
-                    args += [user, packed]
-                args += removed
-                args += list(write.audit)
-                args += list(write.users.values())
-                args.append("1" if partition in self._has_offset else "0")
                 self._save(keys=keys, args=args, client=pipe)
             replies = pipe.execute(raise_on_error=False)
         except redis.RedisError as exc:
@@ -184,7 +178,11 @@ class RedisStateStore:
         try:
             pipe = self._client.pipeline(transaction=False)
             for partition, names in order:
-                pipe.hmget(self.key(partition, "labels"), names)
+                self._labels(
+                    keys=[self.key(partition, "labels")],
+                    args=list(_framed([u.encode() for u in names])),
+                    client=pipe,
+                )
             replies: list[list[bytes | None]] = pipe.execute()
         except redis.RedisError as exc:
             raise DependencyError(f"redis: loading open labels failed: {exc}") from exc

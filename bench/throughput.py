@@ -9,7 +9,7 @@ rotating, so drift in the machine's load favours no step), times over the same t
   its last (read from the offsets it saves in Redis), with its own CPU time per event (user +
   system from /proc, every thread: other load on the machine does not count);
 - with ``--baseline DIR`` (a checkout of another commit, e.g. ``git worktree add``), that
-  commit's serve too, for a side-by-side speed-up;
+  commit's serve too, on the first client of ``--clients``, for a side-by-side speed-up;
 - the live regime: serve (confluent-kafka) on a second topic holding the same stream's first
   half as stamped (a warm-up that publishes a model, not measured) and its second half
   re-stamped so that event time advances at 3,000 events/s (``bench/core.py``'s live regime),
@@ -144,7 +144,8 @@ def main() -> None:
     print(f"{total:,} events for {args.users:,} users on {topic} ({PARTITIONS} partitions)")
     log_dir = Path(tempfile.mkdtemp(prefix="segstream-bench-"))
     steps = ["bare kafka-python", "bare confluent-kafka"]
-    steps += [f"serve {c}" for c in args.clients.split(",")]
+    clients = args.clients.split(",")
+    steps += [f"serve {c}" for c in clients]
     steps += ["baseline"] if args.baseline else []
     steps += ["serve live"]
     rows: list[dict[str, float]] = []
@@ -161,7 +162,7 @@ def main() -> None:
                 )
                 row["serve_live_eps"], row["serve_live_cpu_us"] = found
             elif step == "baseline":
-                found = serve(topic, total, log_dir, f"baseline-{run}", args.baseline, CLIENTS[1])
+                found = serve(topic, total, log_dir, f"baseline-{run}", args.baseline, clients[0])
                 row["baseline_eps"], row["baseline_cpu_us"] = found
             else:
                 client = step.split()[1]
@@ -174,7 +175,7 @@ def main() -> None:
             row[f"serve_{key}_ratio_confluent"] = (
                 row[f"serve_{key}_eps"] / row["bare_confluent_eps"]
             )
-            if args.baseline:
+            if args.baseline and client == clients[0]:
                 row[f"serve_{key}_speedup"] = row[f"serve_{key}_eps"] / row["baseline_eps"]
         rows.append(row)
         print(f"run {run}: " + ", ".join(f"{k} {v:,.3f}" for k, v in row.items()), flush=True)
@@ -191,7 +192,7 @@ def main() -> None:
             f"{median[f'serve_{key}_ratio']:.3f} of the kafka-python loop, "
             f"{median[f'serve_{key}_ratio_confluent']:.3f} of the confluent-kafka loop"
         )
-        if args.baseline:
+        if args.baseline and client == clients[0]:
             line += f", {median[f'serve_{key}_speedup']:.2f}x the baseline"
         print(line)
     print(

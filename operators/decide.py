@@ -10,8 +10,6 @@ nothing published.
 
 from __future__ import annotations
 
-from functools import cache
-
 import numpy as np
 import numpy.typing as npt
 
@@ -21,7 +19,6 @@ from operators.compiled import compiled
 from operators.decisions import Context, Decisions
 from operators.erasure import EraseRequest
 from operators.features import NO_SEGMENT, TAG_SLOTS
-from operators.scoring import PipelineConfig
 from operators.segments import segment_reason, switch_segment
 from operators.steps.advance import Rows
 from operators.steps.samples import offer_samples
@@ -86,6 +83,7 @@ def decide(c: Context) -> Decisions:
         removed,
     )
     out.removed = removed[:gone].tolist()
+    names = _TagNames(config.tags)
     # Change events for the moments that moved something, in order (few: built in Python).
     for m in np.flatnonzero(kind_of).tolist():
         row = moments.row[m]
@@ -94,12 +92,12 @@ def decide(c: Context) -> Decisions:
         was, tags = int(before[m, 0]), int(before[m, 1])
         try:
             if kind_of[m] == _REMOVE:
-                out.changes.append(_removal(c, m, row, was, tags, int(seq[m])))
+                out.changes.append(_removal(c, m, row, was, tags, int(seq[m]), names))
                 continue
             chosen, now_tags = int(before[m, 2]), int(before[m, 3])
             if now_tags != tags:
                 _note_entries(c, out, row, tags, now_tags, moments.at_ms[m])
-            change = _change(c, m, row, was, chosen, tags, now_tags, int(seq[m]))
+            change = _change(c, m, row, was, chosen, tags, now_tags, int(seq[m]), names)
             out.changes.append(change)
             out.alerts += [(change, t) for t in change.tags_added if t in config.alert_tags]
         except Exception as exc:  # left as stored; its events are dead-lettered by the caller
@@ -227,7 +225,15 @@ def _decide_moments(
 
 
 def _change(
-    c: Context, m: int, row: int, segment: int, chosen: int, tags: int, now_tags: int, seq: int
+    c: Context,
+    m: int,
+    row: int,
+    segment: int,
+    chosen: int,
+    tags: int,
+    now_tags: int,
+    seq: int,
+    names: _TagNames,
 ) -> UserChanged:
     config, snapshot, kind = c.config, c.snapshot, c.moments.kind[m]
     at_ms = c.moments.at_ms[m]
@@ -251,8 +257,8 @@ def _change(
         seq=seq,
         before=segment,
         after=chosen,
-        tags_before=_names(config, tags),
-        tags_after=_names(config, now_tags),
+        tags_before=names[tags],
+        tags_after=names[now_tags],
         tag_scores=c.scores.tag_scores(m),
         model_version=snapshot.version if snapshot else 0,
         event_id=cause,
@@ -262,7 +268,9 @@ def _change(
     )
 
 
-def _removal(c: Context, m: int, row: int, segment: int, tags: int, seq: int) -> UserChanged:
+def _removal(
+    c: Context, m: int, row: int, segment: int, tags: int, seq: int, names: _TagNames
+) -> UserChanged:
     """The change event of a user whose state is removed: no segment, no tags after it."""
     at_ms, snapshot = c.moments.at_ms[m], c.snapshot
     why, cause = "expired", f"expired:{at_ms}"
@@ -282,7 +290,7 @@ def _removal(c: Context, m: int, row: int, segment: int, tags: int, seq: int) ->
         seq=seq,
         before=segment,
         after=NO_SEGMENT,
-        tags_before=_names(c.config, tags),
+        tags_before=names[tags],
         tags_after=(),
         tag_scores={},
         model_version=snapshot.version if snapshot else 0,
@@ -294,14 +302,16 @@ def _removal(c: Context, m: int, row: int, segment: int, tags: int, seq: int) ->
     )
 
 
-def _names(config: PipelineConfig, bits: int) -> tuple[str, ...]:
-    return _tag_names(config.tags, bits)
+class _TagNames(dict[int, tuple[str, ...]]):
+    """The names of the tags set in a bit set, computed once per batch and bit set."""
 
+    def __init__(self, tags: tuple[TagDefinition, ...]) -> None:
+        super().__init__()
+        self.tags = tags
 
-@cache
-def _tag_names(tags: tuple[TagDefinition, ...], bits: int) -> tuple[str, ...]:
-    """The names of the tags set in ``bits`` (at most 256 sets of 8 tags: cached)."""
-    return tuple(t.name for i, t in enumerate(tags) if bits >> i & 1)
+    def __missing__(self, bits: int) -> tuple[str, ...]:
+        names = self[bits] = tuple(t.name for i, t in enumerate(self.tags) if bits >> i & 1)
+        return names
 
 
 def _drop_broken(out: Decisions, table: Rows) -> None:

@@ -2,9 +2,9 @@
 
 Anti-flapping (``operators.segments.switch_segment``, the rule the evaluation measures), tag
 hysteresis (from the bit sets of ``operators.scores``) and change detection, then for sampled
-users the training vectors and delayed labels (``operators.sampled``). Cheap integer work per
-moment, and only for the users whose segment or tags can move; the expensive parts were done
-for the whole batch at once. A user whose decisions raise (a bug) is left as stored, with
+users the training vectors and delayed labels (``operators.steps.samples``). Cheap integer
+work per moment, and only for the users whose segment or tags can move; the expensive parts
+were done for the whole batch at once. A user whose decisions raise (a bug) is left as stored, with
 nothing published.
 """
 

@@ -20,10 +20,9 @@ from operators.decisions import Context, Decisions
 from operators.erasure import EraseRequest
 from operators.features import NO_SEGMENT, TAG_SLOTS
 from operators.segments import segment_reason, switch_segment
-from operators.steps.advance import Rows
 from operators.steps.samples import offer_samples
 from operators.tags import TagDefinition, tag_reason
-from operators.timeline import ERASE, EVENT, EXPIRE, REASSIGN, RESCORE
+from operators.timeline import ERASE, EVENT, EXPIRE, REASSIGN, RESCORE, Rows
 
 Ints = npt.NDArray[np.int64]
 

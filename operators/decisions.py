@@ -15,9 +15,8 @@ from operators.labels import Label
 from operators.scores import Scores
 from operators.scoring import PipelineConfig
 from operators.segments import SegmentSnapshot
-from operators.steps.advance import Rows
 from operators.tags import TagModel
-from operators.timeline import Moments
+from operators.timeline import Moments, Rows
 
 Ints = npt.NDArray[np.int64]
 

@@ -45,7 +45,9 @@ from operators.record import (
 from operators.scores import score_moments
 from operators.scoring import BatchOutcome, PipelineConfig, label_features, scored_features
 from operators.segments import SegmentSnapshot
-from operators.steps.advance import (
+from operators.steps.advance import advance
+from operators.tags import TagModel
+from operators.timeline import (
     CATEGORY,
     COUNTS,
     FIRST,
@@ -54,10 +56,8 @@ from operators.steps.advance import (
     RECENT,
     SPEND,
     Rows,
-    advance,
+    Timeline,
 )
-from operators.tags import TagModel
-from operators.timeline import Timeline
 
 _U32 = 2**32 - 1
 

@@ -1,5 +1,6 @@
-"""What steps 2 and 3 of a batch find (``operators.steps.advance``): the moments to score,
-each a (record version, time) pair, and the events set aside (late, failed)."""
+"""What steps 2 and 3 of a batch find (``operators.steps.advance``): the users' rows after its
+events, the moments to score, each a (record version, time) pair, and the events set aside
+(late, failed)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,24 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from operators.events import Event
+from operators.columns import Matrix
+from operators.events import EVENT_TYPES, Event
+from operators.features import RECENT_IDS
+from operators.record import Records
+
+Ints = npt.NDArray[np.int64]
 
 # Kinds of moment; from EXPIRE on, the moment removes the user (idle too long, or erased).
 EVENT, RESCORE, REASSIGN, EXPIRE, ERASE = 0, 1, 2, 3, 4
 
-__all__ = ["ERASE", "EVENT", "EXPIRE", "REASSIGN", "RESCORE", "Moments", "Timeline"]
+__all__ = ["ERASE", "EVENT", "EXPIRE", "REASSIGN", "RESCORE", "Moments", "Rows", "Timeline"]
 
+
+# The integer columns of a row; then the event counts by type and the recent event digests.
+FIRST, LAST, LAST_PURCHASE, DUE, SPEND, CATEGORY, VERSION, EXISTS, UPDATED, USER = range(10)
+COUNTS: Final = 10
+RECENT: Final = COUNTS + len(EVENT_TYPES)
+INT_FIELDS: Final = RECENT + RECENT_IDS
 
 MOMENT_FIELDS: Final = (
     "row",
@@ -63,3 +75,26 @@ class Timeline:
     duplicates: int = 0
     watermark_ms: int = 0
     dues: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Rows:
+    """The batch's users after its events: a row per record state (a user who expired or was
+    erased and came back has a row for each life), as columns."""
+
+    users: list[str]  # the user of each row
+    index: dict[str, int]  # each user's current row; expired and erased users are absent
+    stored: int  # rows below this hold the stored records, in ``records``
+    records: Records
+    ints: Ints  # (rows, INT_FIELDS)
+    windows: Matrix  # (rows, WINDOW_COUNT): the window sums as of LAST, float32 values
+    versions: Matrix  # every version row: the stored records', then one per applied event
+
+    @property
+    def next_due(self) -> Ints:
+        return self.ints[:, DUE]
+
+    @property
+    def updated(self) -> npt.NDArray[np.bool_]:
+        updated: npt.NDArray[np.bool_] = self.ints[:, UPDATED] == 1
+        return updated

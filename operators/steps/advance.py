@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -35,13 +34,27 @@ from operators.record import Records, recent_ids
 from operators.scoring import PipelineConfig
 from operators.steps.event_columns import ERASE_TYPE, event_columns
 from operators.timeline import (
+    CATEGORY,
+    COUNTS,
+    DUE,
     ERASE,
     EVENT,
+    EXISTS,
     EXPIRE,
+    FIRST,
+    INT_FIELDS,
+    LAST,
+    LAST_PURCHASE,
     MOMENT_FIELDS,
     REASSIGN,
+    RECENT,
     RESCORE,
+    SPEND,
+    UPDATED,
+    USER,
+    VERSION,
     Moments,
+    Rows,
     Timeline,
 )
 
@@ -50,11 +63,6 @@ __all__ = ["Rows", "advance"]
 Ints = npt.NDArray[np.int64]
 
 
-# The integer columns of a row; then the event counts by type and the recent event digests.
-FIRST, LAST, LAST_PURCHASE, DUE, SPEND, CATEGORY, VERSION, EXISTS, UPDATED, USER = range(10)
-COUNTS: Final = 10
-RECENT: Final = COUNTS + len(EVENT_TYPES)
-INT_FIELDS: Final = RECENT + RECENT_IDS
 _W: Final = len(WINDOW_DAYS)
 _TYPES: Final = len(EVENT_TYPES)
 _PURCHASE: Final = EVENT_TYPES.index("purchase")
@@ -71,29 +79,6 @@ APPLIED, LATE, DUPLICATE, FAILED, ERASED = range(5)
 # The moment columns.
 _M_ROW, _M_AT, _M_VERSION, _M_KIND, _M_EVENT, _M_TRAIN, _M_BEFORE, _M_PURCHASE = range(8)
 _MOMENT_FIELDS: Final = len(MOMENT_FIELDS)
-
-
-@dataclass(slots=True)
-class Rows:
-    """The batch's users after its events: a row per record state (a user who expired or was
-    erased and came back has a row for each life), as columns."""
-
-    users: list[str]  # the user of each row
-    index: dict[str, int]  # each user's current row; expired and erased users are absent
-    stored: int  # rows below this hold the stored records, in ``records``
-    records: Records
-    ints: Ints  # (rows, INT_FIELDS)
-    windows: Matrix  # (rows, WINDOW_COUNT): the window sums as of LAST, float32 values
-    versions: Matrix  # every version row: the stored records', then one per applied event
-
-    @property
-    def next_due(self) -> Ints:
-        return self.ints[:, DUE]
-
-    @property
-    def updated(self) -> npt.NDArray[np.bool_]:
-        updated: npt.NDArray[np.bool_] = self.ints[:, UPDATED] == 1
-        return updated
 
 
 def advance(

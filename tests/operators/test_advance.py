@@ -16,7 +16,8 @@ from operators.events import EVENT_TYPES, Event
 from operators.features import UserState, update_features
 from operators.pipeline import process_events
 from operators.record import pack_state, read_records, recent_ids, unpack_state
-from operators.steps.advance import (
+from operators.steps.advance import advance
+from operators.timeline import (
     CATEGORY,
     COUNTS,
     DUE,
@@ -26,7 +27,6 @@ from operators.steps.advance import (
     RECENT,
     SPEND,
     VERSION,
-    advance,
 )
 from operators.timeline import EVENT as EVENT_MOMENT
 from tests.support.pipeline import CONFIG, T0

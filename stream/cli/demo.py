@@ -67,10 +67,10 @@ def run_demo(
     every = max(1, users // 20)
     read: dict[Partition, int] = {}  # records of the output topic shown so far, per partition
     while processor.run_once():
-        for partition, log in broker.logs.items():
+        for partition in list(broker.logs):
             if partition.topic != settings.output_topic:
                 continue
-            for record in log[read.get(partition, 0) :]:
+            for record in broker.read(partition, read.get(partition, 0)):
                 doc = json.loads(record.value or b"{}")  # the change topic has no tombstones
                 if str(doc.get("kind")).startswith("segment_"):
                     out(_describe_lineage(doc))  # a segment created, retired or merged: rare
@@ -80,7 +80,7 @@ def run_demo(
                 seen_changes += 1
                 if seen_changes % every == 0:
                     out(_describe_change(doc))
-            read[partition] = len(log)
+            read[partition] = len(broker.logs[partition])
     elapsed = time.perf_counter() - started
     version = processor.snapshot.version if processor.snapshot else 0
     out(

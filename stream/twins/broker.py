@@ -18,7 +18,10 @@ class InMemoryBroker:
 
     def __init__(self, partitions: int = 4) -> None:
         self.partitions = partitions
-        self.logs: dict[Partition, list[Record]] = {}
+        # Each partition's log as (key, value, timestamp) tuples, not Records: tuples of bytes
+        # and ints are not tracked by the garbage collector, and a log that holds every record
+        # would make each full collection walk them all.
+        self.logs: dict[Partition, list[tuple[bytes | None, bytes | None, int]]] = {}
         self.commits: dict[Partition, Committed] = {}  # one consumer group's
         # One Partition per (topic, index), shared by its records (as a real source does), so
         # grouping a batch by partition compares identities, not fields.
@@ -49,12 +52,20 @@ class InMemoryBroker:
             # A copy of exactly its size: orjson's output keeps the 4 KB buffer it was written
             # into, which a log that holds every record would hold too (8x the memory).
             value = bytes(memoryview(value))
-        record = Record(where, len(log), key, value, timestamp_ms)
-        log.append(record)
-        return record
+        log.append((key, value, timestamp_ms))
+        return Record(where, len(log) - 1, key, value, timestamp_ms)
+
+    def read(self, partition: Partition, start: int = 0, count: int | None = None) -> list[Record]:
+        """The partition's records from offset ``start`` on (``count`` at most)."""
+        log = self.logs.get(partition, [])
+        end = len(log) if count is None else start + count
+        return [
+            Record(partition, offset, key, value, at)
+            for offset, (key, value, at) in enumerate(log[start:end], start)
+        ]
 
     def records(self, topic: str) -> list[Record]:
-        return [r for p, log in sorted(self.logs.items()) if p.topic == topic for r in log]
+        return [r for p in sorted(self.logs) if p.topic == topic for r in self.read(p)]
 
     def end_offsets(self, topic: str) -> dict[Partition, int]:
         return {p: len(log) for p, log in self.logs.items() if p.topic == topic}
@@ -93,7 +104,7 @@ class InMemoryEventSource:
             if partition in self._paused:
                 continue
             room = min(share, max_records - len(batch))
-            taken = self.broker.logs[partition][position : position + room]
+            taken = self.broker.read(partition, position, room)
             batch.extend(taken)
             self._positions[partition] = position + len(taken)
         return batch

@@ -41,7 +41,7 @@ from prometheus_client import CollectorRegistry
 from stream.feeds.simulator import encode, generate_events
 from stream.settings import Settings
 from stream.twins.broker import InMemoryBroker
-from stream.wiring import build_processor, in_memory_parts
+from stream.wiring import build_processor, in_memory_parts, ready_to_serve
 
 Messages = list[tuple[bytes, bytes]]
 # name: (settings, regime)
@@ -58,6 +58,7 @@ def run(warmup: Messages, messages: Messages, env: dict[str, str], profile: bool
     broker = InMemoryBroker()
     registry = CollectorRegistry()
     processor = build_processor(settings, in_memory_parts(settings, broker), registry=registry)
+    ready_to_serve()  # as serve does
     for key, value in warmup:
         broker.append(settings.input_topic, key, value)
     while processor.run_once():

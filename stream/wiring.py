@@ -6,6 +6,7 @@ ones and ``in_memory_parts`` the twins. Nothing connects at import time.
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from operators.events import EventLimits
 from operators.features import DAY_MS
-from operators.pipeline import PipelineConfig
+from operators.pipeline import PipelineConfig, warm_up
 from operators.tags import usable_models
 from stream import __version__
 from stream.connections import confluent_options, kafka_python_options, redis_client
@@ -200,3 +201,12 @@ def build_processor(
     )
     parts.source.subscribe(processor.partitions)
     return processor
+
+
+def ready_to_serve() -> None:
+    """After building the processor, before its first batch: load the compiled steps now, and
+    take everything built so far (modules, models, clients: ~200,000 objects that live as long
+    as the process) out of the garbage collector's generations, so a full collection walks
+    only what the batches create. Without it, full collections took 16% of the CPU."""
+    warm_up()
+    gc.freeze()

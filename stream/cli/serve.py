@@ -23,7 +23,7 @@ def serve(settings: Settings) -> int:
     from stream.errors import AssignmentFailed, DependencyError, StateLost
     from stream.http import HttpServer
     from stream.loop.failpoints import checkpoint_from_env
-    from stream.wiring import build_processor, kafka_redis_parts
+    from stream.wiring import build_processor, kafka_redis_parts, ready_to_serve
 
     stop = threading.Event()
 
@@ -42,6 +42,7 @@ def serve(settings: Settings) -> int:
     except DependencyError as exc:
         log.error("cannot start: %s", exc)
         return 69  # EX_UNAVAILABLE: the supervisor should retry later
+    ready_to_serve()
     stale_after_s = max(30.0, 10 * settings.poll_timeout_s)
     http = HttpServer(
         settings.http_host,

@@ -35,11 +35,13 @@ from operators.events import Event
 from operators.features import UserState
 from operators.pending import PendingLabel, pack_pending, unpack_pending
 from operators.record import (
+    NEXT_DUE_AT,
     new_records,
     pack_state,
     read_records,
     set_recent_ids,
     unpack_state,
+    with_next_due,
     write_records,
 )
 from operators.scores import score_moments
@@ -201,6 +203,16 @@ def _emit(
         moved = [row for row in decisions.tags_entered if written[row]]
         at = np.searchsorted(picked, moved)
         records["tags_entered"][at] = [decisions.tags_entered[row] for row in moved]
+    # A re-scoring that moved nothing leaves the record as stored but for its next due time,
+    # which the store sets in place from ``dues``: such records are not re-encoded or sent.
+    kept = np.flatnonzero(stored & ~changed)
+    if len(kept):
+        new = records[kept].view(np.uint8).reshape(len(kept), -1).copy()
+        old = table.records[picked[kept]].view(np.uint8).reshape(len(kept), -1)
+        new[:, NEXT_DUE_AT : NEXT_DUE_AT + 8] = old[:, NEXT_DUE_AT : NEXT_DUE_AT + 8]
+        rewrite = np.ones(len(picked), dtype=np.bool_)
+        rewrite[kept[(new == old).all(axis=1)]] = False
+        picked, records = picked[rewrite], records[rewrite]
     users = table.users
     out.records = dict(
         zip([users[r] for r in picked.tolist()], write_records(records), strict=True)
@@ -248,6 +260,9 @@ def process_events(
         reassign,
     )
     out.states = {u: unpack_state(b) for u, b in out.records.items()}
+    for user, due in out.dues.items():  # as the store sets them: in place
+        if due and user not in out.records and user in stored:
+            out.states[user] = unpack_state(with_next_due(stored[user], due))
     out.open_labels = {u: unpack_pending(b) for u, b in out.pending.items()}
     return out
 

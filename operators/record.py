@@ -5,7 +5,8 @@ and River versions (a Redis string per user).
 allocation class holds (188). Its numpy dtype (``RECORD``) reads a batch of records with one
 ``np.frombuffer`` and writes them with one ``tobytes``; ``pack_state`` and ``unpack_state``
 convert one record to and from a ``UserState`` through the same dtype. Older versions are read
-(through their own field lists, below) and written as the current one.
+(through their own field lists, below) and written as the current one when anything but the
+next due time changes (that one every version keeps in the same place).
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ _V2: Final = np.dtype(
     ]
 )
 assert STATE_SIZE_BYTES == 187
+# Where every version keeps the next due time (8 bytes, little-endian): a re-scoring that moved
+# nothing changes only these bytes, and the store sets them in place (``with_next_due``).
+NEXT_DUE_AT: Final = 25
+assert all(v.fields and v.fields["next_due"][1] == NEXT_DUE_AT for v in (RECORD, _V3, _V2))
 # Fields saturate at their type's limit instead of overflowing.
 _U32: Final = 2**32 - 1
 _I64: Final = 2**63 - 1
@@ -116,6 +121,12 @@ def write_records(records: Records) -> list[bytes]:
     data = records.tobytes()
     size = STATE_SIZE_BYTES
     return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def with_next_due(record: bytes, due_ms: int) -> bytes:
+    """A stored record (of any version) with another next due time."""
+    head = record[:NEXT_DUE_AT].ljust(NEXT_DUE_AT, b"\0")  # as Redis's SETRANGE pads
+    return head + due_ms.to_bytes(8, "little", signed=True) + record[NEXT_DUE_AT + 8 :]
 
 
 def recent_ids(records: Records) -> npt.NDArray[np.uint64]:

@@ -94,7 +94,9 @@ class PartitionWrite:
     next_offset: int
     users: Mapping[str, bytes]
     watermark_ms: int = 0  # the partition's event-time watermark after the batch
-    dues: Mapping[str, int] = field(default_factory=dict)  # user -> next re-scoring; 0: none
+    # user -> next re-scoring (0: none); a stored record not in ``users`` takes it in place
+    # (``operators.record.with_next_due``): a re-scoring that moved nothing else.
+    dues: Mapping[str, int] = field(default_factory=dict)
     segment_deltas: Mapping[int, int] = field(default_factory=dict)  # change in segment sizes
     pending: Mapping[str, bytes] = field(default_factory=dict)  # open labels; b"": none left
     # Users whose record, due entry and labels are deleted before the above is written.

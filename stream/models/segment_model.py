@@ -71,7 +71,8 @@ class StreamSegmentModel:
         self._scaler = preprocessing.StandardScaler()
         self._kmeans = cluster.KMeans(n_clusters=n_segments, halflife=0.0, seed=seed)
         self._reservoir: list[Point] = []  # log1p space: independent of the scaler's drift
-        self._chunk: list[Point] = []
+        # Samples learned since the last full chunk (log1p space), a row each.
+        self._chunk = np.empty((0, len(self.features)), dtype=np.float64)
         self._ready = False
 
     def learn_one(self, features: Mapping[str, float]) -> None:
@@ -94,7 +95,7 @@ class StreamSegmentModel:
             self._warm_start()
         if len(x):
             self._absorb(x)
-            self._chunk += [tuple(p) for p in x.tolist()]
+            self._chunk = np.concatenate([self._chunk, x])
         size = self.chunk_size
         full = len(self._chunk) // size  # each full chunk in order, the rest kept for later
         for start in range(0, full * size, size):
@@ -138,7 +139,7 @@ class StreamSegmentModel:
         self.counts = [float(s) for s in sizes]
         self._ready = True
 
-    def _learn_chunk(self, points: list[Point]) -> None:
+    def _learn_chunk(self, points: npt.NDArray[np.float64]) -> None:
         """Move each touched center towards the mean of its points (log1p space)."""
         means, stds = self.scaler()
         data = np.asarray(points, dtype=np.float64)
@@ -246,7 +247,7 @@ class StreamSegmentModel:
             if self._ready
             else [],
             "reservoir": [list(p) for p in self._reservoir],
-            "chunk": [list(p) for p in self._chunk],
+            "chunk": self._chunk.tolist(),
         }
 
     @classmethod
@@ -266,7 +267,8 @@ class StreamSegmentModel:
         model._rng.setstate((int(version), tuple(int(i) for i in internal), gauss))
         model._scaler = scaler_from_dict(doc["scaler"])
         model._reservoir = [tuple(float(v) for v in p) for p in doc["reservoir"]]
-        model._chunk = [tuple(float(v) for v in p) for p in doc["chunk"]]
+        chunk = np.asarray(doc["chunk"], dtype=np.float64)
+        model._chunk = chunk.reshape(len(chunk), len(model.features))
         model._ready = bool(doc["ready"])
         if model._ready:
             model._set_centers([tuple(float(v) for v in c) for c in doc["centers"]])

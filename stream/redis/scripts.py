@@ -56,7 +56,10 @@ return found
 #       8-9 removed users (framed), 10-11 users with a due time (framed), 12 their due times
 #       (0: none), 13 segment deltas (segment, delta, ...), 14-15 users whose labels changed
 #       (framed), 16-17 their labels (framed; empty: none left), 18-19 users whose record is
-#       written (framed), 20-21 their records (framed), 22-23 audit entries (framed).
+#       written (framed), 20-21 their records (framed), 22-23 audit entries (framed),
+#       24-25 users whose record keeps all but its next due time (framed), 26 those times,
+#       8 bytes each, little-endian, 27 where records keep it (``operators.record.NEXT_DUE_AT``,
+#       counted from 0 as SETRANGE does): set in place in the records that still exist.
 SAVE_SCRIPT = (
     _FRAMED
     + """
@@ -134,6 +137,16 @@ for i = 1, #users do
     redis.call('SET', prefix .. users[i], records[i], 'EX', ttl)
   else
     redis.call('SET', prefix .. users[i], records[i])
+  end
+end
+local patched = framed(ARGV[24], ARGV[25])
+for i = 1, #patched do
+  local key = prefix .. patched[i]
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('SETRANGE', key, ARGV[27], string.sub(ARGV[26], 8 * i - 7, 8 * i))
+    if ttl > 0 then
+      redis.call('EXPIRE', key, ttl)
+    end
   end
 end
 redis.call('SET', KEYS[3], ARGV[5])

@@ -22,6 +22,7 @@ from typing import Any
 
 import redis
 
+from operators.record import NEXT_DUE_AT
 from stream.errors import DependencyError, PartitionLost, StateLost
 from stream.ports import Partition, PartitionWrite
 from stream.redis.scripts import LABELS_SCRIPT, LOAD_SCRIPT, SAVE_SCRIPT
@@ -119,6 +120,8 @@ class RedisStateStore:
                 ]
                 keys += [self.key(partition, "labels"), self.key(partition, "erasures")]
                 deltas = [n for pair in write.segment_deltas.items() for n in pair]
+                users = write.users
+                patched = {u: due for u, due in write.dues.items() if due and u not in users}
                 args: list[Any] = [
                     self._tokens[partition],
                     write.first_offset,
@@ -136,6 +139,9 @@ class RedisStateStore:
                     *_framed([u.encode() for u in write.users]),
                     *_framed(list(write.users.values())),
                     *_framed(list(write.audit)),
+                    *_framed([u.encode() for u in patched]),
+                    b"".join(d.to_bytes(8, "little", signed=True) for d in patched.values()),
+                    NEXT_DUE_AT,
                 ]
                 self._save(keys=keys, args=args, client=pipe)
             replies = pipe.execute(raise_on_error=False)

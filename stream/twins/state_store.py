@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from operators.record import with_next_due
 from stream.errors import PartitionLost, StateLost
 from stream.ports import Partition, PartitionWrite
 
@@ -154,6 +155,9 @@ class InMemoryStateStore:
                 data.pending.pop(user, None)
             data.dues.update(dict.fromkeys(write.deleted, 0))
             data.users.update(write.users)
+            for user, due in write.dues.items():  # re-scored, nothing else moved: in place
+                if due and user not in write.users and user in data.users:
+                    data.users[user] = with_next_due(data.users[user], due)
             data.erasures += write.audit
             data.dues.update(write.dues)
             data.watermark_ms = write.watermark_ms

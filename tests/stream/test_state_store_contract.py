@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import pytest
 
+from operators.features import UserState
+from operators.record import pack_state, unpack_state, with_next_due
 from stream.errors import PartitionLost, StateLost
 from stream.ports import Partition, PartitionWrite, StateStore
 from stream.redis.state_store import RedisStateStore
@@ -51,6 +54,24 @@ def test_saved_users_and_offsets_are_read_back(new_store: Callable[[], StateStor
     }
     assert store.next_offset(P0) == 10 and store.next_offset(P1) == 3
     assert new_store().claim(P0) == 10  # a restarted consumer resumes here
+
+
+def test_a_due_time_alone_is_set_in_place(new_store: Callable[[], StateStore]) -> None:
+    """A user re-scored with nothing else moving: its record keeps every byte but its next
+    due time; a due time for a user with no stored record creates none."""
+    store = new_store()
+    store.claim(P0)
+    state = UserState(
+        1, 2, 0, (1, 0, 0, 0, 0, 0), 0, (0.5,) * 12, (4, 5, 0, 0), next_due_ms=3, seq=7
+    )
+    record = pack_state(state)
+    store.save({P0: PartitionWrite(0, 1, {"a": record}, dues={"a": 3})})
+    store.save({P0: PartitionWrite(1, 2, {}, dues={"a": 86_400_003, "ghost": 5, "b": 0})})
+    stored = store.load({P0: ["a", "ghost"]})[P0]
+    assert set(stored) == {"a"}
+    assert unpack_state(stored["a"]) == replace(unpack_state(record), next_due_ms=86_400_003)
+    assert stored["a"] == with_next_due(record, 86_400_003)
+    assert "a" in store.due_users(P0, 86_400_003, 10)
 
 
 def test_a_consumer_that_lost_the_partition_cannot_write(

@@ -15,6 +15,8 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from operators.events import EVENT_TYPES, REJECTION_REASONS
@@ -458,10 +460,13 @@ class Metrics:
     ) -> None:
         """End-to-end latency and freshness of the records of ``partitions``, now saved."""
         newest: dict[Partition, int] = {}
+        stamps: list[int] = []
         for record in records:
             if record.partition in partitions and record.timestamp_ms > 0:
                 newest[record.partition] = max(newest.get(record.partition, 0), record.timestamp_ms)
-                self.end_to_end_latency.observe(max(now_s - record.timestamp_ms / 1000, 0.0))
+                stamps.append(record.timestamp_ms)
+        latencies = np.maximum(now_s - np.asarray(stamps, dtype=np.float64) / 1000, 0.0)
+        observe_many(self.end_to_end_latency, latencies)
         for partition, timestamp_ms in newest.items():
             self.partitions.last_event_timestamp.labels(partition=str(partition.index)).set(
                 timestamp_ms / 1000
@@ -507,3 +512,20 @@ class Metrics:
         cause = type(exc.__cause__ if exc.__cause__ is not None else exc).__name__
         reason = f"{service if service in ('kafka', 'redis') else 'unknown'}:{cause}"
         self.errors.labels(stage=stage, reason=reason).inc()
+
+
+def observe_many(histogram: Histogram, values: npt.NDArray[np.float64]) -> None:
+    """``histogram.observe(v)`` for every value, at once. prometheus_client observes one value
+    per call, through a Python loop over the buckets: about 2 µs a record, per record. This
+    adds each bucket's count in one step to the histogram's own counters (private attributes:
+    a test holds the result equal to ``observe``'s, so a client upgrade cannot break it
+    unnoticed)."""
+    if not len(values):
+        return
+    bounds: Sequence[float] = getattr(histogram, "_upper_bounds")  # noqa: B009
+    buckets = getattr(histogram, "_buckets")  # noqa: B009
+    at = np.searchsorted(np.asarray(bounds), values, side="left")  # the first bound >= v
+    getattr(histogram, "_sum").inc(float(values.sum()))  # noqa: B009
+    for i, n in enumerate(np.bincount(at, minlength=len(bounds)).tolist()):
+        if n:
+            buckets[i].inc(n)

@@ -40,14 +40,33 @@ MINUTE_MS = 60_000
 
 @dataclass(slots=True)
 class TagSnapshotRows:
-    """Every scored (user, snapshot) pair of one tag: features, online score, outcome."""
+    """Every scored (user, snapshot) pair of one tag: features, online score, outcome. The
+    numbers are kept as one array per snapshot (millions of rows on a long history: a tuple
+    and a float object per row took a gigabyte)."""
 
     tag: TagDefinition
     users: list[str] = field(default_factory=list)
     snapshots: list[int] = field(default_factory=list)
-    features: list[tuple[float, ...]] = field(default_factory=list)
-    online: list[float] = field(default_factory=list)  # NaN: the tagger was not ready
     labels: list[int] = field(default_factory=list)
+    feature_blocks: list[npt.NDArray[np.float64]] = field(default_factory=list)
+    online_blocks: list[npt.NDArray[np.float64]] = field(default_factory=list)
+
+    def add_snapshot(self, features: list[tuple[float, ...]], online: list[float]) -> None:
+        width = len(self.tag.features)
+        self.feature_blocks.append(np.asarray(features, dtype=np.float64).reshape(-1, width))
+        self.online_blocks.append(np.asarray(online, dtype=np.float64))
+
+    @property
+    def features(self) -> npt.NDArray[np.float64]:
+        """A row per pair: the tag's features at the snapshot."""
+        if not self.feature_blocks:
+            return np.empty((0, len(self.tag.features)))
+        return np.concatenate(self.feature_blocks)
+
+    @property
+    def online(self) -> npt.NDArray[np.float64]:
+        """The online score of each pair (NaN: the tagger was not ready)."""
+        return np.concatenate(self.online_blocks) if self.online_blocks else np.empty(0)
 
 
 def weekly_snapshots(events: Sequence[Mapping[str, Any]], horizon_ms: int) -> list[int]:
@@ -98,6 +117,9 @@ def score_snapshots(
         names = tuple(
             dict.fromkeys(f for learner in learners.values() for f in learner.tag.features)
         )
+        found: dict[int, tuple[list[tuple[float, ...]], list[float]]] = {
+            index: ([], []) for index in learners
+        }
         for user, state in states:
             if not state.count("purchase"):
                 continue
@@ -107,9 +129,13 @@ def score_snapshots(
                 out = rows.setdefault(index, TagSnapshotRows(tag))
                 out.users.append(user)
                 out.snapshots.append(snapshot_ms)
-                out.features.append(tuple(every[f] for f in tag.features))
-                out.online.append(predict_one(model, every) if model.ready else math.nan)
                 out.labels.append(outcome(tag, purchases[user], snapshot_ms))
+                features, online = found[index]
+                features.append(tuple(every[f] for f in tag.features))
+                online.append(predict_one(model, every) if model.ready else math.nan)
+        for index, (features, online) in found.items():
+            if features:
+                rows[index].add_snapshot(features, online)
 
     replay_events(settings, events, progress=progress, checkpoints=snapshots, at_checkpoint=look)
     return [rows[i] for i in sorted(rows)]
@@ -122,7 +148,7 @@ def offline_scores(rows: TagSnapshotRows) -> npt.NDArray[np.float64]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    x = np.log1p(np.maximum(np.asarray(rows.features, dtype=float), 0.0))
+    x = np.log1p(np.maximum(rows.features, 0.0))
     y = np.asarray(rows.labels)
     at = np.asarray(rows.snapshots)
     scores = np.full(len(y), math.nan)
@@ -139,7 +165,7 @@ def offline_scores(rows: TagSnapshotRows) -> npt.NDArray[np.float64]:
 
 def judge(rows: TagSnapshotRows, offline: npt.NDArray[np.float64]) -> dict[str, Any]:
     """Pooled exact AUC and log-loss of the online and the offline scores, and per snapshot."""
-    online = np.asarray(rows.online)
+    online = rows.online
     y = np.asarray(rows.labels)
     at = np.asarray(rows.snapshots)
     both = ~np.isnan(online) & ~np.isnan(offline)
@@ -207,7 +233,8 @@ def write_tag_scores(path: Path, tables: Sequence[TagSnapshotRows]) -> None:
         writer = csv.writer(handle)
         writer.writerow(["user_id", "snapshot", "tag", "score"])
         for rows in tables:
-            for user, at, score in zip(rows.users, rows.snapshots, rows.online, strict=True):
+            scores = rows.online.tolist()
+            for user, at, score in zip(rows.users, rows.snapshots, scores, strict=True):
                 writer.writerow(
                     [
                         user,

@@ -38,18 +38,27 @@ def replay_events(
     progress: Callable[[int, int], None] | None = None,
     checkpoints: Sequence[int] = (),
     at_checkpoint: Callable[[Replayed, int], None] | None = None,
+    keep_output: Callable[[str, bytes | None], bool] | None = None,
 ) -> Replayed:
     """Run ``events`` (in the input schema, event-time order) through a processor.
 
     In memory, ``at_checkpoint(replayed, ms)`` is called at each of ``checkpoints`` (event
     times, ascending) once every event before it has been processed and none after it: the
-    evaluation looks at the models and the users as they stood at that moment.
+    evaluation looks at the models and the users as they stood at that moment; and
+    ``keep_output(topic, value)`` says which output records the broker holds (all by default).
     """
     if kafka:
         if checkpoints:
             raise ValueError("checkpoints need the in-memory replay")
         return _replay_on_kafka(settings, events, until_ms, progress)
-    broker = InMemoryBroker()
+    keep = None
+    if keep_output is not None:
+        wanted = keep_output
+
+        def keep(topic: str, value: bytes | None) -> bool:
+            return topic == settings.input_topic or wanted(topic, value)
+
+    broker = InMemoryBroker(keep=keep)
     parts = in_memory_parts(settings, broker)
     replayed = Replayed(build_processor(settings, parts), parts, len(events))
     done = fed = 0

@@ -190,7 +190,11 @@ def _run_seed(
         tags="[]",
     )
     replayed = replay_events(
-        settings, events, until_ms=at_ms, progress=progress_bar() if show_progress else None
+        settings,
+        events,
+        until_ms=at_ms,
+        progress=progress_bar() if show_progress else None,
+        keep_output=lambda topic, value: bool(value) and b'"user_expired"' in (value or b""),
     )
     trainer = replayed.processor.trainer
     assert trainer is not None

@@ -137,7 +137,14 @@ def score_snapshots(
             if features:
                 rows[index].add_snapshot(features, online)
 
-    replay_events(settings, events, progress=progress, checkpoints=snapshots, at_checkpoint=look)
+    replay_events(
+        settings,
+        events,
+        progress=progress,
+        checkpoints=snapshots,
+        at_checkpoint=look,
+        keep_output=lambda topic, value: False,  # read from the state store, not the outputs
+    )
     return [rows[i] for i in sorted(rows)]
 
 

@@ -7,17 +7,25 @@ hash, consumer-group assignment with seek-on-assign, and acknowledged sends on f
 from __future__ import annotations
 
 import zlib
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from stream.errors import AssignmentFailed
 from stream.ports import AssignmentListener, Committed, Partition, Record
+
+_DROPPED: tuple[bytes | None, bytes | None, int] = (None, None, 0)  # a record not held
 
 
 class InMemoryBroker:
     """Topics of partitioned, append-only logs shared by sources and sinks."""
 
-    def __init__(self, partitions: int = 4) -> None:
+    def __init__(
+        self, partitions: int = 4, keep: Callable[[str, bytes | None], bool] | None = None
+    ) -> None:
+        """``keep(topic, value)``: whether to hold a record appended (all by default). One
+        not held keeps its offset and reads as an empty tombstone: a replay that reads a few
+        of its outputs need not hold millions of them."""
         self.partitions = partitions
+        self._keep = keep
         # Each partition's log as (key, value, timestamp) tuples, not Records: tuples of bytes
         # and ints are not tracked by the garbage collector, and a log that holds every record
         # would make each full collection walk them all.
@@ -52,7 +60,10 @@ class InMemoryBroker:
             # A copy of exactly its size: orjson's output keeps the 4 KB buffer it was written
             # into, which a log that holds every record would hold too (8x the memory).
             value = bytes(memoryview(value))
-        log.append((key, value, timestamp_ms))
+        if self._keep is None or self._keep(topic, value):
+            log.append((key, value, timestamp_ms))
+        else:
+            log.append(_DROPPED)
         return Record(where, len(log) - 1, key, value, timestamp_ms)
 
     def read(self, partition: Partition, start: int = 0, count: int | None = None) -> list[Record]:

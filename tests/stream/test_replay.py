@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
 import pytest
 
 from stream.cli.main import main
+from stream.feeds.simulator import generate_events
+from stream.replay import replay_events
+from stream.settings import Settings
 from tests.support.data import rees46_sample_path
 from tests.support.servers import REDIS_URL, create_topics, read_topic, redis_client, unique
 
@@ -109,3 +113,19 @@ def test_evaluate_explains_why_too_few_users_remain(
     assert code == 2
     assert "only 0 users with a valid purchase remain" in err
     assert "bad_timestamp: 400" in err and "Traceback" not in err
+
+
+def test_a_replay_holds_only_the_outputs_it_is_asked_to_keep() -> None:
+    """The in-memory replay of a history keeps the outputs ``keep_output`` names; the others
+    keep their offsets and read as tombstones, and the stream's answers do not change."""
+    events = list(itertools.islice(generate_events(40, seed=3), 2000))
+    settings = Settings(tags="[]", train_sample_permille=1000, snapshot_every_samples=300)
+    full = replay_events(settings, events)
+    lean = replay_events(settings, events, keep_output=lambda topic, value: False)
+    assert full.parts.state_store.users() == lean.parts.state_store.users()  # type: ignore[attr-defined]
+    for topic in (settings.output_topic, settings.membership_topic):
+        kept = full.parts.sink.broker.records(topic)  # type: ignore[attr-defined]
+        dropped = lean.parts.sink.broker.records(topic)  # type: ignore[attr-defined]
+        assert kept and [r.offset for r in kept] == [r.offset for r in dropped]
+        assert all(r.value is None for r in dropped)
+    assert lean.parts.sink.broker.records(settings.input_topic)  # type: ignore[attr-defined]

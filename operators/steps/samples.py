@@ -18,14 +18,13 @@ of a horizon, the latest label time) says so without touching the labels.
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-from operators.columns import LAST, version_features
+from operators.columns import LAST, feature_matrix, log1p_clipped
 from operators.compiled import compiled
 from operators.decisions import Context, Decisions
 from operators.features import user_digest
@@ -190,26 +189,20 @@ def _labels(
 def _opened_logs(c: Context, opened: Ints, logs: Halves, log_count: Ints, first: int) -> None:
     """The logs of each label opened in the batch (at ``first`` on in ``logs``): log1p of the
     tag's features at its grid time, from the version before the scoring that opened it, in
-    half precision. Few: a sampled user opens labels once per ``label_every_ms``. In plain
-    Python (``version_features``), as ``settle_labels`` computes them: numpy's ``exp`` and
-    ``log1p`` differ from ``math``'s in the last bit."""
+    half precision, for all of them at once (``operators.columns``, the formulas' array form)."""
+    if not len(opened):
+        return
     tags, names = c.config.tags, c.labelled
-    found: dict[tuple[int, int], dict[str, float]] = {}
-    chosen: dict[int, tuple[list[int], list[list[float]]]] = {}  # tag -> (labels, logs)
-    for i, (before, grid, tag) in enumerate(opened.tolist()):
-        values = found.get((before, grid))
-        if values is None:
-            features = version_features(c.versions[before].tolist(), grid, names)
-            values = found[(before, grid)] = {
-                f: math.log1p(max(v, 0.0)) for f, v in features.items()
-            }
-        at, rows = chosen.setdefault(tag, ([], []))
-        at.append(first + i)
-        rows.append([values[f] for f in tags[tag].features])
-    for tag, (at, rows) in chosen.items():
-        width = len(tags[tag].features)
-        logs[at, :width] = np.array(rows, dtype=np.float16).reshape(len(at), width).view(np.uint16)
-        log_count[at] = width
+    values = log1p_clipped(
+        feature_matrix(c.versions[opened[:, 0]], opened[:, 1].astype(np.float64), names)
+    )
+    halves = values.astype(np.float16).view(np.uint16)
+    tag_of = opened[:, 2]
+    for tag in np.unique(tag_of).tolist():
+        mine = np.flatnonzero(tag_of == tag)
+        columns = [names.index(f) for f in tags[tag].features]
+        logs[first + mine, : len(columns)] = halves[mine][:, columns]
+        log_count[first + mine] = len(columns)
 
 
 @compiled

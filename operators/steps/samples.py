@@ -11,8 +11,8 @@ holds the two equal). The batch's labels live in one arena of arrays, a region p
 user, filled from the stored bytes (``operators.pending``, parsed in the kernel too) and
 written back as bytes only for the users whose labels moved. A label's half-precision logs
 never steer the rule, so the arena carries a reference to them (a stored label's, or those of
-a label opened here, computed afterwards for the few openings) and they are looked up at the
-end. Most moments can neither open nor resolve a label: the stored summary (the earliest end
+a label opened here, computed afterwards for all the batch's openings at once) and they are
+looked up at the end. Most moments can neither open nor resolve a label: the stored summary (the earliest end
 of a horizon, the latest label time) says so without touching the labels.
 """
 

@@ -39,13 +39,15 @@ def replay_events(
     checkpoints: Sequence[int] = (),
     at_checkpoint: Callable[[Replayed, int], None] | None = None,
     keep_output: Callable[[str, bytes | None], bool] | None = None,
+    segment_training: bool = True,
 ) -> Replayed:
     """Run ``events`` (in the input schema, event-time order) through a processor.
 
     In memory, ``at_checkpoint(replayed, ms)`` is called at each of ``checkpoints`` (event
     times, ascending) once every event before it has been processed and none after it: the
-    evaluation looks at the models and the users as they stood at that moment; and
-    ``keep_output(topic, value)`` says which output records the broker holds (all by default).
+    evaluation looks at the models and the users as they stood at that moment;
+    ``keep_output(topic, value)`` says which output records the broker holds (all by default);
+    and ``segment_training`` off trains no segment model (the tags do not read one).
     """
     if kafka:
         if checkpoints:
@@ -60,7 +62,8 @@ def replay_events(
 
     broker = InMemoryBroker(keep=keep)
     parts = in_memory_parts(settings, broker)
-    replayed = Replayed(build_processor(settings, parts), parts, len(events))
+    processor = build_processor(settings, parts, segment_training=segment_training)
+    replayed = Replayed(processor, parts, len(events))
     done = fed = 0
     for stop in [*checkpoints, None]:
         while fed < len(events) and (stop is None or int(events[fed]["ts"]) < stop):

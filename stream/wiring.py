@@ -123,9 +123,11 @@ def build_processor(
     *,
     registry: CollectorRegistry | None = None,
     clock: Clock | None = None,
+    segment_training: bool = True,
     **processor_options: object,
 ) -> Processor:
-    """Connect the parts into a ``Processor`` subscribed to its source."""
+    """Connect the parts into a ``Processor`` subscribed to its source. ``segment_training``
+    off: no segment model is trained (a replay that judges only the tags)."""
     metrics = Metrics(
         registry if registry is not None else CollectorRegistry(),
         __version__,
@@ -175,7 +177,7 @@ def build_processor(
     clock = clock or SystemClock()
     tag_models = usable_models(parts.model_store.load_tags(), settings.tag_definitions)
     publisher = Publisher(
-        trainer=trainer,
+        trainer=trainer if segment_training else None,
         tags=settings.tag_definitions,
         model_store=parts.model_store,
         sink=parts.sink,

@@ -12,8 +12,8 @@ user, filled from the stored bytes (``operators.pending``, parsed in the kernel 
 written back as bytes only for the users whose labels moved. A label's half-precision logs
 never steer the rule, so the arena carries a reference to them (a stored label's, or those of
 a label opened here, computed afterwards for all the batch's openings at once) and they are
-looked up at the end. Most moments can neither open nor resolve a label: the stored summary (the earliest end
-of a horizon, the latest label time) says so without touching the labels.
+looked up at the end. Most moments can neither open nor resolve a label: the stored summary
+(the earliest end of a horizon, the latest label time) says so without touching the labels.
 """
 
 from __future__ import annotations

@@ -194,7 +194,7 @@ def _run_seed(
         events,
         until_ms=at_ms,
         progress=progress_bar() if show_progress else None,
-        keep_output=lambda topic, value: bool(value) and b'"user_expired"' in (value or b""),
+        keep_output=lambda topic, value: value is not None and b'"user_expired"' in value,
     )
     trainer = replayed.processor.trainer
     assert trainer is not None

@@ -150,7 +150,7 @@ def main() -> None:
     store = redis.Redis.from_url(REDIS_URL)
     log_dir = Path(tempfile.mkdtemp(prefix="segstream-latency-"))
     with running_serve(topic, log_dir, "latency") as (serve,):
-        model = f"{serve.prefix}:model:segments"
+        model = f"{serve.prefix}:{{models}}:segments"
 
         def warm() -> bool:
             serve.check()

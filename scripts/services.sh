@@ -3,7 +3,7 @@
 # (KRaft combined mode, jars from Maven Central, Java 17+) and Redis (Debian's redis-server).
 # No Docker. Idempotent: `up` leaves running servers alone, `down` leaves nothing behind.
 #
-#   scripts/services.sh up|down|status|restart-kafka
+#   scripts/services.sh up|down|status|restart-kafka|cluster-node PORT
 #
 # restart-kafka stops the broker and starts it again on the same data (the chaos suite's broker
 # restart).
@@ -14,8 +14,11 @@
 # added when the broker's storage is formatted. Test credentials only, on loopback.
 #
 # Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_SECURE_PORT
-# (9094), REDIS_PORT (6379), SERVICES_DIR (.services: data, pids, tls/ and logs/), KAFKA_HEAP
-# (512m).
+# (9094), REDIS_PORT (6379), REDIS_CLUSTER_PORT (7000: the cluster's nodes take it and the five
+# ports after it), SERVICES_DIR (.services: data, pids, tls/ and logs/), KAFKA_HEAP (512m).
+#
+# `up` also starts a Redis Cluster of 3 masters and 3 replicas (redis+cluster://127.0.0.1:7000):
+# the tests run the state and model stores, serve, the API and a failover against it too.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -23,6 +26,7 @@ kafka_port="${KAFKA_PORT:-9092}"
 controller_port="${KAFKA_CONTROLLER_PORT:-9093}"
 secure_port="${KAFKA_SECURE_PORT:-9094}"
 redis_port="${REDIS_PORT:-6379}"
+cluster_port="${REDIS_CLUSTER_PORT:-7000}"
 dir="${SERVICES_DIR:-$root/.services}"
 logs="$dir/logs"
 lib="$root/scripts/kafka/target/lib"
@@ -80,6 +84,55 @@ redis_up() {
     sleep 0.1
   done
   log "redis did not become ready; see $logs/redis.log"; exit 1
+}
+
+cluster_ports() { seq "$cluster_port" $((cluster_port + 5)); }
+
+# Six nodes, each its own redis-server; the first three are made masters, one replica each. A
+# node's pid file is $dir/cluster/<port>.pid, so a test may kill -9 one and start it again.
+redis_cluster_up() {
+  ensure_redis_binary
+  local node_dir="$dir/cluster"
+  if alive "$node_dir/$cluster_port.pid" \
+    && redis-cli -p "$cluster_port" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then
+    log "redis cluster already running on 127.0.0.1:$cluster_port-$((cluster_port + 5))"; return
+  fi
+  mkdir -p "$node_dir" "$logs"
+  local port
+  for port in $(cluster_ports); do
+    alive "$node_dir/$port.pid" && continue
+    if port_open "$port"; then
+      log "port $port is taken by another process; set REDIS_CLUSTER_PORT"; exit 1
+    fi
+    redis_cluster_node "$port"
+  done
+  for port in $(cluster_ports); do
+    for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  done
+  if ! redis-cli -p "$cluster_port" cluster info | grep -q 'cluster_known_nodes:6'; then
+    local nodes=()
+    for port in $(cluster_ports); do nodes+=("127.0.0.1:$port"); done
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes \
+      >>"$logs/redis-cluster.log" 2>&1
+  fi
+  for _ in $(seq 1 300); do
+    if redis-cli -p "$cluster_port" cluster info | grep -q 'cluster_state:ok'; then
+      log "redis cluster ready on 127.0.0.1:$cluster_port-$((cluster_port + 5))"; return
+    fi
+    sleep 0.1
+  done
+  log "the redis cluster did not become ready; see $logs/redis-cluster.log"; exit 1
+}
+
+# One cluster node (also how a test restarts a node it killed: `cluster-node PORT`). Short
+# node timeouts: a replica takes over from a killed master in about a second.
+redis_cluster_node() {
+  local port="$1" node_dir="$dir/cluster"
+  mkdir -p "$node_dir/$port"
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+    --cluster-enabled yes --cluster-config-file "$node_dir/$port/nodes.conf" \
+    --cluster-node-timeout 1000 --dir "$node_dir/$port" --daemonize yes \
+    --pidfile "$node_dir/$port.pid" --logfile "$logs/redis-$port.log" --protected-mode yes
 }
 
 make_tls() {
@@ -209,15 +262,20 @@ stop_pid() {
 }
 
 case "${1:-}" in
-  up) ensure_prometheus_binary; redis_up; kafka_up ;;
+  up) ensure_prometheus_binary; redis_up; redis_cluster_up; kafka_up ;;
   down)
     stop_pid kafka "$dir/kafka.pid"
     stop_pid redis "$dir/redis.pid"
+    for port in $(cluster_ports); do stop_pid "redis cluster node $port" "$dir/cluster/$port.pid"; done
     # Data is disposable: the next `up` starts from empty servers.
-    rm -rf "$dir/kafka" "$dir/redis" "$dir/tls" ;;
+    rm -rf "$dir/kafka" "$dir/redis" "$dir/cluster" "$dir/tls" ;;
+  cluster-node) redis_cluster_node "${2:?usage: $0 cluster-node PORT}" ;;
   restart-kafka) stop_pid kafka "$dir/kafka.pid"; kafka_up ;;
   status)
     alive "$dir/redis.pid" && echo "redis: running on 127.0.0.1:$redis_port" || echo "redis: stopped"
+    alive "$dir/cluster/$cluster_port.pid" \
+      && echo "redis cluster: running on 127.0.0.1:$cluster_port-$((cluster_port + 5))" \
+      || echo "redis cluster: stopped"
     alive "$dir/kafka.pid" && echo "kafka: running on 127.0.0.1:$kafka_port" || echo "kafka: stopped" ;;
-  *) echo "usage: $0 up|down|status|restart-kafka" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|restart-kafka|cluster-node PORT" >&2; exit 2 ;;
 esac

@@ -11,7 +11,11 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
+from stream.redis.client import AsyncClient, Client, is_cluster, node_url
 from stream.settings import ConnectionSettings
 
 # Each Kafka security setting's name in librdkafka's configuration and in kafka-python's.
@@ -57,7 +61,7 @@ def redis_options(settings: ConnectionSettings, url: str) -> dict[str, Any]:
         options["username"] = settings.redis_username
     if settings.redis_password:
         options["password"] = settings.redis_password
-    if url.startswith("rediss://"):
+    if node_url(url).startswith("rediss://"):
         files = {
             "ssl_ca_certs": settings.redis_ssl_ca_file,
             "ssl_certfile": settings.redis_ssl_cert_file,
@@ -67,15 +71,35 @@ def redis_options(settings: ConnectionSettings, url: str) -> dict[str, Any]:
     return options
 
 
+def _cluster_options(timeout_s: float, asynchronous: bool = False) -> dict[str, Any]:
+    """A cluster client's retries: a MOVED (a reshard) or a lost node (a failover) makes it
+    refresh the slots and try again; a failover takes a few node timeouts, and the loop's own
+    bounded retries (``SEGSTREAM_RETRY_ATTEMPTS``) cover a longer outage."""
+    return {
+        "socket_connect_timeout": min(timeout_s, 2.0),
+        "retry": (AsyncRetry if asynchronous else Retry)(ExponentialBackoff(cap=1.0, base=0.05), 6),
+    }
+
+
 def redis_client(
     settings: ConnectionSettings, url: str | None = None, timeout_s: float = 10
-) -> redis.Redis:
+) -> Client:
+    """A client of the Redis ``url`` names (default: ``SEGSTREAM_REDIS_URL``); a cluster's for
+    ``redis+cluster://`` (``stream.redis.client``)."""
     url = url or settings.redis_url
-    return redis.Redis.from_url(url, socket_timeout=timeout_s, **redis_options(settings, url))
+    options = {"socket_timeout": timeout_s, **redis_options(settings, url)}
+    if is_cluster(url):
+        options.update(_cluster_options(timeout_s))
+        return redis.RedisCluster.from_url(node_url(url), **options)
+    return redis.Redis.from_url(url, **options)
 
 
 def async_redis_client(
     settings: ConnectionSettings, url: str | None = None, timeout_s: float = 5
-) -> aredis.Redis:
+) -> AsyncClient:
     url = url or settings.redis_url
-    return aredis.Redis.from_url(url, socket_timeout=timeout_s, **redis_options(settings, url))
+    options = {"socket_timeout": timeout_s, **redis_options(settings, url)}
+    if is_cluster(url):
+        options.update(_cluster_options(timeout_s, asynchronous=True))
+        return aredis.RedisCluster.from_url(node_url(url), **options)
+    return aredis.Redis.from_url(url, **options)

@@ -69,7 +69,8 @@ class ConnectionSettings:
     redis_url: str = _setting(
         "redis://127.0.0.1:6379/0",
         "SEGSTREAM_REDIS_URL",
-        "Redis URL for user state and offsets (rediss://: TLS)",
+        "Redis URL for user state and offsets (rediss://: TLS; redis+cluster:// or "
+        "rediss+cluster://: a Redis Cluster, by any one node's address)",
     )
     redis_username: str = _setting(
         "", "SEGSTREAM_REDIS_USERNAME", "Redis ACL user (empty: the URL's, or the default user)"

@@ -25,6 +25,7 @@ from stream.loop.rebuild import notes_model_version
 from stream.metrics import Metrics
 from stream.models.publisher import Publisher, resume
 from stream.ports import Clock, EventSource, ModelStore, Sink, StateStore
+from stream.redis.layout import check_layout
 from stream.redis.model_store import RedisModelStore
 from stream.redis.state_store import RedisStateStore
 from stream.settings import Settings
@@ -83,7 +84,9 @@ def kafka_sink(settings: Settings, *, bulk: bool = False) -> Sink:
 
 
 def kafka_redis_parts(settings: Settings) -> Parts:
+    """The real parts; ``LayoutError`` if Redis holds an earlier layout's keys."""
     client = redis_client(settings)
+    check_layout(client, settings.key_prefix)
     return Parts(
         source=kafka_source(settings),
         sink=kafka_sink(settings),

@@ -11,6 +11,7 @@ body limit, are checked before a body is read (``stream.api.door``).
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -268,8 +269,21 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> ASGIApp:
 
 
 def run_api(settings: Settings) -> int:
-    """Serve the API until SIGTERM or SIGINT."""
+    """Serve the API until SIGTERM or SIGINT; 78 if Redis holds an earlier layout's keys."""
     import uvicorn
+
+    from stream.connections import redis_client
+    from stream.errors import DependencyError
+    from stream.redis.layout import LayoutError, check_layout
+
+    try:
+        check_layout(redis_client(settings), settings.key_prefix)
+    except DependencyError as exc:
+        print(f"segstream api: cannot start: {exc}", file=sys.stderr)
+        return 69
+    except LayoutError as exc:
+        print(f"segstream api: cannot start: {exc}", file=sys.stderr)
+        return 78
 
     config = uvicorn.Config(
         create_app(settings),

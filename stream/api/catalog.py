@@ -3,8 +3,9 @@
 The API is stateless and apart from the consumers: it reads the same Redis. The published
 models, the analysts' segment names and the input topic's partitions change rarely, so a
 background task refreshes them (``REFRESH_S``, ``PARTITIONS_REFRESH_S``); a request then costs
-one round trip to Redis (one MGET: the user's record under every partition, and the
-partitions' watermarks), whatever partitioner the producers used. A miss looks for partitions
+one round trip to Redis (one pipeline: the user's record under every partition, and the
+partitions' watermarks; a Redis Cluster client sends each node its part at once), whatever
+partitioner the producers used. A miss looks for partitions
 saved since the last scan (at most every ``MISS_RESCAN_S``), so a partition whose consumer saved
 its first batch a moment ago is found without waiting for the periodic scan.
 """
@@ -18,15 +19,14 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-import redis.asyncio as aredis
-
 from operators.inspection import describe_user
 from operators.record import unpack_state
 from operators.segments import SegmentSnapshot, segment_names, segment_profiles
 from operators.tags import TagDefinition, TagModel, usable_models
 from stream.connections import async_redis_client, redis_client
+from stream.errors import DependencyError
 from stream.ports import Partition
+from stream.redis.client import ERRORS, AsyncClient, Client
 from stream.redis.model_store import RedisModelStore, names_key
 from stream.redis.state_store import RedisStateStore, total_sizes
 from stream.settings import Settings
@@ -64,8 +64,8 @@ class Catalog:
     """The cached models, names and partitions, and the reads of a request."""
 
     settings: Settings
-    client: aredis.Redis
-    sync_client: redis.Redis
+    client: AsyncClient
+    sync_client: Client
     snapshot: SegmentSnapshot | None = None
     tag_models: dict[str, TagModel] = field(default_factory=dict)
     names: dict[int, str] = field(default_factory=dict)  # the analysts'
@@ -78,7 +78,7 @@ class Catalog:
     _scanned_at: float = float("-inf")  # when the last scan of the partitions started
     _scanning: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    primary: aredis.Redis | None = None  # where names are written; None: ``client``
+    primary: AsyncClient | None = None  # where names are written; None: ``client``
     tag_definitions: tuple[TagDefinition, ...] = field(
         init=False
     )  # parsed once: requests read them
@@ -121,18 +121,9 @@ class Catalog:
             self._scanned_at = max(self._scanned_at, started)
 
     def _find_partitions(self) -> None:
-        """The input topic's partitions a consumer saved an offset for: their offset keys are
-        asked in one round trip, 256 at first, twice as many while the upper half has some."""
-        store, topic = self._store, self.settings.input_topic
-        limit, found = 256, []
-        while limit <= 65_536:
-            keys = [store.key(Partition(topic, i), "offset") for i in range(limit)]
-            offsets = self.sync_client.mget(keys)
-            found = [i for i, value in enumerate(offsets) if value is not None]
-            if not found or found[-1] < limit // 2:
-                break
-            limit *= 2
-        partitions = [Partition(topic, i) for i in found]
+        """The input topic's partitions a consumer saved an offset for."""
+        store = self._store
+        partitions = store.saved_partitions(self.settings.input_topic)
         # Each request names these keys: built once here, not per request, and swapped in at
         # once (requests run while this thread refreshes).
         tags = [store.key(p, "") for p in partitions]
@@ -142,7 +133,7 @@ class Catalog:
         while True:
             try:
                 await asyncio.to_thread(self.refresh)
-            except redis.RedisError as exc:  # keep serving what was read last
+            except (DependencyError, *ERRORS) as exc:  # keep serving what was read last
                 log.warning("api: refreshing models and partitions failed: %s", exc)
             await asyncio.sleep(REFRESH_S)
 
@@ -174,10 +165,12 @@ class Catalog:
         partitions, tags, watermark_keys = self.layout
         if not partitions:
             return None
-        found: list[Any] = await self.client.mget(
-            [f"{tag}u:{user_id}" for tag in tags] + watermark_keys
-        )
-        records, watermarks = found[: len(partitions)], found[len(partitions) :]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for tag, watermark_key in zip(tags, watermark_keys, strict=True):
+                pipe.get(f"{tag}u:{user_id}")
+                pipe.get(watermark_key)
+            found: list[Any] = await pipe.execute()
+        records, watermarks = found[::2], found[1::2]
         for partition, packed, watermark in zip(partitions, records, watermarks, strict=True):
             if packed is None:
                 continue

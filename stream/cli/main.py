@@ -90,6 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "import", help="publish models from a file written by `model export`"
     )
     imported.add_argument("file", type=Path)
+    commands.add_parser(
+        "migrate",
+        help="upgrade Redis's keys from an earlier segstream's layout (stop every serve first)",
+    )
     topics = commands.add_parser(
         "create-topics", help="create the input, output, DLQ, late, alert and membership topics"
     )
@@ -163,6 +167,12 @@ def _model(args: argparse.Namespace, settings: Settings) -> int:
     return model_command(args, settings)
 
 
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.cli.model import migrate_command
+
+    return migrate_command(settings)
+
+
 def _produce(args: argparse.Namespace, settings: Settings) -> int:
     from stream.cli.topics import produce_command
 
@@ -186,6 +196,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "api": _api,
     "erase": _erase,
     "model": _model,
+    "migrate": _migrate,
     "produce": _produce,
     "create-topics": _create_topics,
 }

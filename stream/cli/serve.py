@@ -1,6 +1,7 @@
 """``segstream serve``: the service, consuming from Kafka until SIGTERM or SIGINT, with its
 ``/metrics`` and ``/healthz`` server; exits 69 when a dependency stays unavailable, 75 after a
-state loss (restart it: it rebuilds the lost partitions from the log)."""
+state loss (restart it: it rebuilds the lost partitions from the log), 78 when Redis holds an
+earlier layout's keys (``segstream migrate``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def serve(settings: Settings) -> int:
     from stream.errors import AssignmentFailed, DependencyError, StateLost
     from stream.http import HttpServer
     from stream.loop.failpoints import checkpoint_from_env
+    from stream.redis.layout import LayoutError
     from stream.wiring import build_processor, kafka_redis_parts, ready_to_serve
 
     stop = threading.Event()
@@ -42,6 +44,9 @@ def serve(settings: Settings) -> int:
     except DependencyError as exc:
         log.error("cannot start: %s", exc)
         return 69  # EX_UNAVAILABLE: the supervisor should retry later
+    except LayoutError as exc:
+        log.error("cannot start: %s", exc)
+        return 78  # EX_CONFIG: a person must run the migration
     ready_to_serve()
     stale_after_s = max(30.0, 10 * settings.poll_timeout_s)
     http = HttpServer(

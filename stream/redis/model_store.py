@@ -1,7 +1,9 @@
-"""The published models in Redis: one hash, ``{prefix}:model:segments``, with the segment
+"""The published models in Redis: one hash, ``{prefix}:{models}:segments``, with the segment
 snapshot (``snapshot``, JSON), its trainer's state (``trainer``, versioned JSON), the tag models
-(``tags``, JSON) and their tag trainers' state (``learners``, versioned JSON); and the trainer
-lease, ``{prefix}:model:trainer``."""
+(``tags``, JSON) and their tag trainers' state (``learners``, versioned JSON); the trainer lease,
+``{prefix}:{models}:trainer``; the analysts' segment names, ``{prefix}:{models}:segment-names``;
+and each segment's history, ``{prefix}:{models}:segment-lineage``. The ``{models}`` hash tag
+keeps them in one Redis Cluster slot."""
 
 from __future__ import annotations
 
@@ -9,11 +11,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import redis
-
 from operators.segments import SegmentSnapshot
 from operators.tags import TagModel
 from stream.errors import DependencyError
+from stream.redis.client import ERRORS, Client
 
 # Take the trainer lease if free, renew it if ours. KEYS: lease; ARGV: token, lease in ms.
 _LEASE_SCRIPT = """
@@ -26,27 +27,32 @@ return 0
 """
 
 
+def models_key(prefix: str, name: str) -> str:
+    """One of the models' keys (above), under their hash tag."""
+    return f"{prefix}:{{models}}:{name}"
+
+
 def names_key(prefix: str) -> str:
     """The hash of analysts' segment names (``PUT /v1/segments/{id}/name``): id -> name."""
-    return f"{prefix}:segment-names"
+    return models_key(prefix, "segment-names")
 
 
 class RedisModelStore:
-    """The published models in one hash (``<prefix>:model:segments``): the segment snapshot
+    """The published models in one hash (``<prefix>:{models}:segments``): the segment snapshot
     (JSON) and its trainer's state, the tag models (JSON) and their trainers' state."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "segstream") -> None:
+    def __init__(self, client: Client, prefix: str = "segstream") -> None:
         self._client = client
-        self._key = f"{prefix}:model:segments"
-        self._lease_key = f"{prefix}:model:trainer"
+        self._key = models_key(prefix, "segments")
+        self._lease_key = models_key(prefix, "trainer")
         self.names_key = names_key(prefix)
-        self._lineage_key = f"{prefix}:segment-lineage"  # segment id -> its history, JSON
+        self._lineage_key = models_key(prefix, "segment-lineage")  # segment id -> history, JSON
         self._lease = client.register_script(_LEASE_SCRIPT)
 
     def _get(self, *fields: str) -> list[bytes | None]:
         try:
             return self._client.hmget(self._key, list(fields))  # type: ignore[return-value]
-        except redis.RedisError as exc:
+        except ERRORS as exc:
             raise DependencyError(f"redis: loading {', '.join(fields)} failed: {exc}") from exc
 
     def _set(self, mapping: Mapping[str, bytes | str | None], key: str | None = None) -> None:
@@ -54,13 +60,13 @@ class RedisModelStore:
         present = {k: v for k, v in mapping.items() if v is not None}
         try:
             self._client.hset(key or self._key, mapping=present)  # type: ignore[arg-type]
-        except redis.RedisError as exc:
+        except ERRORS as exc:
             raise DependencyError(f"redis: saving {', '.join(present)} failed: {exc}") from exc
 
     def _all(self, key: str, what: str) -> dict[bytes, bytes]:
         try:
             return self._client.hgetall(key)  # type: ignore[return-value]
-        except redis.RedisError as exc:
+        except ERRORS as exc:
             raise DependencyError(f"redis: loading {what} failed: {exc}") from exc
 
     def load(self) -> tuple[SegmentSnapshot | None, bytes | None]:
@@ -135,11 +141,11 @@ class RedisModelStore:
                 pipe.delete(self._key)
                 pipe.hset(self._key, mapping={k: v for k, v in mapping.items() if v is not None})
                 pipe.execute()
-        except redis.RedisError as exc:
+        except ERRORS as exc:
             raise DependencyError(f"redis: publishing the models failed: {exc}") from exc
 
     def hold_trainer_lease(self, token: str, lease_ms: int) -> bool:
         try:
             return bool(self._lease(keys=[self._lease_key], args=[token, lease_ms]))
-        except redis.RedisError as exc:
+        except ERRORS as exc:
             raise DependencyError(f"redis: the trainer lease failed: {exc}") from exc

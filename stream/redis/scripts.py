@@ -51,7 +51,8 @@ return found
 # applied: return -1). Removed users go first, so one back in the same batch keeps the rest.
 # KEYS: owner, offset, watermark, due, segments, labels, erasures
 # ARGV: 1 token, 2 first offset, 3 next offset, 4 ttl seconds (0: none), 5 watermark,
-#       6 "1" if an offset was stored before (its absence then means the store lost data),
+#       6 the offset the writer last saw stored ("": none); if the stored one is gone or
+#       behind it, the store lost data (a restart, or a failover to a replica that missed it),
 #       7 the prefix of the user keys (in the partition's hash slot),
 #       8-9 removed users (framed), 10-11 users with a due time (framed), 12 their due times
 #       (0: none), 13 segment deltas (segment, delta, ...), 14-15 users whose labels changed
@@ -85,11 +86,11 @@ if owner ~= ARGV[1] then
   return redis.error_reply('FENCED partition has another owner')
 end
 local stored = redis.call('GET', KEYS[2])
-if stored == false and ARGV[6] == '1' then
-  return redis.error_reply('LOST the saved offset vanished')
-end
 if stored and tonumber(stored) > tonumber(ARGV[2]) then
   return -1
+end
+if ARGV[6] ~= '' and (stored == false or tonumber(stored) < tonumber(ARGV[6])) then
+  return redis.error_reply('LOST the saved offset vanished or went back')
 end
 local ttl, prefix = tonumber(ARGV[4]), ARGV[7]
 local removed = framed(ARGV[8], ARGV[9])

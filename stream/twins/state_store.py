@@ -93,7 +93,7 @@ class InMemoryStateStore:
     def __init__(self, shared: dict[Partition, _PartitionData] | None = None) -> None:
         self._data: dict[Partition, _PartitionData] = {} if shared is None else shared
         self._tokens: dict[Partition, str] = {}
-        self._has_offset: set[Partition] = set()
+        self._saved: dict[Partition, int] = {}  # the offset we last saw stored
 
     def handle(self) -> InMemoryStateStore:
         """Another client of the same store: a second consumer in tests."""
@@ -105,9 +105,9 @@ class InMemoryStateStore:
         data.owner = token
         self._tokens[partition] = token
         if data.next_offset is None:
-            self._has_offset.discard(partition)
+            self._saved.pop(partition, None)
         else:
-            self._has_offset.add(partition)
+            self._saved[partition] = data.next_offset
         return data.next_offset
 
     def lose_everything(self) -> None:
@@ -119,10 +119,11 @@ class InMemoryStateStore:
         if partition not in self._tokens:
             return "taken"  # never claimed by us
         data = self._data.get(partition)
+        saved = self._saved.get(partition)
         if (
             data is None
             or not data.owner
-            or (data.next_offset is None and partition in self._has_offset)
+            or (saved is not None and (data.next_offset is None or data.next_offset < saved))
         ):
             return "lost"
         return None if data.owner == self._tokens.get(partition) else "taken"
@@ -169,7 +170,7 @@ class InMemoryStateStore:
             for segment, delta in write.segment_deltas.items():
                 data.segment_sizes[segment] = data.segment_sizes.get(segment, 0) + delta
             data.next_offset = write.next_offset
-            self._has_offset.add(partition)
+            self._saved[partition] = write.next_offset
         if lost:
             raise StateLost(lost)
         if taken:

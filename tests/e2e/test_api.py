@@ -265,7 +265,7 @@ def test_segment_ids_and_names_are_canonical(
     # Stored trimmed and in NFC: "e" + combining acute is "é".
     status, _, named = api.call("PUT", path, {"name": "  Cafe\u0301 regulars "}, token=TOKEN)
     assert status == 200 and named["name"] == "Caf\u00e9 regulars"
-    stored = client.hget(f"{service.prefix}:segment-names", str(segment))
+    stored = client.hget(f"{service.prefix}:{{models}}:segment-names", str(segment))
     assert stored == "Caf\u00e9 regulars".encode()
 
 

@@ -107,7 +107,7 @@ def test_a_foreign_file_is_refused_clearly(
     done = segstream(prefix, "import", str(path))
     assert done.returncode == 2 and message in done.stderr
     assert "Traceback" not in done.stderr
-    assert redis_client().exists(f"{prefix}:model:segments") == 0
+    assert redis_client().exists(f"{prefix}:{{models}}:segments") == 0
 
 
 def test_exporting_with_no_model_published_says_so(prefix: str) -> None:

@@ -12,7 +12,7 @@ from operators.tags import TagModel
 from stream.ports import ModelStore
 from stream.redis.model_store import RedisModelStore
 from stream.twins.model_store import InMemoryModelStore
-from tests.support.servers import redis_client, unique
+from tests.support.servers import store_client, unique
 
 SNAPSHOT = SegmentSnapshot(
     version=3,
@@ -26,12 +26,18 @@ SNAPSHOT = SegmentSnapshot(
 TAG = TagModel("soon", 2, ("frequency",), (0.1,), (1.0,), (0.7,), -0.2, True, {"auc": 0.8})
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("cluster", marks=pytest.mark.redis),
+    ]
+)
 def store(request: pytest.FixtureRequest) -> Iterator[ModelStore]:
     if request.param == "memory":
         yield InMemoryModelStore()
         return
-    client = redis_client()
+    client = store_client(request.param)
     prefix = unique("models")
     yield RedisModelStore(client, prefix)
     for key in client.scan_iter(f"{prefix}:*"):
@@ -57,3 +63,18 @@ def test_one_holder_of_the_trainer_lease_at_a_time(store: ModelStore) -> None:
     time.sleep(0.4)  # not renewed: it expires
     assert store.hold_trainer_lease("b", 300)
     assert not store.hold_trainer_lease("a", 300)
+
+
+@pytest.mark.redis
+def test_the_model_keys_share_one_cluster_slot() -> None:
+    client = store_client("cluster")
+    prefix = unique("models")
+    store = RedisModelStore(client, prefix)
+    store.save(SNAPSHOT, b"trainer-state")
+    store.save_lineage({4: {"created_version": 1}})
+    client.hset(store.names_key, "4", "bargain hunters")
+    assert store.hold_trainer_lease("a", 60_000)
+    keys = [k.decode() for k in client.scan_iter(f"{prefix}:*")]
+    assert len(keys) == 4 and len({client.keyslot(k) for k in keys}) == 1
+    for key in keys:
+        client.delete(key)

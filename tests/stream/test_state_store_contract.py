@@ -13,19 +13,25 @@ from stream.errors import PartitionLost, StateLost
 from stream.ports import Partition, PartitionWrite, StateStore
 from stream.redis.state_store import RedisStateStore
 from stream.twins.state_store import InMemoryStateStore
-from tests.support.servers import redis_client, unique
+from tests.support.servers import store_client, unique
 
 P0, P1 = Partition("events", 0), Partition("events", 1)
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("cluster", marks=pytest.mark.redis),
+    ]
+)
 def new_store(request: pytest.FixtureRequest) -> Iterator[Callable[[], StateStore]]:
     """A factory of clients of one fresh store (several clients = several consumers)."""
     if request.param == "memory":
         shared = InMemoryStateStore()
         yield shared.handle
         return
-    client = redis_client()
+    client = store_client(request.param)
     prefix = unique("contract")
     yield lambda: RedisStateStore(client, prefix)
     for key in client.scan_iter(f"{prefix}:*"):
@@ -268,9 +274,47 @@ def test_a_vanished_offset_is_lost_state(new_store: Callable[[], StateStore]) ->
         store.save({P0: PartitionWrite(3, 4, {"a": b"y"})})
 
 
+def test_an_offset_that_went_back_is_lost_state(new_store: Callable[[], StateStore]) -> None:
+    """A failover to a replica that missed the last writes: the stored offset is behind the
+    one this consumer saved. Writing on would skip the lost events."""
+    store = new_store()
+    store.claim(P0)
+    store.claim(P1)
+    # Each partition's offset is its own: saved together, neither looks behind the other's.
+    store.save({P0: PartitionWrite(0, 3, {"a": b"x"}), P1: PartitionWrite(0, 10, {"b": b"x"})})
+    store.save({P0: PartitionWrite(3, 5, {"a": b"y"})})
+    assert store.load({P1: ["b"]}) == {P1: {"b": b"x"}}
+    if isinstance(store, InMemoryStateStore):
+        store._data[P0].next_offset = 3
+    else:
+        assert isinstance(store, RedisStateStore)
+        store._client.set(store.key(P0, "offset"), 3)
+    with pytest.raises(StateLost):
+        store.load({P0: ["a"]})
+    with pytest.raises(StateLost):
+        store.save({P0: PartitionWrite(5, 6, {"a": b"z"})})
+    assert new_store().claim(P0) == 3  # the restart rebuilds from there (stream.loop.rebuild)
+
+
+def test_a_retried_save_that_had_applied_is_not_a_loss(
+    new_store: Callable[[], StateStore],
+) -> None:
+    """The reply of a save was lost, so the batch is retried: it was applied, nothing else."""
+    store = new_store()
+    store.claim(P0)
+    store.save({P0: PartitionWrite(0, 3, {"a": b"x"})})
+    other = new_store()
+    other._tokens = dict(store._tokens)  # type: ignore[attr-defined]
+    other._saved = dict(store._saved)  # type: ignore[attr-defined]
+    other.save({P0: PartitionWrite(3, 5, {"a": b"y"})})  # applied, but `store` never heard
+    assert store.load({P0: ["a"]}) == {P0: {"a": b"y"}}
+    store.save({P0: PartitionWrite(3, 5, {"a": b"y"})})  # the retry: a no-op, not a loss
+    assert store.next_offset(P0) == 5
+
+
 @pytest.mark.redis
 def test_redis_keys_share_a_cluster_slot_per_partition_and_expire() -> None:
-    client = redis_client()
+    client = store_client("cluster")
     prefix = unique("layout")
     store = RedisStateStore(client, prefix, ttl_s=100)
     store.claim(P0)

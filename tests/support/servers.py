@@ -12,14 +12,20 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 KAFKA_BOOTSTRAP = os.environ.get("SEGSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 REDIS_URL = os.environ.get("SEGSTREAM_REDIS_URL", "redis://127.0.0.1:6379/0")
+# The Redis Cluster `scripts/services.sh up` starts beside the standalone Redis.
+CLUSTER_PORT = int(os.environ.get("REDIS_CLUSTER_PORT", "7000"))
+CLUSTER_URL = f"redis+cluster://127.0.0.1:{CLUSTER_PORT}/0"
 
 
 def missing(what: str, exc: BaseException, hint: str = "start it with `make services-up`") -> None:
@@ -36,6 +42,22 @@ def redis_client() -> redis.Redis:
     except redis.RedisError as exc:
         missing(f"Redis at {REDIS_URL}", exc)
     return client
+
+
+def cluster_client() -> RedisCluster:
+    """A client of the local Redis Cluster, once all its slots are served."""
+    try:
+        client = RedisCluster.from_url(CLUSTER_URL.replace("+cluster", ""), socket_timeout=5)
+        client.ping(target_nodes=RedisCluster.ALL_NODES)
+    except (redis.RedisError, RedisClusterException) as exc:
+        missing(f"the Redis Cluster at {CLUSTER_URL}", exc)
+        raise
+    return client
+
+
+def store_client(kind: str) -> Any:
+    """A client of the test servers' Redis of one kind: "redis" or "cluster"."""
+    return cluster_client() if kind == "cluster" else redis_client()
 
 
 def kafka_admin() -> KafkaAdminClient:

@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 KAFKA_PORT ?= 9092
 REDIS_PORT ?= 6379
-export KAFKA_PORT REDIS_PORT
+REDIS_CLUSTER_PORT ?= 7000
+export KAFKA_PORT REDIS_PORT REDIS_CLUSTER_PORT
 export SEGSTREAM_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(KAFKA_PORT)
 export SEGSTREAM_REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
 
@@ -13,9 +14,9 @@ export SEGSTREAM_REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
 
 help:
 	@echo "make demo           run the pipeline in-process on simulated shoppers (no servers)"
-	@echo "make test           install, start Kafka and Redis, run every test, stop them"
+	@echo "make test           install, start Kafka, Redis and a Redis Cluster, run every test, stop them"
 	@echo "make check          ruff check, ruff format --check, mypy --strict"
-	@echo "make services-up    start Kafka (127.0.0.1:$(KAFKA_PORT)) and Redis (127.0.0.1:$(REDIS_PORT))"
+	@echo "make services-up    start Kafka (127.0.0.1:$(KAFKA_PORT)), Redis (127.0.0.1:$(REDIS_PORT)) and a Redis Cluster (:$(REDIS_CLUSTER_PORT)-)"
 	@echo "make services-down  stop them and delete their data"
 	@echo "make bench          every benchmark against the real servers, then a table of the figures"
 	@echo "make chaos          the chaos suite at full size (100,000 malformed messages, 200,000 events...)"

@@ -25,6 +25,7 @@ def test_up_again_reuses_the_running_servers() -> None:
         check=True,
     )
     assert "redis already running" in result.stderr
+    assert "redis cluster already running" in result.stderr
     assert "kafka already running" in result.stderr
     status = subprocess.run(
         [ROOT / "scripts/services.sh", "status"],
@@ -34,6 +35,7 @@ def test_up_again_reuses_the_running_servers() -> None:
         check=True,
     ).stdout
     assert "redis: running" in status and "kafka: running" in status
+    assert "redis cluster: running" in status
 
 
 def test_rejects_an_unknown_command() -> None:

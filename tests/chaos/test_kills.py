@@ -1,11 +1,13 @@
 """Chaos: kill -9 at random moments, consumers added and removed mid-stream, a broker restart,
-with the model frozen (a published model file, ``SEGSTREAM_TRAINING=false``). The final state
-of every user (features, segment, tags, seq, due index, open labels) and the segment sizes must
-equal an uninterrupted run's, and the output topic must hold exactly the uninterrupted run's
-change events, in the same order per user once exact repeats are dropped.
+and on Redis Cluster a master killed too (its replica takes over), with the model frozen (a
+published model file, ``SEGSTREAM_TRAINING=false``). The final state of every user (features,
+segment, tags, seq, due index, open labels) and the segment sizes must equal an uninterrupted
+run's, and the output topic must hold exactly the uninterrupted run's change events, in the
+same order per user once exact repeats are dropped.
 
 ``make test`` runs it reduced; ``make chaos`` with ``SEGSTREAM_CHAOS_EVENTS`` (200,000) and
-``SEGSTREAM_CHAOS_KILLS`` (10).
+``SEGSTREAM_CHAOS_KILLS`` (10). The uninterrupted run is on the standalone Redis; the cluster
+variant's chaos run on the cluster, so the two layouts are held to the same outputs too.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from stream.cli.users import inspect_user
 from stream.feeds.simulator import generate_events
 from stream.settings import Settings
+from tests.support.cluster import fail_over, rejoin
 from tests.support.model import frozen_service, trained_model
-from tests.support.servers import end_offsets, redis_client
+from tests.support.servers import CLUSTER_URL, end_offsets, redis_client, store_client
 from tests.support.state import change_ids, differences, stored_state
 from tests.support.supervisor import Supervisor
 
@@ -44,8 +46,10 @@ def first_occurrences(by_user: dict[str, list[dict[str, Any]]]) -> dict[str, lis
     }
 
 
-def test_kills_rebalances_and_a_broker_restart_change_nothing(tmp_path: Path) -> None:
-    client: redis.Redis = redis_client()
+@pytest.mark.parametrize("store", ["redis", "cluster"])
+def test_kills_rebalances_and_a_broker_restart_change_nothing(tmp_path: Path, store: str) -> None:
+    client = redis_client()  # the uninterrupted run's
+    on_cluster = {"SEGSTREAM_REDIS_URL": CLUSTER_URL} if store == "cluster" else {}
     events = list(itertools.islice(generate_events(EVENTS // 40 + 10, seed=31, days=60), EVENTS))
     model = trained_model(
         itertools.islice(generate_events(400, seed=3, days=40), 15_000), tmp_path / "model.json"
@@ -54,8 +58,13 @@ def test_kills_rebalances_and_a_broker_restart_change_nothing(tmp_path: Path) ->
         tmp_path / "calm", tmp_path / "model.json", events, SEGSTREAM_MAX_BATCH_RECORDS="500"
     )
     chaos = frozen_service(
-        tmp_path / "chaos", tmp_path / "model.json", events, SEGSTREAM_MAX_BATCH_RECORDS="500"
+        tmp_path / "chaos",
+        tmp_path / "model.json",
+        events,
+        SEGSTREAM_MAX_BATCH_RECORDS="500",
+        **on_cluster,
     )
+    chaos_client = store_client(store)
     supervisor: Supervisor | None = None
     try:
         started = time.monotonic()
@@ -67,6 +76,7 @@ def test_kills_rebalances_and_a_broker_restart_change_nothing(tmp_path: Path) ->
         seed = random.randrange(1 << 30)
         rng = random.Random(seed)
         actions = ["kill"] * KILLS + ["scale"] * SCALINGS + ["broker"]
+        actions += ["failover"] * (1 + KILLS // 5) if store == "cluster" else []
         rng.shuffle(actions)
         moments = sorted(rng.uniform(0.05, 0.9) * len(events) for _ in actions)
         started = time.monotonic()
@@ -75,10 +85,13 @@ def test_kills_rebalances_and_a_broker_restart_change_nothing(tmp_path: Path) ->
 
         def progress() -> int:
             supervisor.watch()
-            assert time.monotonic() < deadline, f"stuck at {chaos.offsets(client)} (seed {seed})"
-            return sum(chaos.offsets(client).values())
+            assert time.monotonic() < deadline, (
+                f"stuck at {chaos.offsets(chaos_client)} (seed {seed})"
+            )
+            return sum(chaos.offsets(chaos_client).values())
 
         done = 0
+        failovers: list[int] = []  # the ports of the masters killed
         for action, moment in zip(actions, moments, strict=True):
             # At the chosen moment, and only once the group made progress since the last one
             # (unless it has read everything: the events are all published before it starts).
@@ -88,6 +101,10 @@ def test_kills_rebalances_and_a_broker_restart_change_nothing(tmp_path: Path) ->
             if action == "kill":
                 time.sleep(rng.uniform(0, 0.3))  # anywhere in a batch, not just after a save
                 supervisor.kill_one(rng)
+            elif action == "failover":  # the master of a partition the group is writing
+                key = f"{chaos.prefix}:{{{chaos.input_topic}-{rng.randrange(4)}}}:offset"
+                failovers.append(fail_over(chaos_client, key))
+                rejoin(failovers[-1])
             elif action == "broker":
                 subprocess.run(
                     [ROOT / "scripts/services.sh", "restart-kafka"], check=True, timeout=120
@@ -97,15 +114,20 @@ def test_kills_rebalances_and_a_broker_restart_change_nothing(tmp_path: Path) ->
             else:
                 supervisor.remove()
         ends = {p: e for p, e in end_offsets(chaos.input_topic).items() if e}
-        while chaos.offsets(client) != ends:
+        while chaos.offsets(chaos_client) != ends:
             progress()
             time.sleep(0.1)
         chaos_s = time.monotonic() - started
         stopped = supervisor.stop()
         assert all(code == 0 for code in stopped), (stopped, supervisor.logs())
+        # No crash loop: a failover may cost each process one exit, 75 if the replica had
+        # missed writes (the restart re-applies them), 69 if the election outlasted retries.
+        tally = supervisor.tally
+        assert len(tally.exits) <= len(failovers) * 4, tally.exits
+        assert set(tally.exits) <= {69, 75}, tally.exits
 
         calm_state = stored_state(client, calm.prefix, calm.input_topic)
-        chaos_state = stored_state(client, chaos.prefix, chaos.input_topic)
+        chaos_state = stored_state(chaos_client, chaos.prefix, chaos.input_topic)
         mismatches = differences(calm_state, chaos_state)
         assert mismatches == [], f"seed {seed}: {mismatches[:20]}"
         users = sum(len(p.users) for p in calm_state.values())
@@ -123,13 +145,13 @@ def test_kills_rebalances_and_a_broker_restart_change_nothing(tmp_path: Path) ->
         assert set(change_ids(chaos.alert_topic)[0]) == set(change_ids(calm.alert_topic)[0])
         # What an operator sees with `segstream inspect` agrees too.
         for user in rng.sample(sorted(calm_state[0].users), 10):
-            assert inspect_user(Settings.from_env(chaos.env), user, client) == inspect_user(
+            assert inspect_user(Settings.from_env(chaos.env), user, chaos_client) == inspect_user(
                 Settings.from_env(calm.env), user, client
             )
 
-        tally = supervisor.tally
         print(
-            f"\nchaos (seed {seed}): {len(events):,} events, {tally.kills} kill -9, "
+            f"\nchaos on {store} (seed {seed}): {len(events):,} events, {tally.kills} kill -9, "
+            f"{len(failovers)} masters killed, "
             f"{tally.added} consumers added and {tally.removed} removed, 1 broker restart, "
             f"{len(tally.exits)} other exits {tally.exits}, {tally.restarts} restarts; "
             f"{users:,} users compared (features, segment, tags, seq, due index, open "
@@ -141,4 +163,4 @@ def test_kills_rebalances_and_a_broker_restart_change_nothing(tmp_path: Path) ->
         if supervisor is not None:
             supervisor.kill_all()
         calm.cleanup(client)
-        chaos.cleanup(client)
+        chaos.cleanup(chaos_client)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support.servers import redis_client
+from tests.support.servers import CLUSTER_URL, cluster_client, redis_client
 from tests.support.service import Services
 
 
@@ -23,4 +23,5 @@ def services(tmp_path: Path, client: redis.Redis) -> Iterator[Services]:
     made = Services(tmp_path)
     yield made
     for service in made.made:
-        service.cleanup(client)
+        on_cluster = service.env["SEGSTREAM_REDIS_URL"] == CLUSTER_URL
+        service.cleanup(cluster_client() if on_cluster else client)

@@ -4,16 +4,16 @@ For each population N, under a fresh key prefix on the real Redis: a warm-up pas
 stream (``--active`` users) publishes a model and leaves real records, due entries and open
 labels; then N - active dormant users are added, each a copy of a real user's record (in a
 segment of the model), due entry (far in the future) and, for the sampled share, open labels,
-written as ``segstream serve`` writes them (records with the user TTL). The continuation of the
+written into the buckets as ``segstream serve`` writes them. The continuation of the
 same stream then runs in this process (Kafka replaced by the in-memory twin, so its noise does
 not count; the state store is the real Redis), and its CPU time per event is measured.
 
 Memory per user is everything under the prefix (records, due index, labels, per-partition
-keys), from ``INFO memory``'s ``used_memory`` before and after, divided by the users; a
-sample of ``MEMORY USAGE`` per record key is reported beside it. Writes
-bench/results/scale.json.
+keys), from ``INFO memory``'s ``used_memory`` before and after (on a cluster, its masters'),
+divided by the users. Writes bench/results/scale.json (``--out``).
 
     make services-up && .venv/bin/python bench/scale.py [--populations 10000,100000,1000000]
+    .venv/bin/python bench/scale.py --url redis+cluster://127.0.0.1:7000 --out scale-cluster.json
 """
 
 from __future__ import annotations
@@ -21,17 +21,21 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import time
 import uuid
 from typing import Any
 
-import redis
 from common import REDIS_URL, RESULTS, bench_messages
 from prometheus_client import CollectorRegistry
+from redis.cluster import RedisCluster
 
+from operators.record import NEXT_DUE_AT
+from stream.connections import redis_client
+from stream.ports import Partition
+from stream.redis.client import Client
+from stream.redis.compact import compact_many
 from stream.redis.model_store import RedisModelStore
-from stream.redis.state_store import RedisStateStore
+from stream.redis.state_store import LABEL_SHARE, RedisStateStore, bucket_of
 from stream.settings import Settings
 from stream.twins.broker import InMemoryBroker, InMemoryEventSource, InMemorySink
 from stream.wiring import Parts, build_processor
@@ -42,13 +46,13 @@ FAR_MS = 4_102_444_800_000  # 2100-01-01: dormant users are indexed, never due h
 class Pass:
     """One processor on the real Redis, fed through the in-memory twin of Kafka."""
 
-    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+    def __init__(self, settings: Settings, client: Client) -> None:
         self.settings = settings
         self.broker = InMemoryBroker()
         parts = Parts(
             InMemoryEventSource(self.broker, settings.input_topic),
             InMemorySink(self.broker),
-            RedisStateStore(client, settings.key_prefix, settings.user_ttl_s),
+            RedisStateStore(client, settings.key_prefix, settings.redis_buckets),
             RedisModelStore(client, settings.key_prefix),
         )
         self.processor = build_processor(settings, parts, registry=CollectorRegistry())
@@ -63,56 +67,70 @@ class Pass:
         return (time.process_time() - started) / len(messages) * 1e6
 
 
-def add_dormant(client: redis.Redis, prefix: str, count: int, ttl_s: int) -> None:
-    """``count`` copies of real users: record, due entry and (if any) open labels."""
-    templates: list[tuple[str, bytes, bytes | None]] = []  # (partition tag, record, labels)
-    for key in client.scan_iter(f"{prefix}:*:u:*", count=5000):
-        tag = key.decode().split(":")[1]
-        labels: bytes | None = client.hget(  # type: ignore[assignment]
-            f"{prefix}:{tag}:labels", key.decode().rsplit(":u:", 1)[1]
-        )
-        record: bytes = client.get(key)  # type: ignore[assignment]
-        templates.append((tag, record, labels))
-        if len(templates) >= 2000:
-            break
+def add_dormant(store: RedisStateStore, client: Client, topic: str, count: int) -> None:
+    """``count`` copies of real users: record (due far in the future), its bucket's bound in
+    the due index and, for the sampled share, open labels."""
+    partitions = store.saved_partitions(topic)
+    templates: list[tuple[Partition, bytes, bytes | None]] = []  # (partition, record, labels)
+    for partition in partitions:
+        _, users = store.scan_users(partition, 0, 600)
+        pending = store.load_pending({partition: list(users)})[partition]
+        templates += [(partition, record, pending.get(u)) for u, record in users.items()]
     rng = random.Random(7)
+    far = FAR_MS.to_bytes(8, "little")
     pipe = client.pipeline(transaction=False)
     for n in range(count):
-        tag, record, labels = templates[rng.randrange(len(templates))]
+        partition, record, labels = templates[rng.randrange(len(templates))]
         user = f"u{n:010d}"  # as long as the generator's ids
-        pipe.set(f"{prefix}:{tag}:u:{user}", record, ex=ttl_s)
-        pipe.zadd(f"{prefix}:{tag}:due", {user: FAR_MS})
+        bucket = bucket_of(user, store.buckets(partition))
+        (dormant,) = compact_many([record[:NEXT_DUE_AT] + far + record[NEXT_DUE_AT + 8 :]])
+        pipe.hset(store.key(partition, f"b:{bucket}"), user, dormant)
+        pipe.zadd(store.key(partition, "due"), {str(bucket): FAR_MS}, lt=True)
         if labels is not None:
-            pipe.hset(f"{prefix}:{tag}:labels", user, labels)
+            pipe.hset(store.key(partition, f"l:{bucket // LABEL_SHARE}"), user, labels)
         if n % 5000 == 4999:
             pipe.execute()
     pipe.execute()
 
 
-def measure(population: int, active: int, events: int, client: redis.Redis) -> dict[str, Any]:
+def used_memory(client: Client) -> int:
+    """``INFO memory``'s used_memory: on a cluster, the masters' together (replicas copy it)."""
+    if isinstance(client, RedisCluster):
+        nodes = client.get_primaries()  # type: ignore[no-untyped-call]
+        info: dict[str, Any] = client.info("memory", target_nodes=nodes)
+        return sum(int(node["used_memory"]) for node in info.values())
+    return int(client.info("memory")["used_memory"])
+
+
+def count_users(store: RedisStateStore, client: Client, topic: str) -> int:
+    """The users in every bucket of the topic's partitions (HLEN, pipelined)."""
+    total = 0
+    for partition in store.saved_partitions(topic):
+        pipe = client.pipeline(transaction=False)
+        for bucket in range(store.buckets(partition)):
+            pipe.hlen(store.key(partition, f"b:{bucket}"))
+        total += sum(pipe.execute())
+    return total
+
+
+def measure(population: int, active: int, events: int, client: Client) -> dict[str, Any]:
     prefix = f"scale-{uuid.uuid4().hex[:6]}"
     settings = Settings(key_prefix=prefix, input_topic="user-events")
+    store = RedisStateStore(client, prefix, settings.redis_buckets)
     messages = bench_messages(2 * events, active)
-    before = client.info("memory")["used_memory"]
+    before = used_memory(client)
     try:
         stream = Pass(settings, client)
         stream.run(messages[:events])
         if population > active:
-            add_dormant(client, prefix, population - active, settings.user_ttl_s)
+            add_dormant(store, client, settings.input_topic, population - active)
         cpu = stream.run(messages[events:])
-        used = client.info("memory")["used_memory"] - before
-        users = sum(1 for _ in client.scan_iter(f"{prefix}:*:u:*", count=10_000))
-        sample = [k for _, k in zip(range(200), client.scan_iter(f"{prefix}:*:u:*"), strict=False)]
-        record = statistics.median(client.memory_usage(k, samples=0) or 0 for k in sample)
+        used = used_memory(client) - before
+        users = count_users(store, client, settings.input_topic)
     finally:
         for key in client.scan_iter(f"{prefix}:*", count=10_000):
             client.delete(key)
-    return {
-        "users": users,
-        "cpu_us_per_event": cpu,
-        "redis_bytes_per_user": used / users,
-        "record_memory_usage_bytes": record,
-    }
+    return {"users": users, "cpu_us_per_event": cpu, "redis_bytes_per_user": used / users}
 
 
 def main() -> None:
@@ -120,22 +138,23 @@ def main() -> None:
     parser.add_argument("--populations", default="10000,100000,1000000")
     parser.add_argument("--active", type=int, default=10_000, help="users sending events")
     parser.add_argument("--events", type=int, default=100_000, help="events per pass")
+    parser.add_argument("--url", default=REDIS_URL, help="redis+cluster://... for a cluster")
+    parser.add_argument("--out", default="scale.json", help="file name in bench/results/")
     args = parser.parse_args()
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis_client(Settings(), args.url)
     rows = []
     for population in (int(p) for p in args.populations.split(",")):
         row = measure(population, args.active, args.events, client)
         rows.append(row)
         print(
             f"{row['users']:>9,} users: {row['cpu_us_per_event']:.1f} CPU us/event, "
-            f"{row['redis_bytes_per_user']:.0f} bytes per user in Redis (everything), "
-            f"record key {row['record_memory_usage_bytes']:.0f} bytes (MEMORY USAGE)",
+            f"{row['redis_bytes_per_user']:.0f} bytes per user in Redis (everything)",
             flush=True,
         )
     growth = rows[-1]["cpu_us_per_event"] / rows[0]["cpu_us_per_event"]
     print(f"CPU per event from {rows[0]['users']:,} to {rows[-1]['users']:,} users: {growth:.2f}x")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "scale.json").write_text(json.dumps({"rows": rows, "growth": growth}, indent=2))
+    (RESULTS / args.out).write_text(json.dumps({"rows": rows, "growth": growth}, indent=2))
 
 
 if __name__ == "__main__":

@@ -260,8 +260,9 @@ def process_events(
         reassign,
     )
     out.states = {u: unpack_state(b) for u, b in out.records.items()}
+    removed = set(out.removed)
     for user, due in out.dues.items():  # as the store sets them: in place
-        if due and user not in out.records and user in stored:
+        if user not in out.records and user in stored and user not in removed:
             out.states[user] = unpack_state(with_next_due(stored[user], due))
     out.open_labels = {u: unpack_pending(b) for u, b in out.pending.items()}
     return out

@@ -32,6 +32,10 @@ logs="$dir/logs"
 lib="$root/scripts/kafka/target/lib"
 heap="${KAFKA_HEAP:-512m}"
 
+# Users live in buckets of a few dozen: these keep each bucket one compact listpack
+# (docs/sizing.md).
+listpack="--hash-max-listpack-entries 512 --hash-max-listpack-value 1024"
+
 log() { printf 'services: %s\n' "$*" >&2; }
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -76,7 +80,7 @@ redis_up() {
   fi
   mkdir -p "$dir/redis" "$logs"
   # No persistence: test data is disposable and fsyncs would only slow the tests down.
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no $listpack \
     --dir "$dir/redis" --daemonize yes --pidfile "$dir/redis.pid" \
     --logfile "$logs/redis.log" --protected-mode yes
   for _ in $(seq 1 100); do
@@ -129,7 +133,7 @@ redis_cluster_up() {
 redis_cluster_node() {
   local port="$1" node_dir="$dir/cluster"
   mkdir -p "$node_dir/$port"
-  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no $listpack \
     --cluster-enabled yes --cluster-config-file "$node_dir/$port/nodes.conf" \
     --cluster-node-timeout 1000 --dir "$node_dir/$port" --daemonize yes \
     --pidfile "$node_dir/$port.pid" --logfile "$logs/redis-$port.log" --protected-mode yes

@@ -120,8 +120,9 @@ class StateStore(Protocol):
         """The partition's saved event-time watermark (0 if none)."""
 
     def due_users(self, partition: Partition, until_ms: int, limit: int) -> list[str]:
-        """Up to ``limit`` users of the partition whose re-scoring is due at or before
-        ``until_ms``, earliest first."""
+        """About ``limit`` users of the partition whose re-scoring is due at or before
+        ``until_ms``, in the store's order (earliest first in memory; bucket by bucket in
+        Redis); none once no user is due by then."""
 
     def scan_users(
         self, partition: Partition, cursor: int, count: int

@@ -209,11 +209,11 @@ class Settings(ConnectionSettings):
         "Events dated more than this after their Kafka timestamp (or our clock) are "
         "dead-lettered as future_timestamp",
     )
-    user_ttl_s: int = _setting(
-        800 * 86_400,
-        "SEGSTREAM_USER_TTL_S",
-        "Safety net: a user record unsaved this long (wall-clock) is dropped by Redis; 0: never. "
-        "At least SEGSTREAM_MAX_IDLE_DAYS",
+    redis_buckets: int = _setting(
+        16_384,
+        "SEGSTREAM_REDIS_BUCKETS",
+        "Record buckets per input partition, fixed when a consumer first claims it: about users "
+        "per partition / 15 (docs/sizing.md)",
     )
     segments: int = _setting(4, "SEGSTREAM_SEGMENTS", "Number of segments (k of k-means)")
     segment_features: str = _setting(
@@ -394,15 +394,11 @@ def check(settings: Settings) -> None:
         "label_every_days",
         "trainer_lease_s",
         "api_max_body_bytes",
+        "redis_buckets",
     )
     for name in positive:
         if getattr(settings, name) < 1:
             raise ValueError(f"{name} must be at least 1")
-    if 0 < settings.user_ttl_s < settings.max_idle_days * 86_400:
-        raise ValueError(
-            "user_ttl_s must be 0 or at least max_idle_days: Redis would drop idle users "
-            "before they expire, without a user_expired event or their segment size"
-        )
     if settings.kafka_security_protocol not in KAFKA_PROTOCOLS:
         raise ValueError(f"kafka_security_protocol must be one of {', '.join(KAFKA_PROTOCOLS)}")
     sasl = settings.kafka_security_protocol.startswith("SASL_")

@@ -86,11 +86,11 @@ def kafka_sink(settings: Settings, *, bulk: bool = False) -> Sink:
 def kafka_redis_parts(settings: Settings) -> Parts:
     """The real parts; ``LayoutError`` if Redis holds an earlier layout's keys."""
     client = redis_client(settings)
-    check_layout(client, settings.key_prefix)
+    check_layout(client, settings.key_prefix, settings.input_topic)
     return Parts(
         source=kafka_source(settings),
         sink=kafka_sink(settings),
-        state_store=RedisStateStore(client, settings.key_prefix, settings.user_ttl_s),
+        state_store=RedisStateStore(client, settings.key_prefix, settings.redis_buckets),
         model_store=RedisModelStore(client, settings.key_prefix),
     )
 

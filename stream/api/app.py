@@ -277,7 +277,7 @@ def run_api(settings: Settings) -> int:
     from stream.redis.layout import LayoutError, check_layout
 
     try:
-        check_layout(redis_client(settings), settings.key_prefix)
+        check_layout(redis_client(settings), settings.key_prefix, settings.input_topic)
     except DependencyError as exc:
         print(f"segstream api: cannot start: {exc}", file=sys.stderr)
         return 69

@@ -3,8 +3,8 @@
 The API is stateless and apart from the consumers: it reads the same Redis. The published
 models, the analysts' segment names and the input topic's partitions change rarely, so a
 background task refreshes them (``REFRESH_S``, ``PARTITIONS_REFRESH_S``); a request then costs
-one round trip to Redis (one pipeline: the user's record under every partition, and the
-partitions' watermarks; a Redis Cluster client sends each node its part at once), whatever
+one round trip to Redis (one pipeline: the user's field in its bucket under every partition,
+and the partitions' watermarks; a Redis Cluster client sends each node its part at once), whatever
 partitioner the producers used. A miss looks for partitions
 saved since the last scan (at most every ``MISS_RESCAN_S``), so a partition whose consumer saved
 its first batch a moment ago is found without waiting for the periodic scan.
@@ -27,8 +27,9 @@ from stream.connections import async_redis_client, redis_client
 from stream.errors import DependencyError
 from stream.ports import Partition
 from stream.redis.client import ERRORS, AsyncClient, Client
+from stream.redis.compact import expand
 from stream.redis.model_store import RedisModelStore, names_key
-from stream.redis.state_store import RedisStateStore, total_sizes
+from stream.redis.state_store import RedisStateStore, bucket_of, total_sizes
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,8 @@ class Catalog:
     names: dict[int, str] = field(default_factory=dict)  # the analysts'
     segment_names: dict[int, str] = field(default_factory=dict)  # every segment's, as shown
     lineage: dict[int, dict[str, Any]] = field(default_factory=dict)  # each segment's history
-    # The partitions with a saved offset, each one's key prefix and watermark key.
-    layout: tuple[list[Partition], list[str], list[str]] = ([], [], [])
+    # The partitions with a saved offset, each one's key prefix, watermark key and buckets.
+    layout: tuple[list[Partition], list[str], list[str], list[int]] = ([], [], [], [])
     _published: tuple[bytes | None, bytes | None] | None = None
     _partitions_due: float = 0.0
     _scanned_at: float = float("-inf")  # when the last scan of the partitions started
@@ -127,7 +128,8 @@ class Catalog:
         # Each request names these keys: built once here, not per request, and swapped in at
         # once (requests run while this thread refreshes).
         tags = [store.key(p, "") for p in partitions]
-        self.layout = (partitions, tags, [f"{tag}watermark" for tag in tags])
+        buckets = [store.buckets(p) for p in partitions]
+        self.layout = (partitions, tags, [f"{tag}watermark" for tag in tags], buckets)
 
     async def refresh_forever(self) -> None:
         while True:
@@ -162,12 +164,12 @@ class Catalog:
             return not set(self.layout[0]) <= known
 
     async def _read_user(self, user_id: str) -> dict[str, Any] | None:
-        partitions, tags, watermark_keys = self.layout
+        partitions, tags, watermark_keys, buckets = self.layout
         if not partitions:
             return None
         async with self.client.pipeline(transaction=False) as pipe:
-            for tag, watermark_key in zip(tags, watermark_keys, strict=True):
-                pipe.get(f"{tag}u:{user_id}")
+            for tag, watermark_key, count in zip(tags, watermark_keys, buckets, strict=True):
+                pipe.hget(f"{tag}b:{bucket_of(user_id, count)}", user_id)
                 pipe.get(watermark_key)
             found: list[Any] = await pipe.execute()
         records, watermarks = found[::2], found[1::2]
@@ -176,7 +178,7 @@ class Catalog:
                 continue
             doc = describe_user(
                 user_id,
-                unpack_state(packed),
+                unpack_state(expand(packed)),
                 int(watermark or 0),
                 self.snapshot,
                 self.tag_definitions,

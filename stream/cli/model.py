@@ -23,7 +23,7 @@ def model_command(args: argparse.Namespace, settings: Settings) -> int:
     client = redis_client(settings)
     store = RedisModelStore(client, settings.key_prefix)
     try:
-        check_layout(client, settings.key_prefix)
+        check_layout(client, settings.key_prefix, settings.input_topic)
         if args.model_command == "export":
             text = json.dumps(export_model(store), indent=1) + "\n"
             if args.out is None:
@@ -48,7 +48,12 @@ def migrate_command(settings: Settings) -> int:
     from stream.redis.layout import LayoutError, migrate
 
     try:
-        moved = migrate(redis_client(settings), settings.key_prefix)
+        moved = migrate(
+            redis_client(settings),
+            settings.key_prefix,
+            settings.input_topic,
+            settings.redis_buckets,
+        )
     except (DependencyError, LayoutError) as exc:
         print(f"segstream: {exc}", file=sys.stderr)
         return 69 if isinstance(exc, DependencyError) else 2

@@ -1,12 +1,15 @@
 """The Lua scripts of ``stream.redis.state_store``: a partition's batch written atomically,
-fenced by the owner token, and its users' records and labels read.
+fenced by the owner token; its users' records and labels read; its due users found.
 
-A list of many values travels as one argument and the byte sizes of its items ("framed"):
-packing an argument per user cost the client more than the rest of the save or load.
+Users live in buckets (``state_store``'s layout): the client computes each user's bucket and
+sends it beside the user, so no script hashes. A list of many values travels as one argument
+and the byte sizes of its items ("framed"): packing an argument per user cost the client more
+than the rest of the save or load. Every key a script touches carries the partition's hash tag.
 """
 
-# Splits a framed list: ``framed(blob, "3,0,5")`` is the blob's first 3 bytes, "", the next 5.
-_FRAMED = """
+# Splits a framed list: ``framed(blob, "3,0,5")`` is the blob's first 3 bytes, "", the next 5;
+# ``numbers("4,-1")`` is {"4", "-1"}.
+_HELPERS = """
 local function framed(blob, sizes)
   local items, at = {}, 1
   for size in string.gmatch(sizes, '%d+') do
@@ -16,60 +19,12 @@ local function framed(blob, sizes)
   end
   return items
 end
-"""
-
-# The owner token, the stored offset, and each user's record (false: none).
-# KEYS: owner, offset. ARGV: the prefix of the user keys, the users (framed).
-LOAD_SCRIPT = (
-    _FRAMED
-    + """
-local found = {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2])}
-for _, user in ipairs(framed(ARGV[2], ARGV[3])) do
-  found[#found + 1] = redis.call('GET', ARGV[1] .. user)
-end
-return found
-"""
-)
-
-# Each user's open labels (false: none). KEYS: labels. ARGV: the users (framed).
-LABELS_SCRIPT = (
-    _FRAMED
-    + """
-local users, found = framed(ARGV[1], ARGV[2]), {}
-for i = 1, #users, 6000 do
-  local part = redis.call('HMGET', KEYS[1], unpack(users, i, math.min(i + 5999, #users)))
-  for _, value in ipairs(part) do
-    found[#found + 1] = value
+-- A record's next due time (0: none, or no record: a value too short to hold one).
+local function due_of(record, at)
+  if #record < at + 7 then
+    return 0
   end
-end
-return found
-"""
-)
-
-# Writes a partition's users, due index, watermark and next offset in one atomic step, only for
-# the owner's token, and only if the stored offset is not already past the batch (then it was
-# applied: return -1). Removed users go first, so one back in the same batch keeps the rest.
-# KEYS: owner, offset, watermark, due, segments, labels, erasures
-# ARGV: 1 token, 2 first offset, 3 next offset, 4 ttl seconds (0: none), 5 watermark,
-#       6 the offset the writer last saw stored ("": none); if the stored one is gone or
-#       behind it, the store lost data (a restart, or a failover to a replica that missed it),
-#       7 the prefix of the user keys (in the partition's hash slot),
-#       8-9 removed users (framed), 10-11 users with a due time (framed), 12 their due times
-#       (0: none), 13 segment deltas (segment, delta, ...), 14-15 users whose labels changed
-#       (framed), 16-17 their labels (framed; empty: none left), 18-19 users whose record is
-#       written (framed), 20-21 their records (framed), 22-23 audit entries (framed),
-#       24-25 users whose record keeps all but its next due time (framed), 26 those times,
-#       8 bytes each, little-endian, 27 where records keep it (``operators.record.NEXT_DUE_AT``,
-#       counted from 0 as SETRANGE does): set in place in the records that still exist.
-SAVE_SCRIPT = (
-    _FRAMED
-    + """
--- One command for many members or fields (a call per user took 1.7 times as long). Chunks stay
--- under Lua's stack limit for unpack (8,000) and keep pairs together.
-local function bulk(command, key, items)
-  for i = 1, #items, 6000 do
-    redis.call(command, key, unpack(items, i, math.min(i + 5999, #items)))
-  end
+  return (struct.unpack('<i8', record, at))
 end
 local function numbers(text)
   local items = {}
@@ -78,6 +33,109 @@ local function numbers(text)
   end
   return items
 end
+"""
+
+# The owner token, the stored offset, and each user's record (false: none).
+# KEYS: owner, offset. ARGV: the prefix of the bucket keys, the users (framed), their buckets.
+LOAD_SCRIPT = (
+    _HELPERS
+    + """
+local found = {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2])}
+local buckets = numbers(ARGV[4])
+for i, user in ipairs(framed(ARGV[2], ARGV[3])) do
+  found[#found + 1] = redis.call('HGET', ARGV[1] .. buckets[i], user)
+end
+return found
+"""
+)
+
+# Each user's open labels (false: none). KEYS: any key of the partition (its slot names the
+# cluster node to run on). ARGV: 1 the prefix of the label buckets' keys, 2 users
+# per label bucket over users per record bucket (a label bucket is a record bucket's index over
+# it), 3-4 the users (framed), 5 their record buckets.
+LABELS_SCRIPT = (
+    _HELPERS
+    + """
+local found, buckets, per = {}, numbers(ARGV[5]), tonumber(ARGV[2])
+for i, user in ipairs(framed(ARGV[3], ARGV[4])) do
+  found[#found + 1] = redis.call('HGET', ARGV[1] .. math.floor(buckets[i] / per), user)
+end
+return found
+"""
+)
+
+# Up to about ARGV[3] users whose next due time (in their record, at byte ARGV[4] counted from
+# 0) is at or before ARGV[2], from the buckets whose bound in the due index is, in the order of
+# their bounds; a call stops after reading about ARGV[5] records, so its work is bounded. The
+# bound of a bucket with no user due is raised to its earliest due time (removed if it has
+# none): bounds only ever fall in a save, and rise here, where they are exact. The reply starts
+# with 1 if buckets were left unread (call again), else 0, then the number of buckets read
+# with users due (they keep their bound: a further call skips them, ARGV[6]).
+# KEYS: due. ARGV: 1 the prefix of the bucket keys, 2 until, 3 limit, 4 where the due time is,
+# 5 most records to read, 6 buckets with users due to skip.
+DUE_SCRIPT = (
+    _HELPERS
+    + """
+local due_by, limit, at = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]) + 1
+local budget = tonumber(ARGV[5])
+local buckets = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', ARGV[6], 1000)
+local found, read, left, kept = {0, 0}, 0, #buckets == 1000, 0
+for n, bucket in ipairs(buckets) do
+  local entries = redis.call('HGETALL', ARGV[1] .. bucket)
+  read = read + #entries / 2
+  local earliest, due_here = nil, false
+  for i = 1, #entries, 2 do
+    local due = due_of(entries[i + 1], at)
+    if due > 0 then
+      if due <= due_by then
+        found[#found + 1] = entries[i]
+        due_here = true
+      elseif earliest == nil or due < earliest then
+        earliest = due
+      end
+    end
+  end
+  if due_here then
+    kept = kept + 1
+  else
+    if earliest then
+      redis.call('ZADD', KEYS[1], 'XX', earliest, bucket)
+    else
+      redis.call('ZREM', KEYS[1], bucket)
+    end
+  end
+  if #found > limit + 1 or read >= budget then
+    left = left or n < #buckets
+    break
+  end
+end
+if left then
+  found[1] = 1
+end
+found[2] = kept
+return found
+"""
+)
+
+# Writes a partition's users, due index, watermark and next offset in one atomic step, only for
+# the owner's token, and only if the stored offset is not already past the batch (then it was
+# applied: return -1). Removed users go first, so one back in the same batch keeps the rest.
+# KEYS: owner, offset, watermark, due, segments, erasures
+# ARGV: 1 token, 2 first offset, 3 next offset, 4 watermark, 5 the offset the writer last saw
+#       stored ("": none); if the stored one is gone or behind it, the store lost data (a
+#       restart, or a failover to a replica that missed it), 6 the prefix of the record
+#       buckets' keys, 7 that of the label buckets' keys, 8 record buckets per label bucket,
+#       9 segment deltas (segment, delta, ...), 10-11 audit entries (framed), 12 where records
+#       keep the next due time (``stream.redis.compact.DUE_AT``, counted from 0); then lists of
+#       users (framed) with their record buckets and values:
+#       13-15 removed users; 16-20 users whose labels changed, their labels (framed; empty: none
+#       left); 21-25 users whose record is written, their records (framed); 26-29 users whose
+#       record keeps all but its next due time, and those times (8 bytes each, little-endian),
+#       set in place in the records that still exist.
+# A written or patched record's due time lowers its bucket's bound in the due index if earlier.
+SAVE_SCRIPT = (
+    _HELPERS
+    + """
 local owner = redis.call('GET', KEYS[1])
 if owner == false then
   return redis.error_reply('LOST the owner token vanished')
@@ -89,68 +147,68 @@ local stored = redis.call('GET', KEYS[2])
 if stored and tonumber(stored) > tonumber(ARGV[2]) then
   return -1
 end
-if ARGV[6] ~= '' and (stored == false or tonumber(stored) < tonumber(ARGV[6])) then
+if ARGV[5] ~= '' and (stored == false or tonumber(stored) < tonumber(ARGV[5])) then
   return redis.error_reply('LOST the saved offset vanished or went back')
 end
-local ttl, prefix = tonumber(ARGV[4]), ARGV[7]
-local removed = framed(ARGV[8], ARGV[9])
-if #removed > 0 then
-  for i = 1, #removed do
-    redis.call('DEL', prefix .. removed[i])
-  end
-  bulk('ZREM', KEYS[4], removed)
-  bulk('HDEL', KEYS[6], removed)
+local records, labels, per = ARGV[6], ARGV[7], tonumber(ARGV[8])
+local at = tonumber(ARGV[12]) + 1
+local function labels_of(bucket)
+  return labels .. math.floor(tonumber(bucket) / per)
 end
-for _, entry in ipairs(framed(ARGV[22], ARGV[23])) do
-  redis.call('RPUSH', KEYS[7], entry)
+local removed, removed_in = framed(ARGV[13], ARGV[14]), numbers(ARGV[15])
+for i = 1, #removed do
+  redis.call('HDEL', records .. removed_in[i], removed[i])
+  redis.call('HDEL', labels_of(removed_in[i]), removed[i])
 end
-local scheduled, unscheduled = {}, {}
-local due_users, dues = framed(ARGV[10], ARGV[11]), numbers(ARGV[12])
-for i = 1, #due_users do
-  if tonumber(dues[i]) > 0 then
-    scheduled[#scheduled + 1] = dues[i]
-    scheduled[#scheduled + 1] = due_users[i]
-  else
-    unscheduled[#unscheduled + 1] = due_users[i]
-  end
+for _, entry in ipairs(framed(ARGV[10], ARGV[11])) do
+  redis.call('RPUSH', KEYS[6], entry)
 end
-bulk('ZADD', KEYS[4], scheduled)
-bulk('ZREM', KEYS[4], unscheduled)
-local deltas = numbers(ARGV[13])
+local deltas = numbers(ARGV[9])
 for i = 1, #deltas, 2 do
   redis.call('HINCRBY', KEYS[5], deltas[i], deltas[i + 1])
 end
-local kept, dropped = {}, {}
-local label_users, labels = framed(ARGV[14], ARGV[15]), framed(ARGV[16], ARGV[17])
+local label_users, label_values = framed(ARGV[16], ARGV[17]), framed(ARGV[18], ARGV[19])
+local label_in = numbers(ARGV[20])
 for i = 1, #label_users do
-  if labels[i] == '' then
-    dropped[#dropped + 1] = label_users[i]
+  if label_values[i] == '' then
+    redis.call('HDEL', labels_of(label_in[i]), label_users[i])
   else
-    kept[#kept + 1] = label_users[i]
-    kept[#kept + 1] = labels[i]
+    redis.call('HSET', labels_of(label_in[i]), label_users[i], label_values[i])
   end
 end
-bulk('HSET', KEYS[6], kept)
-bulk('HDEL', KEYS[6], dropped)
-local users, records = framed(ARGV[18], ARGV[19]), framed(ARGV[20], ARGV[21])
+-- The earliest due time written to each bucket, for one ZADD LT per bucket.
+local earliest = {}
+local function lower(bucket, due)
+  if due > 0 and (earliest[bucket] == nil or due < earliest[bucket]) then
+    earliest[bucket] = due
+  end
+end
+local users, values = framed(ARGV[21], ARGV[22]), framed(ARGV[23], ARGV[24])
+local users_in = numbers(ARGV[25])
 for i = 1, #users do
-  if ttl > 0 then
-    redis.call('SET', prefix .. users[i], records[i], 'EX', ttl)
-  else
-    redis.call('SET', prefix .. users[i], records[i])
-  end
+  redis.call('HSET', records .. users_in[i], users[i], values[i])
+  lower(users_in[i], due_of(values[i], at))
 end
-local patched = framed(ARGV[24], ARGV[25])
+local patched, patched_in = framed(ARGV[26], ARGV[27]), numbers(ARGV[28])
 for i = 1, #patched do
-  local key = prefix .. patched[i]
-  if redis.call('EXISTS', key) == 1 then
-    redis.call('SETRANGE', key, ARGV[27], string.sub(ARGV[26], 8 * i - 7, 8 * i))
-    if ttl > 0 then
-      redis.call('EXPIRE', key, ttl)
-    end
+  local key = records .. patched_in[i]
+  local record = redis.call('HGET', key, patched[i])
+  if record then
+    local due = string.sub(ARGV[29], 8 * i - 7, 8 * i)
+    local kept = string.sub(record, 1, at - 1) .. due .. string.sub(record, at + 8)
+    redis.call('HSET', key, patched[i], kept)
+    lower(patched_in[i], struct.unpack('<i8', due))
   end
 end
-redis.call('SET', KEYS[3], ARGV[5])
+local bounds = {}
+for bucket, due in pairs(earliest) do
+  bounds[#bounds + 1] = due
+  bounds[#bounds + 1] = bucket
+end
+for i = 1, #bounds, 6000 do
+  redis.call('ZADD', KEYS[4], 'LT', unpack(bounds, i, math.min(i + 5999, #bounds)))
+end
+redis.call('SET', KEYS[3], ARGV[4])
 redis.call('SET', KEYS[2], ARGV[3])
 return #users
 """

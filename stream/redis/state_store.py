@@ -1,33 +1,51 @@
 """User state and partition offsets in Redis (the models: ``stream.redis.model_store``).
 
 Key layout (``{prefix}`` defaults to ``segstream``; the ``{topic-N}`` hash tag keeps one
-partition's keys in one Redis Cluster slot, so the save script may touch them all):
+partition's keys in one Redis Cluster slot, so each script touches one slot):
 
     {prefix}:{<topic>-<N>}:owner      token of the consumer allowed to write partition N
     {prefix}:{<topic>-<N>}:offset     next offset of partition N to process
     {prefix}:{<topic>-<N>}:watermark  the partition's event-time watermark (epoch ms)
-    {prefix}:{<topic>-<N>}:due        sorted set: user -> time of their next re-scoring
+    {prefix}:{<topic>-<N>}:buckets    how many record buckets the partition has (fixed)
+    {prefix}:{<topic>-<N>}:b:<k>      hash, bucket k: user -> record (``operators.record``) in
+                                      its compact form (``stream.redis.compact``)
+    {prefix}:{<topic>-<N>}:l:<k>      hash: user -> open tag labels, for the sampled users of
+                                      record buckets k*4 to k*4+3
+    {prefix}:{<topic>-<N>}:due        sorted set: bucket -> a bound on its users' next
+                                      re-scoring (at or before the earliest; exact once swept)
     {prefix}:{<topic>-<N>}:segments   hash: segment id -> users of partition N in it
-    {prefix}:{<topic>-<N>}:labels     hash: user -> open tag labels (sampled users only)
     {prefix}:{<topic>-<N>}:erasures   list: the audit log of erasures applied (no user ids)
-    {prefix}:{<topic>-<N>}:u:<user>   the user's packed record (``operators.features``)
     {prefix}:{models}:...             the published models (``stream.redis.model_store``)
+
+A user's bucket is the CRC-32 of their id modulo the partition's bucket count. Buckets of a few
+dozen users are small hashes Redis keeps as one compact listpack (``docs/sizing.md``): a key
+per user cost more than the record itself. Nothing expires in Redis: idle users are removed by
+their consumer in event time (``SEGSTREAM_MAX_IDLE_DAYS``).
 """
 
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import redis
-from redis.cluster import RedisCluster
 
-from operators.record import NEXT_DUE_AT
 from stream.errors import DependencyError, PartitionLost, StateLost
 from stream.ports import Partition, PartitionWrite
 from stream.redis.client import ERRORS, Client, run_script
-from stream.redis.scripts import LABELS_SCRIPT, LOAD_SCRIPT, SAVE_SCRIPT
+from stream.redis.compact import DUE_AT, compact_many, expand, expand_many
+from stream.redis.scripts import DUE_SCRIPT, LABELS_SCRIPT, LOAD_SCRIPT, SAVE_SCRIPT
+
+DEFAULT_BUCKETS = 16_384  # per partition (SEGSTREAM_REDIS_BUCKETS)
+LABEL_SHARE = 4  # record buckets per label bucket (a quarter of the users are sampled)
+DUE_RECORDS_READ = 2000  # about the most records one call of the due script reads
+
+
+def bucket_of(user: str, buckets: int) -> int:
+    """The record bucket of ``user`` in a partition of ``buckets`` buckets."""
+    return zlib.crc32(user.encode()) % buckets
 
 
 def total_sizes(replies: Iterable[Mapping[bytes, bytes]]) -> dict[int, int]:
@@ -45,10 +63,13 @@ def _framed(items: list[bytes]) -> tuple[bytes, str]:
 
 
 class RedisStateStore:
-    def __init__(self, client: Client, prefix: str = "segstream", ttl_s: int = 0) -> None:
+    def __init__(
+        self, client: Client, prefix: str = "segstream", buckets: int = DEFAULT_BUCKETS
+    ) -> None:
         self._client = client
         self._prefix = prefix
-        self._ttl_s = ttl_s
+        self._new_buckets = buckets  # for a partition that has none yet
+        self._buckets: dict[Partition, int] = {}  # each partition's, as stored
         self._tokens: dict[Partition, str] = {}
         # The offset each partition's store holds as far as we know: it must not vanish or go
         # back (a failover to a replica that missed our last writes).
@@ -56,13 +77,29 @@ class RedisStateStore:
         self._save = client.register_script(SAVE_SCRIPT)
         self._load = client.register_script(LOAD_SCRIPT)
         self._labels = client.register_script(LABELS_SCRIPT)
+        self._due = client.register_script(DUE_SCRIPT)
 
     def key(self, partition: Partition, suffix: str) -> str:
         """The key of one of the partition's values (the layout above)."""
         return f"{self._prefix}:{{{partition.topic}-{partition.index}}}:{suffix}"
 
-    def user_key(self, partition: Partition, user_id: str) -> str:
-        return self.key(partition, f"u:{user_id}")
+    def buckets(self, partition: Partition) -> int:
+        """The partition's bucket count (stored at its first claim; this store's for a new
+        partition)."""
+        if partition not in self._buckets:
+            try:
+                stored = self._client.get(self.key(partition, "buckets"))
+            except ERRORS as exc:
+                raise DependencyError(f"redis: reading the buckets of {partition} failed") from exc
+            self._buckets[partition] = self._new_buckets if stored is None else int(stored)
+        return self._buckets[partition]
+
+    def _in_buckets(self, partition: Partition, users: Iterable[str]) -> tuple[bytes, str, str]:
+        """Users as a script argument: framed, and their buckets."""
+        count = self.buckets(partition)
+        encoded = [u.encode() for u in users]
+        blob, sizes = _framed(encoded)
+        return blob, sizes, ",".join(str(zlib.crc32(u) % count) for u in encoded)
 
     def claim(self, partition: Partition) -> int | None:
         token = uuid.uuid4().hex
@@ -70,10 +107,13 @@ class RedisStateStore:
             pipe = self._client.pipeline(transaction=True)
             pipe.set(self.key(partition, "owner"), token)
             pipe.get(self.key(partition, "offset"))
-            _, stored = pipe.execute()
+            pipe.set(self.key(partition, "buckets"), self._new_buckets, nx=True)
+            pipe.get(self.key(partition, "buckets"))
+            _, stored, _, buckets = pipe.execute()
         except ERRORS as exc:
             raise DependencyError(f"redis: claiming {partition} failed: {exc}") from exc
         self._tokens[partition] = token
+        self._buckets[partition] = int(buckets)
         if stored is None:
             self._saved.pop(partition, None)
             return None
@@ -88,7 +128,7 @@ class RedisStateStore:
                 run_script(
                     self._load,
                     [self.key(partition, "owner"), self.key(partition, "offset")],
-                    [self.user_key(partition, ""), *_framed([u.encode() for u in names])],
+                    [self.key(partition, "b:"), *self._in_buckets(partition, names)],
                     pipe,
                 )
             replies: list[Any] = pipe.execute()
@@ -103,7 +143,9 @@ class RedisStateStore:
                 lost.append(partition)
             elif owner.decode() != self._tokens.get(partition):
                 taken.append(partition)
-            found[partition] = {u: v for u, v in zip(names, values, strict=True) if v is not None}
+            present = [(u, v) for u, v in zip(names, values, strict=True) if v is not None]
+            records = expand_many([v for _, v in present])
+            found[partition] = {u: r for (u, _), r in zip(present, records, strict=True)}
         if lost:
             raise StateLost(lost)
         if taken:
@@ -118,32 +160,32 @@ class RedisStateStore:
             for partition, write in order:
                 keys = [
                     self.key(partition, suffix)
-                    for suffix in ("owner", "offset", "watermark", "due", "segments")
+                    for suffix in ("owner", "offset", "watermark", "due", "segments", "erasures")
                 ]
-                keys += [self.key(partition, "labels"), self.key(partition, "erasures")]
                 deltas = [n for pair in write.segment_deltas.items() for n in pair]
                 users = write.users
-                patched = {u: due for u, due in write.dues.items() if due and u not in users}
+                patched = {u: due for u, due in write.dues.items() if u not in users}
                 args: list[Any] = [
                     self._tokens[partition],
                     write.first_offset,
                     write.next_offset,
-                    self._ttl_s,
                     write.watermark_ms,
                     self._saved.get(partition, ""),
-                    self.user_key(partition, ""),
-                    *_framed([u.encode() for u in write.deleted]),
-                    *_framed([u.encode() for u in write.dues]),
-                    ",".join(map(str, write.dues.values())),
+                    self.key(partition, "b:"),
+                    self.key(partition, "l:"),
+                    LABEL_SHARE,
                     ",".join(map(str, deltas)),
+                    *_framed(list(write.audit)),
+                    DUE_AT,
+                    *self._in_buckets(partition, write.deleted),
                     *_framed([u.encode() for u in write.pending]),
                     *_framed(list(write.pending.values())),
-                    *_framed([u.encode() for u in write.users]),
-                    *_framed(list(write.users.values())),
-                    *_framed(list(write.audit)),
-                    *_framed([u.encode() for u in patched]),
+                    self._in_buckets(partition, write.pending)[2],
+                    *_framed([u.encode() for u in users]),
+                    *_framed(compact_many(list(users.values()))),
+                    self._in_buckets(partition, users)[2],
+                    *self._in_buckets(partition, patched),
                     b"".join(d.to_bytes(8, "little", signed=True) for d in patched.values()),
-                    NEXT_DUE_AT,
                 ]
                 run_script(self._save, keys, args, pipe)
             replies = pipe.execute(raise_on_error=False)
@@ -186,12 +228,9 @@ class RedisStateStore:
         try:
             pipe = self._client.pipeline(transaction=False)
             for partition, names in order:
-                run_script(
-                    self._labels,
-                    [self.key(partition, "labels")],
-                    list(_framed([u.encode() for u in names])),
-                    pipe,
-                )
+                args = [self.key(partition, "l:"), LABEL_SHARE]
+                keys = [self.key(partition, "owner")]
+                run_script(self._labels, keys, [*args, *self._in_buckets(partition, names)], pipe)
             replies: list[list[bytes | None]] = pipe.execute()
         except ERRORS as exc:
             raise DependencyError(f"redis: loading open labels failed: {exc}") from exc
@@ -235,16 +274,17 @@ class RedisStateStore:
         (None: no partition holds it): one pipeline, whatever partitioner producers used."""
         order = list(partitions)
         try:
+            buckets = [self.key(p, f"b:{bucket_of(user_id, self.buckets(p))}") for p in order]
             pipe = self._client.pipeline(transaction=False)
-            for partition in order:
-                pipe.get(self.user_key(partition, user_id))
+            for partition, bucket in zip(order, buckets, strict=True):
+                pipe.hget(bucket, user_id)
                 pipe.get(self.key(partition, "watermark"))
             found = pipe.execute()
         except ERRORS as exc:
             raise DependencyError(f"redis: reading user {user_id!r} failed") from exc
         for partition, record, watermark in zip(order, found[::2], found[1::2], strict=True):
             if record is not None:
-                return partition, record, int(watermark or 0)
+                return partition, expand(record), int(watermark or 0)
         return None
 
     def erasures(self, partition: Partition) -> list[bytes]:
@@ -254,39 +294,45 @@ class RedisStateStore:
             raise DependencyError(f"redis: reading the erasures of {partition} failed") from exc
 
     def due_users(self, partition: Partition, until_ms: int, limit: int) -> list[str]:
+        """About ``limit`` users due by ``until_ms`` (whole buckets: a few more at times), in
+        calls that each read a bounded number of records, so a point read never waits long."""
+        found: list[str] = []
+        skip = 0  # buckets already read whose users due are in ``found``
         try:
-            users: list[bytes] = self._client.zrangebyscore(  # type: ignore[assignment]
-                self.key(partition, "due"), "-inf", until_ms, start=0, num=limit
-            )
+            while len(found) < limit:
+                args: list[Any] = [self.key(partition, "b:"), until_ms, limit - len(found)]
+                more, kept, *users = self._due(
+                    keys=[self.key(partition, "due")],
+                    args=[*args, DUE_AT, DUE_RECORDS_READ, skip],
+                )
+                found += [u.decode() for u in users]
+                skip += kept
+                if not more:
+                    break
         except ERRORS as exc:
             raise DependencyError(f"redis: reading due users of {partition} failed") from exc
-        return [u.decode() for u in users]
+        return found
 
     def scan_users(
         self, partition: Partition, cursor: int, count: int
     ) -> tuple[int, dict[str, bytes]]:
-        match = self.user_key(partition, "*")
+        """Whole buckets from bucket ``cursor`` on, until about ``count`` users."""
+        buckets = self.buckets(partition)
+        found: dict[str, bytes] = {}
+        step = max(16, count // 8)  # buckets per round trip, doubled while they are sparse
         try:
-            if isinstance(self._client, RedisCluster):  # the node of the partition's slot
-                node = self._client.get_node_from_key(match)  # type: ignore[no-untyped-call]
-                reply: Any = self._client.scan(cursor, match=match, count=count, target_nodes=node)
-                cursors, keys = reply
-                following = cursors[node.name]
-            else:
-                following, keys = self._client.scan(cursor, match=match, count=count)
-            names = [k if isinstance(k, bytes) else k.encode() for k in keys]
-            values: list[bytes | None] = []
-            if names:
-                values = self._client.mget(names)  # type: ignore[assignment]
+            while cursor < buckets and len(found) < count:
+                upto = min(buckets, cursor + step)
+                pipe = self._client.pipeline(transaction=False)
+                for bucket in range(cursor, upto):
+                    pipe.hgetall(self.key(partition, f"b:{bucket}"))
+                for reply in pipe.execute():
+                    users = [u.decode() for u in reply]
+                    found.update(zip(users, expand_many(list(reply.values())), strict=True))
+                cursor, step = upto, min(step * 2, 4096)
         except ERRORS as exc:
             raise DependencyError(f"redis: scanning the users of {partition} failed") from exc
-        prefix = len(self.user_key(partition, ""))
-        found = {
-            key.decode()[prefix:]: value
-            for key, value in zip(names, values, strict=True)
-            if value is not None
-        }
-        return int(following), found
+        return (0 if cursor >= buckets else cursor), found
 
     def close(self) -> None:
         self._client.close()

@@ -157,7 +157,7 @@ class InMemoryStateStore:
             data.dues.update(dict.fromkeys(write.deleted, 0))
             data.users.update(write.users)
             for user, due in write.dues.items():  # re-scored, nothing else moved: in place
-                if due and user not in write.users and user in data.users:
+                if user not in write.users and user in data.users:
                     data.users[user] = with_next_due(data.users[user], due)
             data.erasures += write.audit
             data.dues.update(write.dues)

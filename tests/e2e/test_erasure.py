@@ -15,6 +15,8 @@ import redis
 from kafka.partitioner.default import murmur2
 
 from stream.feeds.simulator import encode, generate_events
+from stream.ports import Partition
+from stream.redis.state_store import RedisStateStore
 from tests.e2e.conftest import Services
 from tests.support.api import TOKEN, start_api
 from tests.support.servers import (
@@ -25,6 +27,7 @@ from tests.support.servers import (
     read_topic,
 )
 from tests.support.service import Service
+from tests.support.state import partition_labels
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
@@ -55,11 +58,10 @@ def test_an_erased_user_is_gone_everywhere_audited_and_may_come_back(
     # The record, its due entry and labels are gone; the segment sizes count the others.
     after = service.states(client)
     assert user not in after and set(after) == set(before) - {user}
+    store = RedisStateStore(client, service.prefix)
+    for partition in store.saved_partitions(service.input_topic):
+        assert user not in partition_labels(client, store, partition)
     tag = f"{service.prefix}:{{{service.input_topic}-*}}"
-    for key in client.scan_iter(f"{tag}:due"):
-        assert client.zscore(key, user) is None
-    for key in client.scan_iter(f"{tag}:labels"):
-        assert client.hget(key, user) is None
     sizes: Counter[int] = Counter()
     for key in client.scan_iter(f"{tag}:segments"):
         sizes.update({int(s): int(n) for s, n in client.hgetall(key).items()})
@@ -202,12 +204,13 @@ def erase_with_cli(service: Service, user: str) -> str:
 
 def partitions_of(client: redis.Redis, service: Service, users: list[str]) -> dict[str, int]:
     """Where each user's record is: the partition whose owner keeps it."""
+    store = RedisStateStore(client, service.prefix)
+    partitions = [Partition(service.input_topic, p) for p in range(4)]
     where = {}
-    for p in range(4):
-        keys = [f"{service.prefix}:{{{service.input_topic}-{p}}}:u:{u}" for u in users]
-        for user, value in zip(users, client.mget(keys), strict=True):
-            if value is not None:
-                where[user] = p
+    for user in users:
+        found = store.find_user(partitions, user)
+        if found is not None:
+            where[user] = found[0].index
     return where
 
 

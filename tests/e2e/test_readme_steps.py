@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from operators.record import unpack_state
+from stream.redis.state_store import RedisStateStore
 from tests.support.servers import (
     KAFKA_BOOTSTRAP,
     REDIS_URL,
@@ -26,6 +27,7 @@ from tests.support.servers import (
     unique,
 )
 from tests.support.service import stored_offsets
+from tests.support.state import partition_users
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 SEGSTREAM = str(Path(sys.executable).with_name("segstream"))  # .venv/bin/segstream
@@ -94,11 +96,13 @@ def owned(log: Path) -> set[str]:
     return held
 
 
-def placed_users(client: redis.Redis, prefix: str) -> int:
+def placed_users(client: redis.Redis, prefix: str, topic: str) -> int:
     """Users in a segment; every one of the ``USERS`` must have a record."""
+    store = RedisStateStore(client, prefix)
     states = [
-        unpack_state(client.get(key) or b"")
-        for key in client.scan_iter(f"{prefix}:*:u:*", count=1000)
+        unpack_state(record)
+        for partition in store.saved_partitions(topic)
+        for record in partition_users(store, partition).values()
     ]
     assert len(states) == USERS
     return sum(s.segment >= 0 for s in states)
@@ -145,7 +149,7 @@ def test_the_readme_steps_put_users_in_segments(
         # that does not train adopts the model at its next look at the lease, 10 s apart, and
         # then places the users it holds).
         deadline = time.monotonic() + 60
-        while (placed := placed_users(client, prefix)) < 0.8 * USERS:
+        while (placed := placed_users(client, prefix, env["SEGSTREAM_INPUT_TOPIC"])) < 0.8 * USERS:
             assert time.monotonic() < deadline, placed
             time.sleep(0.5)
         assert metric(logs, "segstream_model_snapshots_published_total") >= 1

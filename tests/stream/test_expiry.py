@@ -22,7 +22,6 @@ SETTINGS = Settings(
     train_sample_permille=1000,
     max_idle_days=IDLE_DAYS,
     rescore_interval_s=86_400,
-    user_ttl_s=0,
 )
 
 

@@ -10,10 +10,12 @@ import pytest
 
 from stream.cli.main import main
 from stream.feeds.simulator import generate_events
+from stream.redis.state_store import RedisStateStore
 from stream.replay import replay_events
 from stream.settings import Settings
 from tests.support.data import rees46_sample_path
 from tests.support.servers import REDIS_URL, create_topics, read_topic, redis_client, unique
+from tests.support.state import partition_users
 
 
 def test_replays_a_clickstream_in_memory_with_a_progress_bar(
@@ -58,7 +60,12 @@ def test_replays_into_kafka_and_redis(monkeypatch: pytest.MonkeyPatch) -> None:
         assert len(read_topic(topics["events"])) == 1000
         offsets = [client.get(f"{prefix}:{{{topics['events']}-{i}}}:offset") for i in (0, 1)]
         assert sum(int(o or 0) for o in offsets) == 1000
-        users = list(client.scan_iter(f"{prefix}:*:u:*"))
+        store = RedisStateStore(client, prefix)
+        users = {
+            user
+            for partition in store.saved_partitions(topics["events"])
+            for user in partition_users(store, partition)
+        }
         assert len(users) == 330
         published = [json.loads(v) for _, v in read_topic(topics["changes"])]
         assert any(d["kind"] == "user_changed" for d in published)

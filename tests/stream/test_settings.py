@@ -35,7 +35,7 @@ def test_environment_overrides_a_toml_file_which_overrides_defaults(tmp_path: Pa
         ({"SEGSTREAM_HTTP_PORT": "eighty"}, "SEGSTREAM_HTTP_PORT='eighty' is not a valid int"),
         ({"SEGSTREAM_SEGMENTS": "0"}, "segments must be at least 1"),
         ({"SEGSTREAM_TRAIN_SAMPLE_PERMILLE": "2000"}, "between 0 and 1000"),
-        ({"SEGSTREAM_USER_TTL_S": "86400"}, "user_ttl_s must be 0 or at least max_idle_days"),
+        ({"SEGSTREAM_REDIS_BUCKETS": "0"}, "redis_buckets must be at least 1"),
     ],
 )
 def test_bad_values_fail_with_the_variable_named(env: dict[str, str], message: str) -> None:
@@ -54,7 +54,7 @@ def test_help_lists_every_environment_variable(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         main(["serve", "--help"])
     out = capsys.readouterr().out
-    assert "SEGSTREAM_KAFKA_BOOTSTRAP" in out and "SEGSTREAM_USER_TTL_S" in out
+    assert "SEGSTREAM_KAFKA_BOOTSTRAP" in out and "SEGSTREAM_REDIS_BUCKETS" in out
 
 
 def test_cli_refuses_bad_settings_with_status_2(

@@ -11,7 +11,8 @@ from operators.features import UserState
 from operators.record import pack_state, unpack_state, with_next_due
 from stream.errors import PartitionLost, StateLost
 from stream.ports import Partition, PartitionWrite, StateStore
-from stream.redis.state_store import RedisStateStore
+from stream.redis.compact import expand
+from stream.redis.state_store import RedisStateStore, bucket_of
 from stream.twins.state_store import InMemoryStateStore
 from tests.support.servers import store_client, unique
 
@@ -33,7 +34,7 @@ def new_store(request: pytest.FixtureRequest) -> Iterator[Callable[[], StateStor
         return
     client = store_client(request.param)
     prefix = unique("contract")
-    yield lambda: RedisStateStore(client, prefix)
+    yield lambda: RedisStateStore(client, prefix, buckets=64)  # a few users share a bucket
     for key in client.scan_iter(f"{prefix}:*"):
         client.delete(key)
 
@@ -108,28 +109,34 @@ def test_a_batch_the_stored_offset_is_past_is_not_applied_again(
     assert store.load({P0: ["a"]}) == {P0: {"a": b"next"}} and store.next_offset(P0) == 12
 
 
+def rec(due_ms: int, seq: int = 1) -> bytes:
+    """A user record whose next re-scoring is at ``due_ms`` (0: none), as the loop writes it:
+    the due index follows the records."""
+    return pack_state(
+        UserState(
+            1, 2, 0, (1, 0, 0, 0, 0, 0), 0, (0.5,) * 12, (4, 5, 0, 0), next_due_ms=due_ms, seq=seq
+        )
+    )
+
+
 def test_due_users_and_the_watermark_are_saved_with_the_batch(
     new_store: Callable[[], StateStore],
 ) -> None:
     store = new_store()
     store.claim(P0)
     assert store.watermark(P0) == 0 and store.due_users(P0, 10**15, 10) == []
-    store.save(
-        {
-            P0: PartitionWrite(
-                0, 4, {"a": b"1", "b": b"2", "c": b"3"}, 1000, {"a": 300, "b": 100, "c": 200}
-            )
-        }
-    )
+    users = {"a": rec(300), "b": rec(100), "c": rec(200)}
+    store.save({P0: PartitionWrite(0, 4, users, 1000, {"a": 300, "b": 100, "c": 200})})
     assert store.watermark(P0) == 1000
-    assert store.due_users(P0, 250, 10) == ["b", "c"]  # earliest first, up to the time
-    assert store.due_users(P0, 10**15, 2) == ["b", "c"]  # at most the limit
-    store.save({P0: PartitionWrite(4, 6, {}, 1500, {"b": 0, "c": 900})})  # 0: drop from index
-    assert store.due_users(P0, 10**15, 10) == ["a", "c"]
+    assert sorted(store.due_users(P0, 250, 10)) == ["b", "c"]  # up to the time
+    assert store.due_users(P0, 10**15, 2) == ["b", "c"]  # the limit, earliest first
+    store.save({P0: PartitionWrite(4, 6, {}, 1500, {"b": 0, "c": 900})})  # 0: not scheduled
+    assert sorted(store.due_users(P0, 10**15, 10)) == ["a", "c"]
+    assert store.load({P0: ["b", "c"]}) == {P0: {"b": rec(0), "c": rec(900)}}  # set in place
     assert new_store().watermark(P0) == 1500  # a restarted consumer resumes it
     # A batch the stored offset is past changes nothing, dues and watermark included.
     store.save({P0: PartitionWrite(4, 6, {}, 99, {"a": 0})})
-    assert store.watermark(P0) == 1500 and store.due_users(P0, 10**15, 10) == ["a", "c"]
+    assert store.watermark(P0) == 1500 and sorted(store.due_users(P0, 10**15, 10)) == ["a", "c"]
 
 
 def test_a_batch_of_more_users_than_one_bulk_command_holds_is_written_whole(
@@ -140,19 +147,10 @@ def test_a_batch_of_more_users_than_one_bulk_command_holds_is_written_whole(
     store = new_store()
     store.claim(P0)
     users = [f"u{i}" for i in range(7_000)]
-    store.save(
-        {
-            P0: PartitionWrite(
-                0,
-                1,
-                dict.fromkeys(users, b"r"),
-                0,
-                {u: 1 + i for i, u in enumerate(users)},
-                pending=dict.fromkeys(users, b"L"),
-            )
-        }
-    )
-    assert store.due_users(P0, 10**15, 10_000) == users
+    dues = {u: 1 + i for i, u in enumerate(users)}
+    records = {u: rec(due) for u, due in dues.items()}
+    store.save({P0: PartitionWrite(0, 1, records, 0, dues, pending=dict.fromkeys(users, b"L"))})
+    assert sorted(store.due_users(P0, 10**15, 10_000)) == sorted(users)
     assert len(store.load_pending({P0: users})[P0]) == 7_000
     dropped, removed = users[:6_500], users[6_500:]
     store.save(
@@ -170,7 +168,7 @@ def test_a_batch_of_more_users_than_one_bulk_command_holds_is_written_whole(
     )
     assert store.due_users(P0, 10**15, 10_000) == []
     assert store.load_pending({P0: users}) == {P0: {}}
-    assert store.load({P0: users}) == {P0: dict.fromkeys(dropped, b"r")}
+    assert store.load({P0: users}) == {P0: dict.fromkeys(dropped, rec(0))}
 
 
 def test_removed_users_lose_record_due_entry_and_labels_before_the_batch_is_written(
@@ -178,22 +176,28 @@ def test_removed_users_lose_record_due_entry_and_labels_before_the_batch_is_writ
 ) -> None:
     store = new_store()
     store.claim(P0)
-    users = {"gone": b"g", "back": b"b", "kept": b"k"}
+    users = {"gone": rec(100, 1), "back": rec(200, 2), "kept": rec(300, 3)}
     dues = {"gone": 100, "back": 200, "kept": 300}
     labels = {"gone": b"L1", "back": b"L2", "kept": b"L3"}
     store.save({P0: PartitionWrite(0, 1, users, 0, dues, pending=labels)})
     # "back" was removed and came back in the same batch: its new record and due stay.
     write = PartitionWrite(
-        1, 2, {"back": b"new"}, 0, {"back": 900}, deleted=["gone", "back"], audit=[b"a1", b"a2"]
+        1,
+        2,
+        {"back": rec(900, 4)},
+        0,
+        {"back": 900},
+        deleted=["gone", "back"],
+        audit=[b"a1", b"a2"],
     )
     store.save({P0: write})
     assert store.erasures(P0) == [b"a1", b"a2"]
-    assert store.load({P0: list(users)}) == {P0: {"back": b"new", "kept": b"k"}}
-    assert store.due_users(P0, 10_000, 10) == ["kept", "back"]
+    assert store.load({P0: list(users)}) == {P0: {"back": rec(900, 4), "kept": rec(300, 3)}}
+    assert sorted(store.due_users(P0, 10_000, 10)) == ["back", "kept"]
     assert store.load_pending({P0: list(users)}) == {P0: {"kept": b"L3"}}
     # A retry of the same batch changes nothing.
     store.save({P0: PartitionWrite(1, 2, {}, 0, {}, deleted=["kept"], audit=[b"a1"])})
-    assert store.load({P0: ["kept"]}) == {P0: {"kept": b"k"}}
+    assert store.load({P0: ["kept"]}) == {P0: {"kept": rec(300, 3)}}
     assert store.erasures(P0) == [b"a1", b"a2"] and store.erasures(P1) == []
 
 
@@ -313,22 +317,45 @@ def test_a_retried_save_that_had_applied_is_not_a_loss(
 
 
 @pytest.mark.redis
-def test_redis_keys_share_a_cluster_slot_per_partition_and_expire() -> None:
+def test_redis_keys_share_a_cluster_slot_per_partition_and_never_expire() -> None:
     client = store_client("cluster")
     prefix = unique("layout")
-    store = RedisStateStore(client, prefix, ttl_s=100)
+    store = RedisStateStore(client, prefix, buckets=8)
     store.claim(P0)
-    store.save({P0: PartitionWrite(0, 1, {"alice": b"x"}, 5, {"alice": 9})})
+    write = PartitionWrite(0, 1, {"alice": rec(5)}, 5, {"alice": 5}, pending={"alice": b"L"})
+    store.save({P0: write})
     keys = sorted(k.decode() for k in client.scan_iter(f"{prefix}:*"))
-    assert keys == [
+    bucket = bucket_of("alice", 8)
+    assert keys == sorted(
         f"{prefix}:{{events-0}}:{suffix}"
-        for suffix in ("due", "offset", "owner", "u:alice", "watermark")
+        for suffix in (
+            *("buckets", "due", f"b:{bucket}", f"l:{bucket // 4}"),
+            *("offset", "owner", "watermark"),
+        )
+    )
+    assert len({client.keyslot(k) for k in keys}) == 1
+    assert all(client.ttl(k) == -1 for k in keys)  # idle users expire in event time instead
+    stored = client.hget(f"{prefix}:{{events-0}}:b:{bucket}", "alice")
+    assert expand(stored) == rec(5) and len(stored) < len(rec(5))  # its compact form
+    assert client.zrange(f"{prefix}:{{events-0}}:due", 0, -1, withscores=True) == [
+        (str(bucket).encode(), 5.0)
     ]
-    assert client.hgetall(f"{prefix}:{{events-0}}:segments") == {}
-    assert 0 < client.ttl(f"{prefix}:{{events-0}}:u:alice") <= 100
-    assert client.ttl(f"{prefix}:{{events-0}}:offset") == -1  # offsets never expire
     for key in keys:
         client.delete(key)
+
+
+def test_a_partition_keeps_its_bucket_count(new_store: Callable[[], StateStore]) -> None:
+    """Buckets are fixed at the first claim: a consumer configured otherwise later still finds
+    every user where the first put them."""
+    store = new_store()
+    store.claim(P0)
+    users = {f"user-{i}": bytes([i]) for i in range(40)}
+    store.save({P0: PartitionWrite(0, 1, users)})
+    if isinstance(store, RedisStateStore):
+        other = RedisStateStore(store._client, store._prefix, buckets=3)
+        other.claim(P0)
+        assert other.buckets(P0) == store.buckets(P0) != 3
+        assert other.load({P0: list(users)}) == {P0: users}
 
 
 def test_a_scan_returns_every_user_of_the_partition(new_store: Callable[[], StateStore]) -> None:

@@ -10,16 +10,17 @@ import sys
 import time
 from pathlib import Path
 
-import redis
-
 from operators.features import UserState
 from operators.record import unpack_state
 from stream.kafka.topics import create_topics
+from stream.redis.client import Client
+from stream.redis.state_store import RedisStateStore
 from stream.settings import Settings
 from tests.support.servers import KAFKA_BOOTSTRAP, REDIS_URL, unique
+from tests.support.state import partition_users
 
 
-def stored_offsets(client: redis.Redis, prefix: str, topic: str) -> dict[int, int]:
+def stored_offsets(client: Client, prefix: str, topic: str) -> dict[int, int]:
     """Each partition's next offset as the consumers saved it in Redis (4 partitions)."""
     found = {}
     for partition in range(4):
@@ -99,11 +100,11 @@ class Service:
         self.process.kill()
         self.process.wait(timeout=30)
 
-    def offsets(self, client: redis.Redis) -> dict[int, int]:
+    def offsets(self, client: Client) -> dict[int, int]:
         return stored_offsets(client, self.prefix, self.input_topic)
 
     def wait_for_offsets(
-        self, client: redis.Redis, ends: dict[int, int], timeout_s: float = 180
+        self, client: Client, ends: dict[int, int], timeout_s: float = 180
     ) -> None:
         """Until Redis holds ``ends`` as every partition's next offset; fail if the service dies."""
         wanted = {p: e for p, e in ends.items() if e}
@@ -117,15 +118,16 @@ class Service:
         reached = self.offsets(client)
         raise AssertionError(f"offsets {reached} never reached {wanted}:\n{self.log()}")
 
-    def states(self, client: redis.Redis) -> dict[str, UserState]:
-        states = {}
-        for key in client.scan_iter(f"{self.prefix}:{{{self.input_topic}-*}}:u:*", count=1000):
-            data = client.get(key)
-            assert data is not None
-            states[key.decode().split(":u:", 1)[1]] = unpack_state(data)
-        return states
+    def states(self, client: Client) -> dict[str, UserState]:
+        """Every user's stored state, over the partitions."""
+        store = RedisStateStore(client, self.prefix)
+        return {
+            user: unpack_state(record)
+            for partition in store.saved_partitions(self.input_topic)
+            for user, record in partition_users(store, partition).items()
+        }
 
-    def cleanup(self, client: redis.Redis) -> None:
+    def cleanup(self, client: Client) -> None:
         if self.process is not None and self.process.poll() is None:
             self.kill()
         for key in client.scan_iter(f"{self.prefix}:*", count=1000):

@@ -7,6 +7,7 @@ ones and ``in_memory_parts`` the twins. Nothing connects at import time.
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from dataclasses import dataclass
 
@@ -25,13 +26,15 @@ from stream.loop.rebuild import notes_model_version
 from stream.metrics import Metrics
 from stream.models.publisher import Publisher, resume
 from stream.ports import Clock, EventSource, ModelStore, Sink, StateStore
-from stream.redis.layout import check_layout
+from stream.redis.layout import check_layout, listpack_advice
 from stream.redis.model_store import RedisModelStore
 from stream.redis.state_store import RedisStateStore
 from stream.settings import Settings
 from stream.twins.broker import InMemoryBroker, InMemoryEventSource, InMemorySink
 from stream.twins.model_store import InMemoryModelStore
 from stream.twins.state_store import InMemoryStateStore
+
+log = logging.getLogger(__name__)
 
 
 class SystemClock:
@@ -87,6 +90,9 @@ def kafka_redis_parts(settings: Settings) -> Parts:
     """The real parts; ``LayoutError`` if Redis holds an earlier layout's keys."""
     client = redis_client(settings)
     check_layout(client, settings.key_prefix, settings.input_topic)
+    advice = listpack_advice(client)
+    if advice:
+        log.warning("%s (docs/sizing.md)", advice)
     return Parts(
         source=kafka_source(settings),
         sink=kafka_sink(settings),

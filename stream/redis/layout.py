@@ -35,6 +35,8 @@ LEGACY_MODEL_KEYS = {
     "segment-lineage": "segment-lineage",
 }
 LEGACY_LEASE = "model:trainer"  # a lease: dropped, not moved (the next trainer takes a new one)
+# The Redis settings that keep a bucket one compact listpack (docs/sizing.md): at least these.
+LISTPACK_SETTINGS = {"hash-max-listpack-entries": 512, "hash-max-listpack-value": 1024}
 _CHUNK = 1000  # users moved per round trip
 
 
@@ -67,6 +69,29 @@ def unbucketed(client: Client, prefix: str, topic: str) -> list[Partition]:
     except ERRORS as exc:
         raise DependencyError(f"redis: checking the key layout failed: {exc}") from exc
     return [p for p, exists in zip(partitions, present, strict=True) if not exists]
+
+
+def listpack_advice(client: Client) -> str | None:
+    """What to change if Redis would keep buckets as hash tables (about twice the memory);
+    None if its settings suit them, or if it does not tell (a managed Redis may refuse
+    CONFIG)."""
+    try:
+        found: dict[Any, Any] = {}
+        for name in LISTPACK_SETTINGS:
+            reply: Any = client.config_get(name)
+            found.update(reply)
+    except ERRORS:
+        return None
+    values = {k.decode() if isinstance(k, bytes) else k: v for k, v in found.items()}
+    low = {
+        name: wanted
+        for name, wanted in LISTPACK_SETTINGS.items()
+        if isinstance(values.get(name), (str, bytes)) and int(values[name]) < wanted
+    }
+    if not low:
+        return None
+    wanted = ", ".join(f"{name} {value}" for name, value in low.items())
+    return f"Redis keeps users' buckets as hash tables, at about twice the memory: set {wanted}"
 
 
 def check_layout(client: Client, prefix: str, topic: str) -> None:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,10 +16,17 @@ from operators.record import pack_state, unpack_state
 from operators.segments import SegmentSnapshot
 from stream.ports import Partition, PartitionWrite
 from stream.redis.client import Client
-from stream.redis.layout import LayoutError, check_layout, legacy_keys, migrate, unbucketed
+from stream.redis.layout import (
+    LayoutError,
+    check_layout,
+    legacy_keys,
+    listpack_advice,
+    migrate,
+    unbucketed,
+)
 from stream.redis.model_store import RedisModelStore
 from stream.redis.state_store import RedisStateStore
-from tests.support.servers import REDIS_URL, store_client, unique
+from tests.support.servers import REDIS_URL, PrivateRedis, store_client, unique
 
 SNAPSHOT = SegmentSnapshot(
     version=5,
@@ -156,3 +164,13 @@ def test_serve_and_the_api_exit_78_until_migrate_runs(earlier: tuple[Client, str
     assert migrated.returncode == 0, migrated.stderr
     assert f"migrated {prefix}:model:segments" in migrated.stdout
     assert f"migrated {P0}: 2500 users" in migrated.stdout
+
+
+def test_a_redis_without_the_listpack_settings_is_named(tmp_path: Path) -> None:
+    assert listpack_advice(store_client("redis")) is None  # services.sh sets them
+    plain = PrivateRedis(tmp_path)  # Redis's defaults: 512 entries (enough), 64 bytes
+    try:
+        advice = listpack_advice(plain.client())
+        assert advice is not None and advice.endswith("set hash-max-listpack-value 1024")
+    finally:
+        plain.stop()

@@ -117,25 +117,23 @@ return found
 """
 )
 
-# Writes a partition's users, due index, watermark and next offset in one atomic step, only for
-# the owner's token, and only if the stored offset is not already past the batch (then it was
-# applied: return -1). Removed users go first, so one back in the same batch keeps the rest.
-# KEYS: owner, offset, watermark, due, segments, erasures
-# ARGV: 1 token, 2 first offset, 3 next offset, 4 watermark, 5 the offset the writer last saw
-#       stored ("": none); if the stored one is gone or behind it, the store lost data (a
-#       restart, or a failover to a replica that missed it), 6 the prefix of the record
-#       buckets' keys, 7 that of the label buckets' keys, 8 record buckets per label bucket,
-#       9 segment deltas (segment, delta, ...), 10-11 audit entries (framed), 12 where records
-#       keep the next due time (``stream.redis.compact.DUE_AT``, counted from 0); then lists of
-#       users (framed) with their record buckets and values:
-#       13-15 removed users; 16-20 users whose labels changed, their labels (framed; empty: none
-#       left); 21-25 users whose record is written, their records (framed); 26-29 users whose
-#       record keeps all but its next due time, and those times (8 bytes each, little-endian),
-#       set in place in the records that still exist.
-# A written or patched record's due time lowers its bucket's bound in the due index if earlier.
-SAVE_SCRIPT = (
-    _HELPERS
-    + """
+# A partition's batch is saved in three steps, so that no script runs long (a point read waits
+# behind it) and a crash between them loses nothing:
+#
+# 1. WAL_SCRIPT writes the whole batch to the partition's write-ahead log (``wal``: a header,
+#    "SSW1" and the batch's first offset, 8 bytes little-endian, then every script argument of
+#    steps 2 and 3), if this writer owns the partition and the stored offset is not already
+#    past the batch (then it was applied: -1) nor behind what this writer saved (LOST).
+# 2. CHUNK_SCRIPT applies a run of at most a few hundred users, if the log holds this batch
+#    (else -1: nothing to do). Applying a run twice leaves what applying it once did.
+# 3. COMMIT_SCRIPT applies what must happen once (segment sizes, the audit log), moves the
+#    watermark and the offset, and deletes the log, in one step.
+#
+# A consumer that claims a partition with a log left in it (its writer died between steps)
+# runs steps 2 and 3 again from the log: the batch is saved whole. Every step checks the owner
+# token: a writer fenced off by a new owner changes nothing.
+
+_OWNER = """
 local owner = redis.call('GET', KEYS[1])
 if owner == false then
   return redis.error_reply('LOST the owner token vanished')
@@ -143,32 +141,64 @@ end
 if owner ~= ARGV[1] then
   return redis.error_reply('FENCED partition has another owner')
 end
+"""
+
+# True if the log (``log_key``) holds the batch that starts at ``first``.
+_LOGGED = """
+local function logged(log_key, first)
+  local head = redis.call('GETRANGE', log_key, 0, 11)
+  return #head == 12 and string.sub(head, 1, 4) == 'SSW1'
+    and struct.unpack('<i8', head, 5) == tonumber(first)
+end
+"""
+
+# KEYS: owner, offset, wal. ARGV: 1 token, 2 first offset, 3 the offset the writer last saw
+# stored ("": none; if the stored one is gone or behind it, the store lost data: a restart, or
+# a failover to a replica that missed it), 4 the log.
+WAL_SCRIPT = (
+    _OWNER
+    + """
 local stored = redis.call('GET', KEYS[2])
 if stored and tonumber(stored) > tonumber(ARGV[2]) then
   return -1
 end
-if ARGV[5] ~= '' and (stored == false or tonumber(stored) < tonumber(ARGV[5])) then
+if ARGV[3] ~= '' and (stored == false or tonumber(stored) < tonumber(ARGV[3])) then
   return redis.error_reply('LOST the saved offset vanished or went back')
 end
-local records, labels, per = ARGV[6], ARGV[7], tonumber(ARGV[8])
-local at = tonumber(ARGV[12]) + 1
+redis.call('SET', KEYS[3], ARGV[4])
+return 1
+"""
+)
+
+# KEYS: owner, wal, due. ARGV: 1 token, 2 first offset, 3 the prefix of the record buckets'
+# keys, 4 that of the label buckets' keys, 5 record buckets per label bucket, 6 where records
+# keep the next due time (``stream.redis.compact.DUE_AT``, counted from 0); then lists of users
+# (framed) with their record buckets and values: 7-9 removed users; 10-14 users whose labels
+# changed, their labels (framed; empty: none left); 15-19 users whose record is written, their
+# records (framed); 20-23 users whose record keeps all but its next due time, and those times
+# (8 bytes each, little-endian), set in place in the records that still exist. Removed users
+# go first, so one back in the same batch keeps the rest. A written or patched record's due
+# time lowers its bucket's bound in the due index if earlier.
+CHUNK_SCRIPT = (
+    _HELPERS
+    + _LOGGED
+    + _OWNER
+    + """
+if not logged(KEYS[2], ARGV[2]) then
+  return -1
+end
+local records, labels, per = ARGV[3], ARGV[4], tonumber(ARGV[5])
+local at = tonumber(ARGV[6]) + 1
 local function labels_of(bucket)
   return labels .. math.floor(tonumber(bucket) / per)
 end
-local removed, removed_in = framed(ARGV[13], ARGV[14]), numbers(ARGV[15])
+local removed, removed_in = framed(ARGV[7], ARGV[8]), numbers(ARGV[9])
 for i = 1, #removed do
   redis.call('HDEL', records .. removed_in[i], removed[i])
   redis.call('HDEL', labels_of(removed_in[i]), removed[i])
 end
-for _, entry in ipairs(framed(ARGV[10], ARGV[11])) do
-  redis.call('RPUSH', KEYS[6], entry)
-end
-local deltas = numbers(ARGV[9])
-for i = 1, #deltas, 2 do
-  redis.call('HINCRBY', KEYS[5], deltas[i], deltas[i + 1])
-end
-local label_users, label_values = framed(ARGV[16], ARGV[17]), framed(ARGV[18], ARGV[19])
-local label_in = numbers(ARGV[20])
+local label_users, label_values = framed(ARGV[10], ARGV[11]), framed(ARGV[12], ARGV[13])
+local label_in = numbers(ARGV[14])
 for i = 1, #label_users do
   if label_values[i] == '' then
     redis.call('HDEL', labels_of(label_in[i]), label_users[i])
@@ -183,18 +213,18 @@ local function lower(bucket, due)
     earliest[bucket] = due
   end
 end
-local users, values = framed(ARGV[21], ARGV[22]), framed(ARGV[23], ARGV[24])
-local users_in = numbers(ARGV[25])
+local users, values = framed(ARGV[15], ARGV[16]), framed(ARGV[17], ARGV[18])
+local users_in = numbers(ARGV[19])
 for i = 1, #users do
   redis.call('HSET', records .. users_in[i], users[i], values[i])
   lower(users_in[i], due_of(values[i], at))
 end
-local patched, patched_in = framed(ARGV[26], ARGV[27]), numbers(ARGV[28])
+local patched, patched_in = framed(ARGV[20], ARGV[21]), numbers(ARGV[22])
 for i = 1, #patched do
   local key = records .. patched_in[i]
   local record = redis.call('HGET', key, patched[i])
   if record then
-    local due = string.sub(ARGV[29], 8 * i - 7, 8 * i)
+    local due = string.sub(ARGV[23], 8 * i - 7, 8 * i)
     local kept = string.sub(record, 1, at - 1) .. due .. string.sub(record, at + 8)
     redis.call('HSET', key, patched[i], kept)
     lower(patched_in[i], struct.unpack('<i8', due))
@@ -205,11 +235,33 @@ for bucket, due in pairs(earliest) do
   bounds[#bounds + 1] = due
   bounds[#bounds + 1] = bucket
 end
-for i = 1, #bounds, 6000 do
-  redis.call('ZADD', KEYS[4], 'LT', unpack(bounds, i, math.min(i + 5999, #bounds)))
+if #bounds > 0 then
+  redis.call('ZADD', KEYS[3], 'LT', unpack(bounds))
+end
+return #users
+"""
+)
+
+# KEYS: owner, offset, watermark, segments, erasures, wal. ARGV: 1 token, 2 first offset, 3 next
+# offset, 4 watermark, 5 segment deltas (segment, delta, ...), 6-7 audit entries (framed).
+COMMIT_SCRIPT = (
+    _HELPERS
+    + _LOGGED
+    + _OWNER
+    + """
+if not logged(KEYS[6], ARGV[2]) then
+  return -1
+end
+local deltas = numbers(ARGV[5])
+for i = 1, #deltas, 2 do
+  redis.call('HINCRBY', KEYS[4], deltas[i], deltas[i + 1])
+end
+for _, entry in ipairs(framed(ARGV[6], ARGV[7])) do
+  redis.call('RPUSH', KEYS[5], entry)
 end
 redis.call('SET', KEYS[3], ARGV[4])
 redis.call('SET', KEYS[2], ARGV[3])
-return #users
+redis.call('DEL', KEYS[6])
+return 1
 """
 )

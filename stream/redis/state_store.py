@@ -36,11 +36,24 @@ from stream.errors import DependencyError, PartitionLost, StateLost
 from stream.ports import Partition, PartitionWrite
 from stream.redis.client import ERRORS, Client, run_script
 from stream.redis.compact import DUE_AT, compact_many, expand, expand_many
-from stream.redis.scripts import DUE_SCRIPT, LABELS_SCRIPT, LOAD_SCRIPT, SAVE_SCRIPT
+from stream.redis.scripts import (
+    CHUNK_SCRIPT,
+    COMMIT_SCRIPT,
+    DUE_SCRIPT,
+    LABELS_SCRIPT,
+    LOAD_SCRIPT,
+    WAL_SCRIPT,
+)
 
 DEFAULT_BUCKETS = 16_384  # per partition (SEGSTREAM_REDIS_BUCKETS)
 LABEL_SHARE = 4  # record buckets per label bucket (a quarter of the users are sampled)
-DUE_RECORDS_READ = 2000  # about the most records one call of the due script reads
+DUE_RECORDS_READ = 400  # about the most records one call of the due script reads
+CHUNK_USERS = 400  # the most users one load or save script reads or writes
+
+
+def _chunks(names: list[str]) -> list[list[str]]:
+    """``names`` in runs of at most ``CHUNK_USERS`` (one, possibly empty, if few)."""
+    return [names[at : at + CHUNK_USERS] for at in range(0, max(len(names), 1), CHUNK_USERS)]
 
 
 def bucket_of(user: str, buckets: int) -> int:
@@ -55,6 +68,39 @@ def total_sizes(replies: Iterable[Mapping[bytes, bytes]]) -> dict[int, int]:
         for segment, size in reply.items():
             sizes[int(segment)] = sizes.get(int(segment), 0) + int(size)
     return {s: n for s, n in sizes.items() if n}
+
+
+Args = list[Any]  # a script's arguments
+_LOG_MAGIC = b"SSW1"
+
+
+def _log(first: int, runs: list[Args], tail: Args) -> bytes:
+    """A batch's write-ahead log: the header the scripts check (``stream.redis.scripts``), then
+    each run's arguments and the commit's, each item length-prefixed."""
+    parts = [_LOG_MAGIC, first.to_bytes(8, "little", signed=True), len(runs).to_bytes(4, "little")]
+    for args in [*runs, tail]:
+        parts.append(len(args).to_bytes(4, "little"))
+        for item in args:
+            data = item if isinstance(item, bytes) else str(item).encode()
+            parts += [len(data).to_bytes(4, "little"), data]
+    return b"".join(parts)
+
+
+def _unlog(log: bytes) -> tuple[int, list[Args], Args]:
+    """The first offset, runs and commit arguments of a log (``_log``)."""
+    if log[:4] != _LOG_MAGIC:
+        raise DependencyError("redis: a partition's write-ahead log is not segstream's")
+    first = int.from_bytes(log[4:12], "little", signed=True)
+    at, lists = 16, []
+    for _ in range(int.from_bytes(log[12:16], "little") + 1):
+        count, at = int.from_bytes(log[at : at + 4], "little"), at + 4
+        items: Args = []
+        for _ in range(count):
+            size, at = int.from_bytes(log[at : at + 4], "little"), at + 4
+            items.append(log[at : at + size])
+            at += size
+        lists.append(items)
+    return first, lists[:-1], lists[-1]
 
 
 def _framed(items: list[bytes]) -> tuple[bytes, str]:
@@ -74,7 +120,9 @@ class RedisStateStore:
         # The offset each partition's store holds as far as we know: it must not vanish or go
         # back (a failover to a replica that missed our last writes).
         self._saved: dict[Partition, int] = {}
-        self._save = client.register_script(SAVE_SCRIPT)
+        self._wal = client.register_script(WAL_SCRIPT)
+        self._chunk = client.register_script(CHUNK_SCRIPT)
+        self._commit_script = client.register_script(COMMIT_SCRIPT)
         self._load = client.register_script(LOAD_SCRIPT)
         self._labels = client.register_script(LABELS_SCRIPT)
         self._due = client.register_script(DUE_SCRIPT)
@@ -114,6 +162,8 @@ class RedisStateStore:
             raise DependencyError(f"redis: claiming {partition} failed: {exc}") from exc
         self._tokens[partition] = token
         self._buckets[partition] = int(buckets)
+        if self._finish_logged(partition):  # a batch its last writer logged, not committed
+            stored = self.next_offset(partition)
         if stored is None:
             self._saved.pop(partition, None)
             return None
@@ -121,7 +171,9 @@ class RedisStateStore:
         return int(stored)
 
     def load(self, users: Mapping[Partition, Collection[str]]) -> dict[Partition, dict[str, bytes]]:
-        order = [(p, list(names)) for p, names in users.items()]
+        """In scripts of at most ``CHUNK_USERS`` users, so a point read never waits long behind
+        one; each also reads the owner token and offset, and all of them are checked."""
+        order = [(p, chunk) for p, names in users.items() for chunk in _chunks(list(names))]
         try:
             pipe = self._client.pipeline(transaction=False)
             for partition, names in order:
@@ -134,77 +186,163 @@ class RedisStateStore:
             replies: list[Any] = pipe.execute()
         except ERRORS as exc:
             raise DependencyError(f"redis: loading user state failed: {exc}") from exc
-        found: dict[Partition, dict[str, bytes]] = {}
-        lost: list[Partition] = []
-        taken: list[Partition] = []
+        found: dict[Partition, dict[str, bytes]] = {p: {} for p in users}
+        lost: set[Partition] = set()
+        taken: set[Partition] = set()
         for (partition, names), (owner, offset, *values) in zip(order, replies, strict=True):
             saved = self._saved.get(partition)
             if owner is None or (saved is not None and (offset is None or int(offset) < saved)):
-                lost.append(partition)
+                lost.add(partition)
             elif owner.decode() != self._tokens.get(partition):
-                taken.append(partition)
+                taken.add(partition)
             present = [(u, v) for u, v in zip(names, values, strict=True) if v is not None]
             records = expand_many([v for _, v in present])
-            found[partition] = {u: r for (u, _), r in zip(present, records, strict=True)}
+            found[partition].update(zip([u for u, _ in present], records, strict=True))
         if lost:
             raise StateLost(lost)
         if taken:
-            raise PartitionLost(taken)
+            raise PartitionLost(taken - lost)
         return found
 
     def save(self, writes: Mapping[Partition, PartitionWrite]) -> None:
+        """Each partition's batch through its write-ahead log, in runs of at most
+        ``CHUNK_USERS`` users, then committed (``stream.redis.scripts``): two round trips."""
         lost = [p for p in writes if p not in self._tokens]
         order = [(p, w) for p, w in writes.items() if p in self._tokens]
+        plans = {p: self._plan(p, w) for p, w in order}
         try:
             pipe = self._client.pipeline(transaction=False)
             for partition, write in order:
-                keys = [
-                    self.key(partition, suffix)
-                    for suffix in ("owner", "offset", "watermark", "due", "segments", "erasures")
-                ]
-                deltas = [n for pair in write.segment_deltas.items() for n in pair]
-                users = write.users
-                patched = {u: due for u, due in write.dues.items() if u not in users}
-                args: list[Any] = [
-                    self._tokens[partition],
-                    write.first_offset,
-                    write.next_offset,
-                    write.watermark_ms,
-                    self._saved.get(partition, ""),
-                    self.key(partition, "b:"),
-                    self.key(partition, "l:"),
-                    LABEL_SHARE,
-                    ",".join(map(str, deltas)),
-                    *_framed(list(write.audit)),
-                    DUE_AT,
-                    *self._in_buckets(partition, write.deleted),
-                    *_framed([u.encode() for u in write.pending]),
-                    *_framed(list(write.pending.values())),
-                    self._in_buckets(partition, write.pending)[2],
-                    *_framed([u.encode() for u in users]),
-                    *_framed(compact_many(list(users.values()))),
-                    self._in_buckets(partition, users)[2],
-                    *self._in_buckets(partition, patched),
-                    b"".join(d.to_bytes(8, "little", signed=True) for d in patched.values()),
-                ]
-                run_script(self._save, keys, args, pipe)
-            replies = pipe.execute(raise_on_error=False)
+                token, (runs, tail) = self._tokens[partition], plans[partition]
+                log = _log(write.first_offset, runs, tail)
+                expected = self._saved.get(partition, "")
+                keys = [self.key(partition, s) for s in ("owner", "offset", "wal")]
+                run_script(self._wal, keys, [token, write.first_offset, expected, log], pipe)
+                keys = [self.key(partition, s) for s in ("owner", "wal", "due")]
+                for run in runs:
+                    run_script(self._chunk, keys, [token, write.first_offset, *run], pipe)
+            replies = iter(pipe.execute(raise_on_error=False))
         except ERRORS as exc:
             raise DependencyError(f"redis: saving state failed: {exc}") from exc
         vanished: list[Partition] = []
-        for (partition, write), reply in zip(order, replies, strict=True):
-            if isinstance(reply, redis.ResponseError):
-                if str(reply).startswith(("FENCED", "LOST")):
-                    (lost if str(reply).startswith("FENCED") else vanished).append(partition)
-                    self._tokens.pop(partition, None)
-                else:
-                    raise DependencyError(f"redis: saving {partition} failed: {reply}")
-            else:
+        logged: list[Partition] = []
+        for partition, _ in order:
+            first, *rest = [next(replies) for _ in range(1 + len(plans[partition][0]))]
+            failed = [r for r in (first, *rest) if isinstance(r, redis.ResponseError)]
+            if failed and str(failed[0]).startswith(("FENCED", "LOST")):
+                (lost if str(failed[0]).startswith("FENCED") else vanished).append(partition)
+                self._tokens.pop(partition, None)
+            elif failed:
+                raise DependencyError(f"redis: saving {partition} failed: {failed[0]}")
+            elif first == 1:
+                logged.append(partition)
+        self._commit({p: writes[p] for p in logged}, plans)
+        for partition, write in order:
+            if partition in self._tokens:
                 self._saved[partition] = write.next_offset
         if vanished:
             raise StateLost(vanished)
         if lost:
             raise PartitionLost(lost)
+
+    def _plan(self, partition: Partition, write: PartitionWrite) -> tuple[list[Args], Args]:
+        """The batch as the chunk scripts' runs (after the token and first offset), each a few
+        hundred users with all of their changes, and the commit's arguments after those two."""
+        users = write.users
+        patched = {u: due for u, due in write.dues.items() if u not in users}
+        touched = list(dict.fromkeys([*write.deleted, *write.pending, *users, *patched]))
+        run_of = {u: i // CHUNK_USERS for i, u in enumerate(touched)}
+        count = max(1, -(-len(touched) // CHUNK_USERS))
+        removed: list[list[str]] = [[] for _ in range(count)]
+        labeled: list[list[str]] = [[] for _ in range(count)]
+        written: list[list[str]] = [[] for _ in range(count)]
+        kept: list[list[str]] = [[] for _ in range(count)]
+        for lists, names in ((removed, write.deleted), (labeled, write.pending)):
+            for user in names:
+                lists[run_of[user]].append(user)
+        for lists, names in ((written, users), (kept, patched)):
+            for user in names:
+                lists[run_of[user]].append(user)
+        compact = dict(zip(users, compact_many(list(users.values())), strict=True))
+        runs: list[Args] = []
+        for run in range(count):
+            runs.append(
+                [
+                    self.key(partition, "b:"),
+                    self.key(partition, "l:"),
+                    LABEL_SHARE,
+                    DUE_AT,
+                    *self._in_buckets(partition, removed[run]),
+                    *_framed([u.encode() for u in labeled[run]]),
+                    *_framed([write.pending[u] for u in labeled[run]]),
+                    self._in_buckets(partition, labeled[run])[2],
+                    *_framed([u.encode() for u in written[run]]),
+                    *_framed([compact[u] for u in written[run]]),
+                    self._in_buckets(partition, written[run])[2],
+                    *self._in_buckets(partition, kept[run]),
+                    b"".join(patched[u].to_bytes(8, "little", signed=True) for u in kept[run]),
+                ]
+            )
+        deltas = [n for pair in write.segment_deltas.items() for n in pair]
+        tail: Args = [
+            write.next_offset,
+            write.watermark_ms,
+            ",".join(map(str, deltas)),
+            *_framed(list(write.audit)),
+        ]
+        return runs, tail
+
+    def _commit(
+        self,
+        writes: Mapping[Partition, PartitionWrite],
+        plans: Mapping[Partition, tuple[list[Args], Args]],
+    ) -> None:
+        """Step 3 for the partitions whose batch is logged and applied."""
+        if not writes:
+            return
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for partition, write in writes.items():
+                suffixes = ("owner", "offset", "watermark", "segments", "erasures", "wal")
+                keys = [self.key(partition, s) for s in suffixes]
+                args = [self._tokens[partition], write.first_offset, *plans[partition][1]]
+                run_script(self._commit_script, keys, args, pipe)
+            replies = pipe.execute(raise_on_error=False)
+        except ERRORS as exc:
+            raise DependencyError(f"redis: committing saved state failed: {exc}") from exc
+        for partition, reply in zip(writes, replies, strict=True):
+            if isinstance(reply, redis.ResponseError):
+                if str(reply).startswith("FENCED"):
+                    raise PartitionLost([partition])
+                if str(reply).startswith("LOST"):
+                    raise StateLost([partition])
+                raise DependencyError(f"redis: committing {partition} failed: {reply}")
+
+    def _finish_logged(self, partition: Partition) -> bool:
+        """Steps 2 and 3 again from a log a writer left (it died between steps); whether
+        there was one."""
+        try:
+            log: Any = self._client.get(self.key(partition, "wal"))
+        except ERRORS as exc:
+            raise DependencyError(f"redis: reading the log of {partition} failed") from exc
+        if log is None:
+            return False
+        first, runs, tail = _unlog(log)
+        token = self._tokens[partition]
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            keys = [self.key(partition, s) for s in ("owner", "wal", "due")]
+            for run in runs:
+                run_script(self._chunk, keys, [token, first, *run], pipe)
+            suffixes = ("owner", "offset", "watermark", "segments", "erasures", "wal")
+            keys = [self.key(partition, s) for s in suffixes]
+            run_script(self._commit_script, keys, [token, first, *tail], pipe)
+            pipe.execute()
+        except ERRORS as exc:
+            raise DependencyError(
+                f"redis: finishing the logged batch of {partition}: {exc}"
+            ) from exc
+        return True
 
     def next_offset(self, partition: Partition) -> int | None:
         try:
@@ -224,7 +362,9 @@ class RedisStateStore:
         self,
         users: Mapping[Partition, Collection[str]],
     ) -> dict[Partition, dict[str, bytes]]:
-        order = [(p, list(names)) for p, names in users.items() if names]
+        order = [
+            (p, chunk) for p, names in users.items() if names for chunk in _chunks(list(names))
+        ]
         try:
             pipe = self._client.pipeline(transaction=False)
             for partition, names in order:
@@ -236,7 +376,7 @@ class RedisStateStore:
             raise DependencyError(f"redis: loading open labels failed: {exc}") from exc
         found: dict[Partition, dict[str, bytes]] = {p: {} for p in users}
         for (partition, names), values in zip(order, replies, strict=True):
-            found[partition] = {u: v for u, v in zip(names, values, strict=True) if v}
+            found[partition].update((u, v) for u, v in zip(names, values, strict=True) if v)
         return found
 
     def segment_sizes(self, partitions: Collection[Partition]) -> dict[int, int]:

@@ -11,8 +11,9 @@ from operators.features import UserState
 from operators.record import pack_state, unpack_state, with_next_due
 from stream.errors import PartitionLost, StateLost
 from stream.ports import Partition, PartitionWrite, StateStore
+from stream.redis import state_store
 from stream.redis.compact import expand
-from stream.redis.state_store import RedisStateStore, bucket_of
+from stream.redis.state_store import CHUNK_USERS, RedisStateStore, bucket_of
 from stream.twins.state_store import InMemoryStateStore
 from tests.support.servers import store_client, unique
 
@@ -373,3 +374,65 @@ def test_a_scan_returns_every_user_of_the_partition(new_store: Callable[[], Stat
         if cursor == 0:
             break
     assert seen == users and rounds > 1
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
+@pytest.mark.parametrize("runs_done", [0, 1, "all"])
+def test_a_batch_logged_by_a_writer_that_died_is_saved_whole_by_the_next_owner(
+    kind: str, runs_done: int | str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save is logged, applied in runs of users and committed (``stream.redis.scripts``);
+    the writer dies after the log and ``runs_done`` runs: the next owner finishes it, applying
+    what must happen once (sizes, audit) once."""
+    client = store_client(kind)
+    prefix = unique("wal")
+    dying = RedisStateStore(client, prefix, buckets=64)
+    dying.claim(P0)
+    dying.save({P0: PartitionWrite(0, 1, {"old": rec(50, 1)}, 10, {"old": 50})})
+    users = {f"user-{i}": rec(100 + i, 2) for i in range(CHUNK_USERS + 100)}  # two runs
+    write = PartitionWrite(
+        1,
+        9,
+        users,
+        20,
+        {u: 100 + i for i, u in enumerate(users)} | {"old": 70},
+        {3: 2},
+        pending={"user-1": b"L"},
+        deleted=["gone"],
+        audit=[b"erased"],
+    )
+    original = RedisStateStore._commit
+
+    def dies(self: RedisStateStore, *args: object) -> None:
+        raise SystemExit("killed before the commit")
+
+    monkeypatch.setattr(RedisStateStore, "_commit", dies)
+    if runs_done != "all":  # the pipeline reaches Redis only up to the log and some runs
+        runs, tail = dying._plan(P0, write)
+        log = state_store._log(1, runs, tail)
+        keys = [dying.key(P0, s) for s in ("owner", "offset", "wal")]
+        token = dying._tokens[P0]
+        assert dying._wal(keys=keys, args=[token, 1, 1, log]) == 1
+        keys = [dying.key(P0, s) for s in ("owner", "wal", "due")]
+        for run in runs[: int(runs_done)]:
+            dying._chunk(keys=keys, args=[token, 1, *run])
+    else:
+        with pytest.raises(SystemExit):
+            dying.save({P0: write})
+    monkeypatch.setattr(RedisStateStore, "_commit", original)
+    assert dying.next_offset(P0) == 1  # not committed
+
+    heir = RedisStateStore(client, prefix)
+    assert heir.claim(P0) == 9
+    loaded = heir.load({P0: [*users, "old"]})[P0]
+    assert loaded == users | {"old": with_next_due(rec(50, 1), 70)}
+    assert heir.load_pending({P0: list(users)}) == {P0: {"user-1": b"L"}}
+    assert heir.segment_sizes([P0]) == {3: 2} and heir.erasures(P0) == [b"erased"]
+    assert heir.watermark(P0) == 20 and client.get(heir.key(P0, "wal")) is None
+    assert sorted(heir.due_users(P0, 10**6, 10**4)) == sorted([*users, "old"])
+    with pytest.raises(PartitionLost):  # the dead writer's retry, had it lived: fenced
+        dying.save({P0: write})
+    assert heir.segment_sizes([P0]) == {3: 2}
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)

@@ -19,6 +19,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis.asyncio as aredis
+
 from operators.inspection import describe_user
 from operators.record import unpack_state
 from operators.segments import SegmentSnapshot, segment_names, segment_profiles
@@ -29,6 +31,7 @@ from stream.ports import Partition
 from stream.redis.client import ERRORS, AsyncClient, Client
 from stream.redis.compact import expand
 from stream.redis.model_store import RedisModelStore, names_key
+from stream.redis.scripts import USER_SCRIPT
 from stream.redis.state_store import RedisStateStore, bucket_of, total_sizes
 from stream.settings import Settings
 
@@ -86,6 +89,7 @@ class Catalog:
 
     def __post_init__(self) -> None:
         self.tag_definitions = self.settings.tag_definitions
+        self._user_script = self.client.register_script(USER_SCRIPT)
 
     @classmethod
     def connect(cls, settings: Settings) -> Catalog:
@@ -167,11 +171,16 @@ class Catalog:
         partitions, tags, watermark_keys, buckets = self.layout
         if not partitions:
             return None
-        async with self.client.pipeline(transaction=False) as pipe:
-            for tag, watermark_key, count in zip(tags, watermark_keys, buckets, strict=True):
-                pipe.hget(f"{tag}b:{bucket_of(user_id, count)}", user_id)
-                pipe.get(watermark_key)
-            found: list[Any] = await pipe.execute()
+        keys = [f"{tag}b:{bucket_of(user_id, n)}" for tag, n in zip(tags, buckets, strict=True)]
+        found: list[Any] = []
+        if isinstance(self.client, aredis.RedisCluster):  # one slot a script: one a partition
+            async with self.client.pipeline(transaction=False) as pipe:
+                for bucket, watermark in zip(keys, watermark_keys, strict=True):
+                    pipe.execute_command("EVAL", USER_SCRIPT, 2, bucket, watermark, user_id)
+                for reply in await pipe.execute():
+                    found += reply
+        else:  # one round trip, one command: a pipeline's commands cost the API CPU each
+            found = await self._user_script(keys=[*keys, *watermark_keys], args=[user_id])
         records, watermarks = found[::2], found[1::2]
         for partition, packed, watermark in zip(partitions, records, watermarks, strict=True):
             if packed is None:

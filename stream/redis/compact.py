@@ -115,5 +115,16 @@ def expand_many(values: Sequence[bytes]) -> list[bytes]:
 
 
 def expand(value: bytes) -> bytes:
-    """The record one compact form holds."""
-    return expand_many([value])[0]
+    """The record one compact form holds (the API's point read: no array to set up)."""
+    length = value[8]
+    if not length:
+        return value[_HEAD:]
+    words, bitmap = _layout(length)
+    bits = int.from_bytes(value[_HEAD : _HEAD + bitmap], "little")
+    rest = bytearray(4 * words)
+    at = _HEAD + bitmap
+    for word in range(words):
+        if bits >> word & 1:
+            rest[4 * word : 4 * word + 4] = value[at : at + 4]
+            at += 4
+    return bytes(rest[:NEXT_DUE_AT]) + value[:8] + bytes(rest[NEXT_DUE_AT : length - 8])

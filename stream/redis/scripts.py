@@ -35,6 +35,18 @@ local function numbers(text)
 end
 """
 
+# A point read: for each partition (its record bucket's key, then, after all of those, its
+# watermark's key), the user's field in the bucket and the watermark. Reads only, so a replica
+# runs it too. ARGV: the user.
+USER_SCRIPT = """#!lua flags=no-writes
+local found, n = {}, #KEYS / 2
+for i = 1, n do
+  found[2 * i - 1] = redis.call('HGET', KEYS[i], ARGV[1])
+  found[2 * i] = redis.call('GET', KEYS[n + i])
+end
+return found
+"""
+
 # The owner token, the stored offset, and each user's record (false: none).
 # KEYS: owner, offset. ARGV: the prefix of the bucket keys, the users (framed), their buckets.
 LOAD_SCRIPT = (

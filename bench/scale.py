@@ -113,9 +113,11 @@ def count_users(store: RedisStateStore, client: Client, topic: str) -> int:
     return total
 
 
-def measure(population: int, active: int, events: int, client: Client) -> dict[str, Any]:
+def measure(
+    population: int, active: int, events: int, client: Client, buckets: int
+) -> dict[str, Any]:
     prefix = f"scale-{uuid.uuid4().hex[:6]}"
-    settings = Settings(key_prefix=prefix, input_topic="user-events")
+    settings = Settings(key_prefix=prefix, input_topic="user-events", redis_buckets=buckets)
     store = RedisStateStore(client, prefix, settings.redis_buckets)
     messages = bench_messages(2 * events, active)
     before = used_memory(client)
@@ -140,11 +142,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000, help="events per pass")
     parser.add_argument("--url", default=REDIS_URL, help="redis+cluster://... for a cluster")
     parser.add_argument("--out", default="scale.json", help="file name in bench/results/")
+    parser.add_argument(
+        "--buckets", type=int, default=Settings().redis_buckets, help="per partition"
+    )
     args = parser.parse_args()
     client = redis_client(Settings(), args.url)
     rows = []
     for population in (int(p) for p in args.populations.split(",")):
-        row = measure(population, args.active, args.events, client)
+        row = measure(population, args.active, args.events, client, args.buckets)
         rows.append(row)
         print(
             f"{row['users']:>9,} users: {row['cpu_us_per_event']:.1f} CPU us/event, "

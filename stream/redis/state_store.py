@@ -459,7 +459,7 @@ class RedisStateStore:
         """Whole buckets from bucket ``cursor`` on, until about ``count`` users."""
         buckets = self.buckets(partition)
         found: dict[str, bytes] = {}
-        step = max(16, count // 8)  # buckets per round trip, doubled while they are sparse
+        start, step = cursor, 8  # then as many buckets as the users so far say ``count`` needs
         try:
             while cursor < buckets and len(found) < count:
                 upto = min(buckets, cursor + step)
@@ -469,7 +469,9 @@ class RedisStateStore:
                 for reply in pipe.execute():
                     users = [u.decode() for u in reply]
                     found.update(zip(users, expand_many(list(reply.values())), strict=True))
-                cursor, step = upto, min(step * 2, 4096)
+                cursor = upto
+                per_bucket = max(len(found) / (cursor - start), 1 / 64)
+                step = min(max(1, int((count - len(found)) / per_bucket) + 1), 4096)
         except ERRORS as exc:
             raise DependencyError(f"redis: scanning the users of {partition} failed") from exc
         return (0 if cursor >= buckets else cursor), found

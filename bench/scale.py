@@ -114,7 +114,7 @@ def count_users(store: RedisStateStore, client: Client, topic: str) -> int:
 
 
 def measure(
-    population: int, active: int, events: int, client: Client, buckets: int
+    population: int, active: int, events: int, client: Client, buckets: int, frozen: bool
 ) -> dict[str, Any]:
     prefix = f"scale-{uuid.uuid4().hex[:6]}"
     settings = Settings(key_prefix=prefix, input_topic="user-events", redis_buckets=buckets)
@@ -124,6 +124,12 @@ def measure(
     try:
         stream = Pass(settings, client)
         stream.run(messages[:events])
+        # Finish the warm-up's own re-placements (a model that retired segments rescans every
+        # stored user): the dormant copies are of users already in the model's segments.
+        while stream.processor.partitions.reassignments.cursors:
+            stream.processor.reassign_some()
+        if frozen:  # the published model stays: no retired segment rescans the population
+            stream.processor.publisher.training = False
         if population > active:
             add_dormant(store, client, settings.input_topic, population - active)
         cpu = stream.run(messages[events:])
@@ -145,11 +151,17 @@ def main() -> None:
     parser.add_argument(
         "--buckets", type=int, default=Settings().redis_buckets, help="per partition"
     )
+    parser.add_argument(
+        "--frozen",
+        action="store_true",
+        help="no training in the measured pass: event processing alone, without the rescans "
+        "of every stored user that a model retiring a segment starts",
+    )
     args = parser.parse_args()
     client = redis_client(Settings(), args.url)
     rows = []
     for population in (int(p) for p in args.populations.split(",")):
-        row = measure(population, args.active, args.events, client, args.buckets)
+        row = measure(population, args.active, args.events, client, args.buckets, args.frozen)
         rows.append(row)
         print(
             f"{row['users']:>9,} users: {row['cpu_us_per_event']:.1f} CPU us/event, "

@@ -11,11 +11,14 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
+from redis.cluster import ClusterNode
 from redis.retry import Retry
 
-from stream.redis.client import AsyncClient, Client, is_cluster, node_url
+from stream.errors import DependencyError
+from stream.redis.client import ERRORS, AsyncClient, Client, is_cluster, node_url, seed_nodes
 from stream.settings import ConnectionSettings
 
 # Each Kafka security setting's name in librdkafka's configuration and in kafka-python's.
@@ -90,7 +93,11 @@ def redis_client(
     options = {"socket_timeout": timeout_s, **redis_options(settings, url)}
     if is_cluster(url):
         options.update(_cluster_options(timeout_s))
-        return redis.RedisCluster.from_url(node_url(url), **options)
+        nodes = [ClusterNode(host, port) for host, port in seed_nodes(url)[1:]]  # type: ignore[no-untyped-call]
+        try:
+            return redis.RedisCluster.from_url(node_url(url), startup_nodes=nodes, **options)
+        except ERRORS as exc:  # no node named answers: unavailable, not a bug
+            raise DependencyError(f"redis: no node of the cluster answers: {exc}") from exc
     return redis.Redis.from_url(url, **options)
 
 
@@ -101,5 +108,6 @@ def async_redis_client(
     options = {"socket_timeout": timeout_s, **redis_options(settings, url)}
     if is_cluster(url):
         options.update(_cluster_options(timeout_s, asynchronous=True))
-        return aredis.RedisCluster.from_url(node_url(url), **options)
+        nodes = [AsyncClusterNode(host, port) for host, port in seed_nodes(url)[1:]]
+        return aredis.RedisCluster.from_url(node_url(url), startup_nodes=nodes, **options)
     return aredis.Redis.from_url(url, **options)

@@ -70,7 +70,7 @@ class ConnectionSettings:
         "redis://127.0.0.1:6379/0",
         "SEGSTREAM_REDIS_URL",
         "Redis URL for user state and offsets (rediss://: TLS; redis+cluster:// or "
-        "rediss+cluster://: a Redis Cluster, by any one node's address)",
+        "rediss+cluster://: a Redis Cluster, by one or more nodes' addresses, comma-separated)",
     )
     redis_username: str = _setting(
         "", "SEGSTREAM_REDIS_USERNAME", "Redis ACL user (empty: the URL's, or the default user)"

@@ -33,8 +33,25 @@ def is_cluster(url: str) -> bool:
 
 
 def node_url(url: str) -> str:
-    """A cluster URL as the plain URL of its node (what redis-py parses); others unchanged."""
-    return url.replace("+cluster://", "://", 1) if is_cluster(url) else url
+    """A cluster URL as the plain URL of its first node (what redis-py parses); others
+    unchanged."""
+    if not is_cluster(url):
+        return url
+    scheme, rest = url.replace("+cluster://", "://", 1).split("://", 1)
+    credentials, at, hosts = rest.rpartition("@")
+    first, _, path = hosts.partition("/")
+    return f"{scheme}://{credentials}{at}{first.split(',')[0]}" + (f"/{path}" if path else "")
+
+
+def seed_nodes(url: str) -> list[tuple[str, int]]:
+    """The nodes a cluster URL names, ``redis+cluster://10.0.0.5:6379,10.0.0.6:6379``: the
+    client starts from whichever answers, so one node down does not stop a restart."""
+    hosts = url.split("://", 1)[1].rpartition("@")[2].partition("/")[0]
+    nodes = []
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":")
+        nodes.append((name, int(port)) if name else (port, 6379))
+    return nodes
 
 
 def run_script(script: Script, keys: Sequence[Any], args: Sequence[Any], pipe: Any) -> None:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from stream.connections import confluent_options, kafka_python_options, redis_options
+from stream.connections import (
+    confluent_options,
+    kafka_python_options,
+    redis_client,
+    redis_options,
+)
+from stream.errors import DependencyError
+from stream.redis.client import node_url, seed_nodes
 from stream.settings import Settings
 
 SASL_SSL = Settings(
@@ -61,3 +68,15 @@ def test_incomplete_security_settings_are_refused(env: dict[str, str], message: 
 
 def test_secrets_never_show_in_the_settings_repr() -> None:
     assert "s3cr3t-pw" not in repr(SASL_SSL) and "svc" in repr(SASL_SSL)
+
+
+def test_a_cluster_url_names_one_or_more_seed_nodes() -> None:
+    url = "rediss+cluster://app:pw@10.0.0.5:6380,10.0.0.6:6381/0"
+    assert node_url(url) == "rediss://app:pw@10.0.0.5:6380/0"
+    assert seed_nodes(url) == [("10.0.0.5", 6380), ("10.0.0.6", 6381)]
+    assert node_url("redis://h:1/0") == "redis://h:1/0"  # not a cluster: as it is
+
+
+def test_a_cluster_with_no_node_answering_is_unavailable_not_a_crash() -> None:
+    with pytest.raises(DependencyError, match="no node of the cluster answers"):
+        redis_client(Settings(), "redis+cluster://127.0.0.1:1,127.0.0.1:2", timeout_s=1)

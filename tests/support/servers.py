@@ -21,11 +21,16 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
+from stream.connections import redis_client as stream_redis_client
+from stream.errors import DependencyError
+from stream.settings import Settings
+
 KAFKA_BOOTSTRAP = os.environ.get("SEGSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 REDIS_URL = os.environ.get("SEGSTREAM_REDIS_URL", "redis://127.0.0.1:6379/0")
 # The Redis Cluster `scripts/services.sh up` starts beside the standalone Redis.
 CLUSTER_PORT = int(os.environ.get("REDIS_CLUSTER_PORT", "7000"))
-CLUSTER_URL = f"redis+cluster://127.0.0.1:{CLUSTER_PORT}/0"
+# Three of its nodes: a serve restarted while one is down (a killed master) starts from another.
+CLUSTER_URL = "redis+cluster://" + ",".join(f"127.0.0.1:{CLUSTER_PORT + n}" for n in range(3))
 
 
 def missing(what: str, exc: BaseException, hint: str = "start it with `make services-up`") -> None:
@@ -47,9 +52,9 @@ def redis_client() -> redis.Redis:
 def cluster_client() -> RedisCluster:
     """A client of the local Redis Cluster, once all its slots are served."""
     try:
-        client = RedisCluster.from_url(CLUSTER_URL.replace("+cluster", ""), socket_timeout=5)
+        client: Any = stream_redis_client(Settings(), CLUSTER_URL, timeout_s=5)
         client.ping(target_nodes=RedisCluster.ALL_NODES)
-    except (redis.RedisError, RedisClusterException) as exc:
+    except (redis.RedisError, RedisClusterException, DependencyError) as exc:
         missing(f"the Redis Cluster at {CLUSTER_URL}", exc)
         raise
     return client

@@ -278,12 +278,9 @@ def run_api(settings: Settings) -> int:
 
     try:
         check_layout(redis_client(settings), settings.key_prefix, settings.input_topic)
-    except DependencyError as exc:
+    except (DependencyError, LayoutError) as exc:
         print(f"segstream api: cannot start: {exc}", file=sys.stderr)
-        return 69
-    except LayoutError as exc:
-        print(f"segstream api: cannot start: {exc}", file=sys.stderr)
-        return 78
+        return 69 if isinstance(exc, DependencyError) else 78
 
     config = uvicorn.Config(
         create_app(settings),

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from operators.features import UserState
-from operators.record import pack_state, unpack_state
-from operators.segments import SegmentSnapshot
+from operators.record import unpack_state
 from stream.ports import Partition, PartitionWrite
 from stream.redis.client import Client
 from stream.redis.layout import (
@@ -26,29 +24,13 @@ from stream.redis.layout import (
 )
 from stream.redis.model_store import RedisModelStore
 from stream.redis.state_store import RedisStateStore
+from tests.stream.test_model_store_contract import SNAPSHOT
+from tests.stream.test_state_store_contract import rec
 from tests.support.servers import REDIS_URL, PrivateRedis, store_client, unique
-
-SNAPSHOT = SegmentSnapshot(
-    version=5,
-    features=("frequency",),
-    means=(1.0,),
-    stds=(2.0,),
-    centers=((0.5,), (-0.5,)),
-    segment_ids=(4, 7),
-    shares=(0.6, 0.4),
-)
 
 pytestmark = pytest.mark.redis
 TOPIC = "events"
 P0 = Partition(TOPIC, 0)
-
-
-def record(due_ms: int, seq: int) -> bytes:
-    return pack_state(
-        UserState(
-            1, 2, 0, (1, 0, 0, 0, 0, 0), 0, (0.5,) * 12, (4, 5, 0, 0), next_due_ms=due_ms, seq=seq
-        )
-    )
 
 
 def write_unbucketed(client: Client, prefix: str, users: int) -> None:
@@ -60,7 +42,7 @@ def write_unbucketed(client: Client, prefix: str, users: int) -> None:
     client.set(f"{tag}:watermark", 5_000)
     for n in range(users):
         due = 1_000 * (n + 1)
-        client.set(f"{tag}:u:user-{n}", record(due, n), ex=86_400)
+        client.set(f"{tag}:u:user-{n}", rec(due, n), ex=86_400)
         client.zadd(f"{tag}:due", {f"user-{n}": due})
         if n % 4 == 0:
             client.hset(f"{tag}:labels", f"user-{n}", f"labels-{n}")
@@ -118,7 +100,7 @@ def test_the_earlier_layout_is_refused_then_migrated(earlier: tuple[Client, str]
     found = set()
     while batch := states.due_users(P0, 300_000, 100):
         found |= set(batch)
-        states.save({P0: PartitionWrite(120, 120, {u: record(10**9, 0) for u in batch})})
+        states.save({P0: PartitionWrite(120, 120, {u: rec(10**9, 0) for u in batch})})
     assert found == {f"user-{n}" for n in range(300)}
     store = RedisModelStore(client, prefix)
     assert store.load() == (SNAPSHOT, b"trainer-state")
